@@ -1,0 +1,499 @@
+/*
+ * db — the process's PostgreSQL connection: LISTEN plus a FIFO of queries,
+ * all non-blocking (see db.h).
+ */
+#include "db.h"
+#include "log.h"
+#include "xalloc.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NOTIFY_CHANNEL "pgfeed"
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define CONNECT_TIMEOUT_MS 10000
+
+typedef enum db_state {
+    DB_DOWN,       /* no connection; the next attempt is at retry_at_ms */
+    DB_CONNECTING, /* PQconnectPoll in progress; the fd is watched for what it asked */
+    DB_LISTENING,  /* connected; LISTEN is in flight and queries wait behind it */
+    DB_UP,         /* LISTEN done: queries run from the FIFO, notifications flow */
+} db_state;
+
+typedef enum query_kind { QUERY_LISTEN, QUERY_READ, QUERY_PUBLISH, QUERY_PING, QUERY_PRUNE } query_kind;
+
+static const char *const query_sql[] = {
+    [QUERY_LISTEN] = "LISTEN " NOTIFY_CHANNEL,
+    [QUERY_READ] = "SELECT head, oldest, version, event FROM pgfeed.read($1, $2::bigint, $3::int)",
+    [QUERY_PUBLISH] = "SELECT pgfeed.publish($1, $2, $3::jsonb)",
+    [QUERY_PING] = "SELECT 1",
+    [QUERY_PRUNE] = "SELECT pgfeed.prune()",
+};
+
+struct db_query {
+    query_kind kind;
+    db_query *next;
+    int n_params;
+    char *params[3];
+    union {
+        db_read_cb read;
+        db_publish_cb publish;
+        db_ping_cb ping;
+    } cb;
+    void *ctx;
+    bool cancelled;
+};
+
+struct db {
+    event_loop *loop;
+    char *conninfo;
+    db_callbacks callbacks;
+    PGconn *conn;
+    db_state state;
+    event_watch watch;
+    int64_t connect_deadline_ms;
+    int64_t retry_at_ms;
+    int backoff_ms;
+    db_query *queue_head; /* queue_head is in flight when in_flight */
+    db_query *queue_tail;
+    size_t queue_length;
+    bool in_flight;
+    uint64_t queries_sent;
+};
+
+static void db_on_io(void *data, uint32_t events);
+
+db *db_new(event_loop *loop, const char *conninfo, const db_callbacks *callbacks)
+{
+    db *d = xcalloc(1, sizeof *d);
+    d->loop = loop;
+    d->conninfo = xstrdup(conninfo ? conninfo : "");
+    d->callbacks = *callbacks;
+    d->state = DB_DOWN;
+    d->watch.fd = -1;
+    d->watch.handler = db_on_io;
+    d->watch.data = d;
+    d->backoff_ms = BACKOFF_MIN_MS;
+    return d;
+}
+
+static void query_free(db_query *q)
+{
+    for (int i = 0; i < q->n_params; i++)
+        free(q->params[i]);
+    free(q);
+}
+
+static void query_fail(db_query *q, const char *error)
+{
+    if (q->cancelled)
+        return;
+    switch (q->kind) {
+    case QUERY_READ: {
+        db_read_result r = {.ok = false, .error = error};
+        q->cb.read(q->ctx, &r);
+        break;
+    }
+    case QUERY_PUBLISH: {
+        db_publish_result r = {.ok = false, .error = error};
+        q->cb.publish(q->ctx, &r);
+        break;
+    }
+    case QUERY_PING:
+        q->cb.ping(q->ctx, false);
+        break;
+    case QUERY_LISTEN:
+    case QUERY_PRUNE:
+        break;
+    }
+}
+
+static void unwatch(db *d)
+{
+    if (d->watch.fd >= 0)
+        event_loop_unwatch(d->loop, &d->watch);
+    d->watch.fd = -1;
+}
+
+/*
+ * Called whenever the connection is lost or could not be made: every queued
+ * query fails (its caller answers 503 or retries later), the owner hears that
+ * notifications may have been missed, and a reconnect is scheduled.
+ */
+static void db_connection_lost(db *d, const char *why)
+{
+    bool was_up = d->state == DB_UP;
+    log_warn(0, "database connection %s: %s; retrying in %d ms",
+             d->state == DB_CONNECTING ? "failed" : "lost", why, d->backoff_ms);
+    unwatch(d);
+    if (d->conn)
+        PQfinish(d->conn);
+    d->conn = NULL;
+    d->state = DB_DOWN;
+    d->in_flight = false;
+    /* Jitter spreads the reconnects of many pgfeed processes after a server restart. */
+    d->retry_at_ms = clock_now_ms() + d->backoff_ms / 2 + rand() % (d->backoff_ms / 2 + 1);
+    d->backoff_ms = d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d->backoff_ms * 2;
+
+    db_query *q = d->queue_head;
+    d->queue_head = d->queue_tail = NULL;
+    d->queue_length = 0;
+    while (q) {
+        db_query *next = q->next;
+        query_fail(q, "database unavailable");
+        query_free(q);
+        q = next;
+    }
+    if (was_up && d->callbacks.down)
+        d->callbacks.down(d->callbacks.ctx);
+}
+
+static void db_watch_for(db *d, uint32_t events)
+{
+    int fd = PQsocket(d->conn);
+    if (fd != d->watch.fd) {
+        unwatch(d);
+        d->watch.fd = fd;
+        if (fd >= 0 && event_loop_watch(d->loop, &d->watch, events) < 0)
+            d->watch.fd = -1;
+        return;
+    }
+    if (event_loop_modify(d->loop, &d->watch, events) < 0)
+        log_warn(0, "cannot change database fd events");
+}
+
+static void enqueue(db *d, db_query *q, bool front)
+{
+    if (front) {
+        q->next = d->queue_head;
+        d->queue_head = q;
+        if (!d->queue_tail)
+            d->queue_tail = q;
+    } else {
+        if (d->queue_tail)
+            d->queue_tail->next = q;
+        else
+            d->queue_head = q;
+        d->queue_tail = q;
+    }
+    d->queue_length++;
+}
+
+static void db_send_next(db *d)
+{
+    if (d->in_flight || !d->queue_head || d->state == DB_DOWN || d->state == DB_CONNECTING)
+        return;
+    db_query *q = d->queue_head;
+    if (d->state == DB_LISTENING && q->kind != QUERY_LISTEN)
+        return;
+    if (!PQsendQueryParams(d->conn, query_sql[q->kind], q->n_params, NULL,
+                           (const char *const *)q->params, NULL, NULL, 0)) {
+        db_connection_lost(d, PQerrorMessage(d->conn));
+        return;
+    }
+    d->in_flight = true;
+    d->queries_sent++;
+    int flushed = PQflush(d->conn);
+    if (flushed < 0)
+        db_connection_lost(d, PQerrorMessage(d->conn));
+    else
+        db_watch_for(d, EPOLLIN | (flushed ? EPOLLOUT : 0));
+}
+
+static void deliver_read(db_query *q, PGresult *res)
+{
+    int rows = PQntuples(res);
+    db_read_result r = {.ok = true};
+    db_event *events = xcalloc((size_t)rows, sizeof *events);
+    if (rows > 0) {
+        r.head = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        r.oldest = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    }
+    for (int i = 0; i < rows; i++) {
+        if (PQgetisnull(res, i, 2))
+            continue;
+        db_event *e = &events[r.n_events++];
+        e->version = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        e->json = PQgetvalue(res, i, 3);
+        e->json_len = (size_t)PQgetlength(res, i, 3);
+    }
+    r.events = events;
+    q->cb.read(q->ctx, &r);
+    free(events);
+}
+
+static void deliver(db *d, db_query *q, PGresult *res)
+{
+    ExecStatusType status = PQresultStatus(res);
+    bool ok = status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK;
+    if (!ok) {
+        const char *msg = PQresultErrorMessage(res);
+        log_warn(0, "query failed: %s", msg);
+        if (q->kind == QUERY_PUBLISH && !q->cancelled) {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            db_publish_result r = {.ok = false,
+                                   .client_error = state && strncmp(state, "22", 2) == 0,
+                                   .error = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)};
+            q->cb.publish(q->ctx, &r);
+            q->cancelled = true; /* answered */
+        } else {
+            query_fail(q, "database query failed");
+            q->cancelled = true;
+        }
+        return;
+    }
+    if (q->kind == QUERY_LISTEN) {
+        d->state = DB_UP;
+        d->backoff_ms = BACKOFF_MIN_MS;
+        log_info(0, "database connected; listening on \"%s\"", NOTIFY_CHANNEL);
+        return;
+    }
+    if (q->cancelled)
+        return;
+    switch (q->kind) {
+    case QUERY_READ:
+        deliver_read(q, res);
+        break;
+    case QUERY_PUBLISH: {
+        db_publish_result r = {.ok = true, .version = strtoll(PQgetvalue(res, 0, 0), NULL, 10)};
+        q->cb.publish(q->ctx, &r);
+        break;
+    }
+    case QUERY_PING:
+        q->cb.ping(q->ctx, true);
+        break;
+    case QUERY_PRUNE:
+        log_info(0, "pruned %s events", PQntuples(res) ? PQgetvalue(res, 0, 0) : "0");
+        break;
+    case QUERY_LISTEN:
+        break;
+    }
+    q->cancelled = true; /* a statement yields one result we act on */
+}
+
+static void drain_notifications(db *d)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(d->conn)) != NULL) {
+        /* Payload: "<version> <channel>", written by pgfeed.publish(). */
+        char *space = strchr(n->extra, ' ');
+        if (space && d->callbacks.notify) {
+            int64_t version = strtoll(n->extra, NULL, 10);
+            d->callbacks.notify(d->callbacks.ctx, space + 1, version);
+        } else {
+            log_warn(0, "ignoring malformed notification payload \"%.64s\"", n->extra);
+        }
+        PQfreemem(n);
+    }
+}
+
+static void db_read_results(db *d)
+{
+    if (!PQconsumeInput(d->conn)) {
+        db_connection_lost(d, PQerrorMessage(d->conn));
+        return;
+    }
+    while (d->in_flight && !PQisBusy(d->conn)) {
+        PGresult *res = PQgetResult(d->conn);
+        if (!res) {
+            db_query *q = d->queue_head;
+            d->queue_head = q->next;
+            if (!d->queue_head)
+                d->queue_tail = NULL;
+            d->queue_length--;
+            d->in_flight = false;
+            bool was_listen = q->kind == QUERY_LISTEN;
+            query_free(q);
+            if (was_listen && d->state == DB_UP && d->callbacks.up)
+                d->callbacks.up(d->callbacks.ctx);
+            if (d->state == DB_DOWN)
+                return;
+            db_send_next(d);
+            continue;
+        }
+        deliver(d, d->queue_head, res);
+        PQclear(res);
+        if (d->state == DB_DOWN)
+            return;
+    }
+    /* Notifications are delivered between results too; after results keeps order intuitive. */
+    drain_notifications(d);
+    if (PQstatus(d->conn) == CONNECTION_BAD)
+        db_connection_lost(d, PQerrorMessage(d->conn));
+}
+
+static void db_start_listen(db *d)
+{
+    d->state = DB_LISTENING;
+    PQsetnonblocking(d->conn, 1);
+    db_query *q = xcalloc(1, sizeof *q);
+    q->kind = QUERY_LISTEN;
+    enqueue(d, q, true);
+    db_send_next(d);
+}
+
+static void db_continue_connect(db *d)
+{
+    switch (PQconnectPoll(d->conn)) {
+    case PGRES_POLLING_READING:
+        db_watch_for(d, EPOLLIN);
+        break;
+    case PGRES_POLLING_WRITING:
+        db_watch_for(d, EPOLLOUT);
+        break;
+    case PGRES_POLLING_OK:
+        db_start_listen(d);
+        break;
+    default:
+        db_connection_lost(d, PQerrorMessage(d->conn));
+        break;
+    }
+}
+
+static void db_on_io(void *data, uint32_t events)
+{
+    db *d = data;
+    if (d->state == DB_CONNECTING) {
+        db_continue_connect(d);
+        return;
+    }
+    if (d->state == DB_DOWN)
+        return;
+    if (events & EPOLLOUT) {
+        int flushed = PQflush(d->conn);
+        if (flushed < 0) {
+            db_connection_lost(d, PQerrorMessage(d->conn));
+            return;
+        }
+        db_watch_for(d, EPOLLIN | (flushed ? EPOLLOUT : 0));
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        db_read_results(d);
+}
+
+void db_tick(db *d, int64_t now_ms)
+{
+    if (d->state == DB_CONNECTING && now_ms > d->connect_deadline_ms) {
+        db_connection_lost(d, "timed out");
+        return;
+    }
+    if (d->state != DB_DOWN || now_ms < d->retry_at_ms)
+        return;
+    d->conn = PQconnectStart(d->conninfo);
+    if (!d->conn || PQstatus(d->conn) == CONNECTION_BAD) {
+        d->state = DB_CONNECTING;
+        db_connection_lost(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
+        return;
+    }
+    d->state = DB_CONNECTING;
+    d->connect_deadline_ms = now_ms + CONNECT_TIMEOUT_MS;
+    db_continue_connect(d);
+}
+
+bool db_is_up(const db *d)
+{
+    return d->state == DB_UP;
+}
+
+int64_t db_retry_after_ms(const db *d, int64_t now_ms)
+{
+    if (d->state == DB_UP)
+        return 0;
+    if (d->state != DB_DOWN || d->retry_at_ms <= now_ms)
+        return BACKOFF_MIN_MS;
+    return d->retry_at_ms - now_ms;
+}
+
+uint64_t db_queries_sent(const db *d)
+{
+    return d->queries_sent;
+}
+
+size_t db_queue_length(const db *d)
+{
+    return d->queue_length;
+}
+
+static db_query *db_submit(db *d, query_kind kind, int n_params, char **params, void *ctx)
+{
+    if (d->state != DB_UP && d->state != DB_LISTENING && d->state != DB_CONNECTING) {
+        for (int i = 0; i < n_params; i++)
+            free(params[i]);
+        return NULL;
+    }
+    db_query *q = xcalloc(1, sizeof *q);
+    q->kind = kind;
+    q->n_params = n_params;
+    for (int i = 0; i < n_params; i++)
+        q->params[i] = params[i];
+    q->ctx = ctx;
+    enqueue(d, q, false);
+    db_send_next(d);
+    return q;
+}
+
+static char *format_int(int64_t value)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%lld", (long long)value);
+    return xstrdup(text);
+}
+
+db_query *db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb, void *ctx)
+{
+    char *params[3] = {xstrdup(channel), format_int(after), format_int(limit)};
+    db_query *q = db_submit(d, QUERY_READ, 3, params, ctx);
+    if (q)
+        q->cb.read = cb;
+    return q;
+}
+
+db_query *db_publish(db *d, const char *channel, const char *type, const char *data_json,
+                     db_publish_cb cb, void *ctx)
+{
+    char *params[3] = {xstrdup(channel), xstrdup(type), xstrdup(data_json)};
+    db_query *q = db_submit(d, QUERY_PUBLISH, 3, params, ctx);
+    if (q)
+        q->cb.publish = cb;
+    return q;
+}
+
+db_query *db_ping(db *d, db_ping_cb cb, void *ctx)
+{
+    db_query *q = db_submit(d, QUERY_PING, 0, NULL, ctx);
+    if (q)
+        q->cb.ping = cb;
+    return q;
+}
+
+void db_prune(db *d)
+{
+    if (d->state == DB_UP)
+        db_submit(d, QUERY_PRUNE, 0, NULL, NULL);
+}
+
+void db_query_cancel(db_query *q)
+{
+    if (q)
+        q->cancelled = true;
+}
+
+void db_free(db *d)
+{
+    if (!d)
+        return;
+    unwatch(d);
+    if (d->conn)
+        PQfinish(d->conn);
+    db_query *q = d->queue_head;
+    while (q) {
+        db_query *next = q->next;
+        query_free(q);
+        q = next;
+    }
+    free(d->conninfo);
+    free(d);
+}

@@ -1,0 +1,42 @@
+/*
+ * event_loop — the one thread's epoll loop.
+ *
+ * Every fd pgfeed waits on (listen socket, FastCGI connections, the database
+ * connection, the signal pipe) is watched here. Objects embed an event_watch
+ * so watching allocates nothing; the loop calls the watch's handler with the
+ * epoll events that fired.
+ */
+#ifndef PGFEED_EVENT_LOOP_H
+#define PGFEED_EVENT_LOOP_H
+
+#include <stdint.h>
+#include <sys/epoll.h>
+
+typedef struct event_loop event_loop;
+
+typedef struct event_watch {
+    int fd;
+    uint32_t events; /* what is currently registered */
+    void (*handler)(void *data, uint32_t events);
+    void *data;
+} event_watch;
+
+event_loop *event_loop_new(void);
+void event_loop_free(event_loop *loop);
+
+/* Registers w->fd for events; w must stay put until unwatched. */
+int event_loop_watch(event_loop *loop, event_watch *w, uint32_t events)
+    __attribute__((warn_unused_result));
+/* Changes the registered events; does nothing when they are unchanged. */
+int event_loop_modify(event_loop *loop, event_watch *w, uint32_t events)
+    __attribute__((warn_unused_result));
+/* Forgets w (call before closing its fd). */
+void event_loop_unwatch(event_loop *loop, event_watch *w);
+
+/* Waits up to timeout_ms (-1: forever) and dispatches what fired. */
+void event_loop_run_once(event_loop *loop, int timeout_ms);
+
+/* Monotonic milliseconds, for deadlines and latency. */
+int64_t clock_now_ms(void);
+
+#endif

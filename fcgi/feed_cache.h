@@ -1,0 +1,88 @@
+/*
+ * feed_cache — what this process knows about each channel it serves.
+ *
+ * For every channel a client asked about: the head and oldest version and a
+ * ring of the most recent events (as the JSON PostgreSQL built), plus the list
+ * of subscribers (held long polls and SSE streams) waiting for it to move.
+ *
+ * A channel is *known* once a read done while LISTEN was in place told us its
+ * head; from then on every NOTIFY for it triggers exactly one read of the new
+ * events, which all its subscribers share. So polls and wake-ups of hot
+ * channels never touch PostgreSQL, and one publish costs one query per
+ * process however many clients wait. When the database connection drops,
+ * every channel becomes unknown again (notifications may have been missed);
+ * on reconnect, channels with subscribers are re-read and woken if they moved.
+ */
+#ifndef PGFEED_FEED_CACHE_H
+#define PGFEED_FEED_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+
+typedef struct feed_cache feed_cache;
+typedef struct feed_channel feed_channel;
+
+typedef struct feed_event {
+    int64_t version;
+    size_t json_len;
+    char json[]; /* NUL-terminated */
+} feed_event;
+
+/*
+ * Embedded in whatever waits on a channel. wake runs when the channel became
+ * known, moved, or failed to load (then feed_channel_known is false).
+ */
+typedef struct feed_subscriber {
+    struct feed_subscriber *prev, *next;
+    feed_channel *channel;
+    void (*wake)(struct feed_subscriber *s);
+} feed_subscriber;
+
+typedef struct feed_cache_limits {
+    size_t ring_events;  /* recent events kept per channel */
+    size_t ring_bytes;   /* and at most this many bytes of them */
+    int read_batch;      /* events per catch-up query */
+    int64_t idle_ms;     /* a channel nobody used for this long is forgotten */
+} feed_cache_limits;
+
+feed_cache *feed_cache_new(db *d, const feed_cache_limits *limits);
+void feed_cache_free(feed_cache *c);
+
+/* Finds or creates the channel's entry (creating queries nothing). */
+feed_channel *feed_cache_channel(feed_cache *c, const char *name);
+
+/* Database events, forwarded by the server. */
+void feed_cache_on_notify(feed_cache *c, const char *name, int64_t version);
+void feed_cache_on_db_up(feed_cache *c);
+void feed_cache_on_db_down(feed_cache *c);
+/* Forgets idle channels; call now and then. */
+void feed_cache_sweep(feed_cache *c, int64_t now_ms);
+size_t feed_cache_channel_count(const feed_cache *c);
+uint64_t feed_cache_hits(const feed_cache *c);
+uint64_t feed_cache_misses(const feed_cache *c);
+
+const char *feed_channel_name(const feed_channel *ch);
+bool feed_channel_known(const feed_channel *ch);
+/*
+ * Makes the channel known if it is not and no load is under way: reads from
+ * after_hint (a subscriber's cursor, so its events arrive with the head).
+ * Returns false when the database is down (nothing was started); while it is
+ * connecting the read waits in its queue.
+ */
+bool feed_channel_load(feed_channel *ch, int64_t after_hint);
+int64_t feed_channel_head(const feed_channel *ch);
+int64_t feed_channel_oldest(const feed_channel *ch);
+/* True when the events after cursor up to the head are all in memory. */
+bool feed_channel_covers(const feed_channel *ch, int64_t cursor);
+/* The event with this version, which must be covered. */
+const feed_event *feed_channel_event(const feed_channel *ch, int64_t version);
+
+void feed_channel_subscribe(feed_channel *ch, feed_subscriber *s);
+/* Safe to call on a subscriber that is not subscribed. */
+void feed_channel_unsubscribe(feed_subscriber *s);
+size_t feed_channel_subscriber_count(const feed_channel *ch);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * feed_format — header blocks, poll bodies and SSE frames (see feed_format.h).
+ */
+#include "feed_format.h"
+#include "problem.h"
+
+#include <inttypes.h>
+
+void feed_format_head(buf *out, int status, const char *content_type)
+{
+    buf_printf(out, "Status: %d %s\r\n", status, http_status_reason(status));
+    if (content_type)
+        buf_printf(out, "Content-Type: %s\r\n", content_type);
+    /* Answers change with every publish: caches must revalidate, never reuse blindly. */
+    buf_append_str(out, "Cache-Control: no-cache\r\n");
+}
+
+void feed_format_header(buf *out, const char *name, const char *value)
+{
+    buf_printf(out, "%s: %s\r\n", name, value);
+}
+
+void feed_format_end_head(buf *out)
+{
+    buf_append_str(out, "\r\n");
+}
+
+static void append_events(buf *out, const feed_view *v, bool *first)
+{
+    for (size_t i = 0; i < v->n_events; i++) {
+        if (!*first)
+            buf_append(out, ",", 1);
+        *first = false;
+        buf_append(out, v->events[i], v->event_lens[i]);
+    }
+}
+
+void feed_format_poll_body(buf *out, const feed_view *views, size_t n_views, bool several,
+                           const char *cursor)
+{
+    bool first = true;
+    if (!several) {
+        const feed_view *v = &views[0];
+        buf_printf(out, "{\"channel\":\"%s\",\"head\":%" PRId64 ",\"oldest\":%" PRId64 ",\"events\":[",
+                   v->channel, v->head, v->oldest);
+        append_events(out, v, &first);
+        buf_printf(out, "],\"more\":%s,\"cursor\":\"%s\"}", v->more ? "true" : "false", cursor);
+        return;
+    }
+    buf_append_str(out, "{\"channels\":{");
+    for (size_t i = 0; i < n_views; i++)
+        buf_printf(out, "%s\"%s\":{\"head\":%" PRId64 ",\"oldest\":%" PRId64 ",\"more\":%s}",
+                   i ? "," : "", views[i].channel, views[i].head, views[i].oldest,
+                   views[i].more ? "true" : "false");
+    buf_append_str(out, "},\"events\":[");
+    for (size_t i = 0; i < n_views; i++)
+        append_events(out, &views[i], &first);
+    buf_printf(out, "],\"cursor\":\"%s\"}", cursor);
+}
+
+void feed_format_sse_event(buf *out, const char *id, const char *event_name, const char *data,
+                           size_t data_len)
+{
+    if (id)
+        buf_printf(out, "id: %s\n", id);
+    if (event_name)
+        buf_printf(out, "event: %s\n", event_name);
+    buf_append_str(out, "data: ");
+    buf_append(out, data, data_len);
+    buf_append_str(out, "\n\n");
+}
+
+void feed_format_sse_comment(buf *out, const char *text)
+{
+    buf_printf(out, ": %s\n\n", text);
+}
+
+void feed_format_sse_retry(buf *out, int retry_ms)
+{
+    buf_printf(out, "retry: %d\n\n", retry_ms);
+}

@@ -1,0 +1,48 @@
+/*
+ * feed_format — the bytes of feed answers: CGI header blocks, the JSON body
+ * of a poll, and SSE frames.
+ *
+ * Event JSON is built once by PostgreSQL (pgfeed.read) and only concatenated
+ * here, so an event delivered to 8,000 clients is never re-encoded. Channel
+ * names are validated to a JSON-safe alphabet before they get this far.
+ */
+#ifndef PGFEED_FEED_FORMAT_H
+#define PGFEED_FEED_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+typedef struct feed_view {
+    const char *channel;
+    int64_t head;
+    int64_t oldest;
+    bool more;
+    size_t n_events;
+    const char *const *events; /* event JSON texts */
+    const size_t *event_lens;
+} feed_view;
+
+/* "Status: 200 OK\r\nContent-Type: ...\r\n" and the headers every answer carries. */
+void feed_format_head(buf *out, int status, const char *content_type);
+void feed_format_header(buf *out, const char *name, const char *value);
+/* Ends the header block. */
+void feed_format_end_head(buf *out);
+
+/*
+ * One channel: {"channel","head","oldest","events":[...],"more","cursor"}.
+ * Several: {"channels":{name:{"head","oldest","more"}},"events":[...],"cursor"}.
+ */
+void feed_format_poll_body(buf *out, const feed_view *views, size_t n_views, bool several,
+                           const char *cursor);
+
+/* "id: <id>\n[event: <name>\n]data: <data>\n\n"; data must hold no newline. */
+void feed_format_sse_event(buf *out, const char *id, const char *event_name, const char *data,
+                           size_t data_len);
+/* A comment line, which EventSource ignores: keeps proxies from timing out. */
+void feed_format_sse_comment(buf *out, const char *text);
+void feed_format_sse_retry(buf *out, int retry_ms);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * metrics — the process's counters and gauges, rendered for Prometheus.
+ *
+ * Plain fields bumped where things happen; /_metrics renders them with the
+ * values only other modules know (cache, database) passed in at render time.
+ */
+#ifndef PGFEED_METRICS_H
+#define PGFEED_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+typedef struct metrics {
+    uint64_t requests_poll;
+    uint64_t requests_long_poll;
+    uint64_t requests_sse;
+    uint64_t requests_other;
+    uint64_t responses_2xx;
+    uint64_t responses_304;
+    uint64_t responses_4xx;
+    uint64_t responses_5xx;
+    uint64_t events_delivered;
+    uint64_t notifications;
+    uint64_t departed_clients;
+    uint64_t slow_streams_ended;
+    uint64_t held_rejected;
+    size_t held_now; /* long polls and streams */
+} metrics;
+
+typedef struct metrics_snapshot {
+    bool db_up;
+    uint64_t db_queries;
+    size_t db_queue;
+    size_t channels_cached;
+    uint64_t cache_hits;
+    uint64_t cache_misses;
+} metrics_snapshot;
+
+void metrics_count_status(metrics *m, int status);
+void metrics_render(const metrics *m, const metrics_snapshot *s, buf *out);
+
+#endif

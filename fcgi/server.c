@@ -1,0 +1,183 @@
+/*
+ * server — the process's event loop and its three modes: CGI, FastCGI on an
+ * inherited socket, FastCGI daemon on --listen (see server.h).
+ */
+#include "server.h"
+#include "db.h"
+#include "event_loop.h"
+#include "fcgi_io.h"
+#include "feed_cache.h"
+#include "log.h"
+#include "metrics.h"
+#include "request.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TICK_MS 100              /* deadlines and heartbeats are checked this often */
+#define ACCEPTS_PER_TURN 64      /* so a burst of connections cannot starve held requests */
+#define CACHE_SWEEP_MS 5000
+#define SHUTDOWN_GRACE_MS 5000
+#define LISTEN_BACKLOG 1024
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct server {
+    const pgfeed_config *cfg;
+    event_loop *loop;
+    db *database;
+    feed_cache *cache;
+    metrics stats;
+    request_registry requests;
+    event_watch listener;
+} server;
+
+static void server_on_db_up(void *ctx)
+{
+    server *s = ctx;
+    feed_cache_on_db_up(s->cache);
+}
+
+static void server_on_db_down(void *ctx)
+{
+    server *s = ctx;
+    feed_cache_on_db_down(s->cache);
+}
+
+static void server_on_notify(void *ctx, const char *channel, int64_t version)
+{
+    server *s = ctx;
+    s->stats.notifications++;
+    feed_cache_on_notify(s->cache, channel, version);
+}
+
+static void server_on_listener(void *data, uint32_t events)
+{
+    server *s = data;
+    for (int i = 0; i < ACCEPTS_PER_TURN; i++) {
+        bool would_block = false;
+        fcgi_conn *conn = fcgi_io_accept(s->listener.fd, (size_t)s->cfg->max_body, &would_block);
+        if (!conn) {
+            if (would_block)
+                return;
+            continue; /* a broken connection; others may be waiting */
+        }
+        request_start(&s->requests, conn);
+    }
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    /* After FCGX_Init, which installs its own SIGTERM handler that only sets a private flag. */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a departed server shows as EPIPE on write */
+}
+
+static int server_open_listener(server *s)
+{
+    int fd;
+    if (s->cfg->listen) {
+        fd = fcgi_io_listen(s->cfg->listen, LISTEN_BACKLOG);
+        if (fd < 0)
+            return -1;
+        log_info(0, "listening on %s", s->cfg->listen);
+    } else {
+        fd = 0;
+        if (fcgi_io_prepare_listener(fd) < 0)
+            return -1;
+    }
+    s->listener = (event_watch){.fd = fd, .handler = server_on_listener, .data = s};
+    return event_loop_watch(s->loop, &s->listener, EPOLLIN);
+}
+
+static void server_free(server *s)
+{
+    request_reap(&s->requests);
+    feed_cache_free(s->cache);
+    db_free(s->database);
+    event_loop_free(s->loop);
+}
+
+int server_run(const pgfeed_config *cfg)
+{
+    if (fcgi_io_init() < 0)
+        return 1;
+    install_signals();
+    bool cgi = !cfg->listen && !fcgi_io_is_fastcgi();
+
+    server s;
+    memset(&s, 0, sizeof s);
+    s.cfg = cfg;
+    s.loop = event_loop_new();
+    if (!s.loop)
+        return 1;
+    db_callbacks callbacks = {.ctx = &s,
+                              .up = server_on_db_up,
+                              .down = server_on_db_down,
+                              .notify = server_on_notify};
+    s.database = db_new(s.loop, cfg->db, &callbacks);
+    feed_cache_limits limits = {.ring_events = (size_t)cfg->ring_events,
+                                .ring_bytes = (size_t)cfg->ring_bytes,
+                                .read_batch = cfg->max_limit,
+                                .idle_ms = 60000};
+    s.cache = feed_cache_new(s.database, &limits);
+    s.requests = (request_registry){.loop = s.loop,
+                                    .cache = s.cache,
+                                    .database = s.database,
+                                    .cfg = cfg,
+                                    .stats = &s.stats};
+    s.listener.fd = -1;
+
+    int64_t now = clock_now_ms();
+    db_tick(s.database, now);
+    if (cgi) {
+        request_start(&s.requests, fcgi_io_cgi((size_t)cfg->max_body));
+    } else if (server_open_listener(&s) < 0) {
+        server_free(&s);
+        return 1;
+    }
+
+    int64_t last_cache_sweep = now, last_prune = now, stop_deadline = 0;
+    while (true) {
+        event_loop_run_once(s.loop, TICK_MS);
+        now = clock_now_ms();
+        db_tick(s.database, now);
+        request_sweep(&s.requests, now);
+        if (stop_requested && !stop_deadline) {
+            log_info(0, "stopping: answering %zu held requests", s.requests.n_active);
+            if (s.listener.fd >= 0)
+                event_loop_unwatch(s.loop, &s.listener);
+            request_shutdown(&s.requests);
+            stop_deadline = now + SHUTDOWN_GRACE_MS;
+        }
+        if (now - last_cache_sweep >= CACHE_SWEEP_MS) {
+            feed_cache_sweep(s.cache, now);
+            last_cache_sweep = now;
+        }
+        if (cfg->prune_interval && !cgi && now - last_prune >= (int64_t)cfg->prune_interval * 1000) {
+            db_prune(s.database);
+            last_prune = now;
+        }
+        request_reap(&s.requests);
+        if (cgi && s.requests.n_active == 0)
+            break;
+        if (stop_deadline && (s.requests.n_active == 0 || now >= stop_deadline))
+            break;
+    }
+    server_free(&s);
+    return 0;
+}
