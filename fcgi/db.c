@@ -62,6 +62,7 @@ struct db {
     size_t queue_length;
     bool in_flight;
     uint64_t queries_sent;
+    bool ever_up;
 };
 
 static void db_on_io(void *data, uint32_t events);
@@ -248,7 +249,10 @@ static void deliver(db *d, db_query *q, PGresult *res)
     if (q->kind == QUERY_LISTEN) {
         d->state = DB_UP;
         d->backoff_ms = BACKOFF_MIN_MS;
-        log_info(0, "database connected; listening on \"%s\"", NOTIFY_CHANNEL);
+        /* Every CGI request connects: only reconnections are worth a line at info. */
+        log_msg(d->ever_up ? LOG_INFO : LOG_DEBUG, 0, "database connected; listening on \"%s\"",
+                NOTIFY_CHANNEL);
+        d->ever_up = true;
         return;
     }
     if (q->cancelled)

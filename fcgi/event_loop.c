@@ -41,7 +41,9 @@ int event_loop_watch(event_loop *loop, event_watch *w, uint32_t events)
 {
     struct epoll_event ev = {.events = events, .data.ptr = w};
     if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, w->fd, &ev) < 0) {
-        log_error(0, "epoll_ctl(ADD, fd %d): %s", w->fd, strerror(errno));
+        /* EPERM: a regular file (CGI output redirected), which needs no watching. */
+        if (errno != EPERM)
+            log_error(0, "epoll_ctl(ADD, fd %d): %s", w->fd, strerror(errno));
         return -1;
     }
     w->events = events;
