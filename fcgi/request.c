@@ -193,8 +193,9 @@ static void request_respond(request *r, int status, const char *content_type,
     request_flush(r);
 }
 
-/* Answers with a problem+json body; extra members may be NULL. */
-static void request_fail(request *r, int status, const char *detail, json_object *extra)
+/* Answers with a problem+json body; extra members and allow may be NULL. */
+static void request_fail_allow(request *r, int status, const char *detail, json_object *extra,
+                               const char *allow)
 {
     buf body = BUF_INIT;
     problem_body(&body, status, detail, extra);
@@ -202,14 +203,19 @@ static void request_fail(request *r, int status, const char *detail, json_object
     if (status == 503) {
         int64_t ms = db_retry_after_ms(r->reg->database, clock_now_ms());
         buf_printf(&headers, "Retry-After: %" PRId64 "\r\n", ms / 1000 + 1);
-    } else if (status == 405) {
-        buf_append_str(&headers, "Allow: GET, HEAD, POST\r\n");
+    } else if (allow) {
+        buf_printf(&headers, "Allow: %s\r\n", allow);
     }
     if (status >= 500)
         log_warn(r->id, "%d: %s", status, detail);
     request_respond(r, status, "application/problem+json", headers.data, body.data, body.len);
     buf_free(&body);
     buf_free(&headers);
+}
+
+static void request_fail(request *r, int status, const char *detail, json_object *extra)
+{
+    request_fail_allow(r, status, detail, extra, NULL);
 }
 
 static void request_fail_unavailable(request *r)
@@ -803,7 +809,7 @@ void request_start(request_registry *reg, fcgi_conn *conn)
     feed_error err;
     if (feed_request_parse(conn_param, conn, &limits, &r->fr, &err) < 0) {
         fcgi_conn_drop_params(conn);
-        request_fail(r, err.status, err.detail, NULL);
+        request_fail_allow(r, err.status, err.detail, NULL, err.allow);
         return;
     }
     if (reg->shutting_down) {
