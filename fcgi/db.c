@@ -15,6 +15,8 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 10000
+/* A statement this slow means a hung connection (pgfeed's statements are index lookups). */
+#define QUERY_TIMEOUT_MS 30000
 
 typedef enum db_state {
     DB_DOWN,       /* no connection; the next attempt is at retry_at_ms */
@@ -61,6 +63,7 @@ struct db {
     db_query *queue_tail;
     size_t queue_length;
     bool in_flight;
+    int64_t sent_at_ms;
     uint64_t queries_sent;
     bool ever_up;
 };
@@ -196,6 +199,7 @@ static void db_send_next(db *d)
         return;
     }
     d->in_flight = true;
+    d->sent_at_ms = clock_now_ms();
     d->queries_sent++;
     int flushed = PQflush(d->conn);
     if (flushed < 0)
@@ -382,6 +386,10 @@ void db_tick(db *d, int64_t now_ms)
 {
     if (d->state == DB_CONNECTING && now_ms > d->connect_deadline_ms) {
         db_connection_lost(d, "timed out");
+        return;
+    }
+    if (d->in_flight && now_ms - d->sent_at_ms > QUERY_TIMEOUT_MS) {
+        db_connection_lost(d, "a statement got no answer in time");
         return;
     }
     if (d->state != DB_DOWN || now_ms < d->retry_at_ms)

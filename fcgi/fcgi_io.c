@@ -310,13 +310,14 @@ bool fcgi_conn_peer_closed(fcgi_conn *conn)
         return true; /* only asked after the fd reported a hangup */
     /* The server may still have unread FCGI_STDIN records queued; skip them to find EOF. */
     char scratch[512];
-    for (;;) {
+    for (int i = 0; i < 64; i++) {
         ssize_t n = recv(conn->fd, scratch, sizeof scratch, MSG_DONTWAIT);
         if (n == 0)
             return true;
         if (n < 0)
             return !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
     }
+    return false; /* still sending: not a hangup we can see yet */
 }
 
 void fcgi_conn_close(fcgi_conn *conn)

@@ -225,7 +225,7 @@ void feed_cache_on_db_up(feed_cache *c)
     lh_foreach_safe(c->channels, e, tmp)
     {
         feed_channel *ch = (feed_channel *)lh_entry_v(e);
-        if (ch->n_subscribers == 0) {
+        if (ch->n_subscribers == 0 && !ch->loading) {
             lh_table_delete_entry(c->channels, e);
             continue;
         }

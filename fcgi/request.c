@@ -547,18 +547,10 @@ static void stream_reset(request *r, subscription *s, const sub_source *src, buf
  * stopping at the high-water mark so a slow reader's memory stays bounded; the
  * rest follows when the socket drains (request_on_io pumps again).
  */
-static void stream_pump(request *r)
+static void stream_write_ready(request *r, size_t high_water)
 {
-    if (r->state != REQ_STREAMING)
-        return;
-    size_t high_water = (size_t)r->reg->cfg->max_buffered / 2;
     buf frames = BUF_INIT, id = BUF_INIT;
-    int ready = subs_prepare(r);
-    /* ids name every channel's cursor, so wait until all are resolved */
-    for (size_t i = 0; i < r->n_subs; i++)
-        if (r->subs[i].cursor == CURSOR_NOW)
-            ready = 0;
-    for (size_t i = 0; i < r->n_subs && ready != 0; i++) {
+    for (size_t i = 0; i < r->n_subs; i++) {
         subscription *s = &r->subs[i];
         if (s->query || (!s->hist && !feed_channel_covers(s->node.channel, s->cursor)))
             continue;
@@ -583,23 +575,44 @@ static void stream_pump(request *r)
     stream_send(r, &frames);
     buf_free(&frames);
     buf_free(&id);
-    if (r->state != REQ_STREAMING)
-        return;
-    if (fcgi_conn_pending(r->conn) >= high_water) {
-        if (!r->backlogged_since_ms)
-            r->backlogged_since_ms = clock_now_ms();
-        return;
+}
+
+/*
+ * Writes every event the stream's subscriptions can serve, oldest first,
+ * stopping at the high-water mark so a slow reader's memory stays bounded; the
+ * rest follows when the socket drains (request_on_io pumps again). A
+ * subscription still behind afterwards (a history page consumed) reads on;
+ * the rounds are bounded so one stream cannot monopolise a turn.
+ */
+static void stream_pump(request *r)
+{
+    size_t high_water = (size_t)r->reg->cfg->max_buffered / 2;
+    for (int round = 0; round < 4 && r->state == REQ_STREAMING; round++) {
+        int ready = subs_prepare(r);
+        /* ids name every channel's cursor, so nothing is written until all are resolved */
+        for (size_t i = 0; i < r->n_subs; i++)
+            if (r->subs[i].cursor == CURSOR_NOW)
+                ready = 0;
+        if (ready == 0)
+            return;
+        stream_write_ready(r, high_water);
+        if (r->state != REQ_STREAMING)
+            return;
+        if (fcgi_conn_pending(r->conn) >= high_water) {
+            if (!r->backlogged_since_ms)
+                r->backlogged_since_ms = clock_now_ms();
+            return;
+        }
+        bool behind = false;
+        for (size_t i = 0; i < r->n_subs; i++) {
+            subscription *s = &r->subs[i];
+            if (!s->query && !s->hist && feed_channel_known(s->node.channel) &&
+                s->cursor < feed_channel_head(s->node.channel))
+                behind = true;
+        }
+        if (!behind)
+            return;
     }
-    /* Anything still behind (a history page consumed, the cache moved on) is read now. */
-    bool behind = false;
-    for (size_t i = 0; i < r->n_subs; i++) {
-        subscription *s = &r->subs[i];
-        if (!s->query && !s->hist && s->cursor != CURSOR_NOW &&
-            feed_channel_known(s->node.channel) && s->cursor < feed_channel_head(s->node.channel))
-            behind = true;
-    }
-    if (behind && subs_prepare(r) == 1)
-        stream_pump(r);
 }
 
 static void stream_end(request *r)
