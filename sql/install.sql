@@ -1,0 +1,60 @@
+-- install.sql — installs or upgrades pgfeed in the current database.
+--
+--     psql -v ON_ERROR_STOP=1 -f sql/install.sql          (add -d, -h, ... as usual)
+--
+-- This is the only file to run; it pulls in the others with \ir (so it needs
+-- psql 10 or later). Running it again changes nothing, and two sessions running
+-- it at once are serialized, so deploy scripts may run it unconditionally.
+--
+-- How it stays idempotent:
+--   * Everything happens in one transaction: a failure leaves the database as
+--     it was.
+--   * An advisory lock (key 1885824613, 1; 1885824613 is 'pgfe' in ASCII) makes
+--     a second concurrent install wait; it then sees the first one's work.
+--   * Tables, indexes and other stateful objects are created by numbered
+--     migrations in migrations/. pgfeed.schema_version records each one applied;
+--     a migration runs only when its number is missing there.
+--   * Functions live in one file per job and are re-created with CREATE OR
+--     REPLACE on every run, which leaves them as they were when nothing changed.
+--
+-- Adding a migration: write migrations/NNNN_what.sql (it must end by inserting
+-- its row into pgfeed.schema_version), add an \if block for it below, and raise
+-- pgfeed_schema_version. If it changes a function's signature or return type,
+-- DROP the old function there: the function files only CREATE OR REPLACE.
+
+\set ON_ERROR_STOP 1
+-- The newest migration this file knows.
+\set pgfeed_schema_version 1
+
+BEGIN ISOLATION LEVEL READ COMMITTED;
+-- Keep re-runs quiet: "already exists, skipping" notices are expected.
+SET LOCAL client_min_messages = warning;
+DO $$ BEGIN PERFORM pg_advisory_xact_lock(1885824613, 1); END $$;
+
+\ir bootstrap.sql
+
+-- Refuse to downgrade: older function files would replace newer ones.
+SELECT coalesce(max(version), 0) > :pgfeed_schema_version AS pgfeed_too_new
+  FROM pgfeed.schema_version \gset
+\if :pgfeed_too_new
+DO $$ BEGIN
+    RAISE EXCEPTION 'pgfeed: this database has a newer pgfeed schema than this install.sql'
+        USING HINT = 'Install from the pgfeed release that created it, or a later one.';
+END $$;
+\endif
+
+-- Migrations, in order; each runs once per database.
+SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 1) AS pgfeed_migrate \gset
+\if :pgfeed_migrate
+\ir migrations/0001_tables.sql
+\endif
+
+-- Functions, re-created on every run. channel.sql comes first: the others
+-- call its checks.
+\ir channel.sql
+\ir publish.sql
+\ir read.sql
+\ir track.sql
+\ir prune.sql
+
+COMMIT;
