@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+#
+# run.sh N MODE [feedbench options] — benchmark one pgfeed daemon behind lighttpd.
+#
+#   MODE longpoll   N clients hold long polls; 5 rounds of one publish each
+#   MODE sse        N SSE streams; 20 events 200 ms apart, then a burst of 20
+#
+# Starts everything itself in a temp dir and stops it again: a throwaway
+# PostgreSQL 15 cluster (tests/pg/cluster.sh, free port, pg_stat_statements
+# loaded), pgfeed --listen on a Unix socket (connecting as its own role, so
+# PostgreSQL can count its statements apart from the bench's), lighttpd with
+# tests/bench/lighttpd.conf on a free port, then feedbench (tests/bench/
+# feedbench.c), which prints the report. Builds pgfeed and feedbench first
+# (Release, in $PGFEED_BENCH_BUILD, default build-bench/). Extra arguments go
+# to feedbench (e.g. --rounds 10, --burst 50, --no-baseline).
+#
+# Run as root or as a user with ulimit -n of at least 2N + 100 (lighttpd holds
+# two descriptors per client). PGFEED_BENCH_KEEP=1 keeps the temp dir and logs.
+# Not part of the test suite: it takes minutes and wants a quiet machine.
+
+set -euo pipefail
+
+readonly PGFEED_ROLE=pgfeed_bench_app
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+readonly SCRIPT_DIR
+readonly ROOT=$SCRIPT_DIR/../..
+readonly BUILD=${PGFEED_BENCH_BUILD:-$ROOT/build-bench}
+
+die() {
+    echo "run.sh: $*" >&2
+    exit 1
+}
+
+[[ $# -ge 2 ]] || die "usage: run.sh N longpoll|sse [feedbench options]"
+readonly N=$1 MODE=$2
+shift 2
+[[ $N =~ ^[0-9]+$ ]] && ((N >= 1)) || die "N must be a positive number, not '$N'"
+[[ $MODE == longpoll || $MODE == sse ]] || die "MODE is longpoll or sse, not '$MODE'"
+
+# A port nothing listens on yet (a race with other servers is possible but rare).
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 20000))
+        if [[ -z $(ss -Htln "sport = :$port") ]]; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+pg_bindir() {
+    local dir
+    for dir in "${PGFEED_PG_BINDIR:-}" /usr/lib/postgresql/15/bin "$(pg_config --bindir 2>/dev/null || true)"; do
+        if [[ -n $dir && -x $dir/pg_ctl ]]; then
+            echo "$dir"
+            return
+        fi
+    done
+    die "no pg_ctl found; set PGFEED_PG_BINDIR"
+}
+
+# ---- build -------------------------------------------------------------------
+{
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release
+    cmake --build "$BUILD" -j2 --target pgfeed
+    cmake -S "$SCRIPT_DIR" -B "$BUILD/bench" -DCMAKE_BUILD_TYPE=Release
+    cmake --build "$BUILD/bench" -j2
+} >"$BUILD.log" 2>&1 || {
+    tail -n 30 "$BUILD.log" >&2
+    die "build failed (log: $BUILD.log)"
+}
+readonly PGFEED=$BUILD/fcgi/pgfeed FEEDBENCH=$BUILD/bench/feedbench
+
+# ---- descriptors ---------------------------------------------------------------
+readonly FDS_NEEDED=$((2 * N + 100))
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+(($(ulimit -n) >= FDS_NEEDED)) || die "ulimit -n is $(ulimit -n); $N clients need $FDS_NEEDED"
+MAX_FDS=$(ulimit -n)
+
+# ---- everything below is stopped again on exit --------------------------------
+TMP=$(mktemp -d /tmp/pgfeed-bench.XXXXXX)
+chmod 755 "$TMP" # the cluster's server user must reach $TMP/pg
+PGFEED_PID='' LIGHTTPD_PID=''
+cleanup() {
+    local rc=$?
+    [[ -n $LIGHTTPD_PID ]] && kill "$LIGHTTPD_PID" 2>/dev/null && wait "$LIGHTTPD_PID" 2>/dev/null
+    [[ -n $PGFEED_PID ]] && kill "$PGFEED_PID" 2>/dev/null && wait "$PGFEED_PID" 2>/dev/null
+    "$ROOT/tests/pg/cluster.sh" stop "$TMP/pg" >/dev/null 2>&1 || true
+    if ((rc != 0)); then
+        for log in "$TMP/pgfeed.log" "$TMP/lighttpd.error.log"; do
+            [[ -s $log ]] && { echo "---- last lines of $log" >&2; tail -n 20 "$log" >&2; }
+        done
+    fi
+    if [[ ${PGFEED_BENCH_KEEP:-0} == 1 ]]; then
+        echo "run.sh: kept $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- PostgreSQL ------------------------------------------------------------------
+PG_PORT=$(free_port)
+"$ROOT/tests/pg/cluster.sh" start "$TMP/pg" "$PG_PORT" >/dev/null
+# pg_stat_statements counts what pgfeed's role runs; it loads only at server start.
+echo "shared_preload_libraries = 'pg_stat_statements'" >>"$TMP/pg/data/postgresql.conf"
+runuser -u "$(stat -c %U "$TMP/pg/data")" -- "$(pg_bindir)/pg_ctl" -D "$TMP/pg/data" \
+    -l "$TMP/pg/log" -w -t 60 restart >/dev/null
+eval "$("$ROOT/tests/pg/cluster.sh" env "$TMP/pg" "$PG_PORT")"
+psql -X -q -v ON_ERROR_STOP=1 \
+    -c "CREATE EXTENSION pg_stat_statements" \
+    -c "CREATE ROLE $PGFEED_ROLE LOGIN SUPERUSER" >/dev/null
+
+# ---- pgfeed ------------------------------------------------------------------------
+# Long enough waits and stream lifetimes that nothing ends by itself mid-run; no pruning.
+PGUSER=$PGFEED_ROLE "$PGFEED" --listen "$TMP/pgfeed.sock" --log-level warn \
+    --max-held $((N + 1000)) --max-wait 3600 --sse-lifetime 3600 --prune-interval 0 \
+    >"$TMP/pgfeed.log" 2>&1 &
+PGFEED_PID=$!
+
+# ---- lighttpd ---------------------------------------------------------------------
+HTTP_PORT=$(free_port)
+sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$HTTP_PORT|g" -e "s|@SOCKET@|$TMP/pgfeed.sock|g" \
+    -e "s|@MAX_FDS@|$MAX_FDS|g" -e "s|@MAX_CONNECTIONS@|$((N + 100))|g" \
+    "$SCRIPT_DIR/lighttpd.conf" >"$TMP/lighttpd.conf"
+for _ in $(seq 50); do [[ -S $TMP/pgfeed.sock ]] && break; sleep 0.1; done
+[[ -S $TMP/pgfeed.sock ]] || die "pgfeed did not open $TMP/pgfeed.sock"
+lighttpd -D -f "$TMP/lighttpd.conf" >"$TMP/lighttpd.out" 2>&1 &
+LIGHTTPD_PID=$!
+for _ in $(seq 50); do
+    curl -fs "http://127.0.0.1:$HTTP_PORT/feed/_health" >/dev/null && break
+    sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$HTTP_PORT/feed/_health" >/dev/null || die "pgfeed is not healthy behind lighttpd"
+
+# ---- the run ------------------------------------------------------------------------
+echo "run.sh: $(date -u +%FT%TZ), $(nproc) cores, $(uname -r); pgfeed $(git -C "$ROOT" rev-parse --short HEAD)," \
+    "lighttpd $(lighttpd -v | sed -n 's|^lighttpd/\([^ ]*\).*|\1|p'), PostgreSQL $(psql -XAtc 'SHOW server_version')"
+echo "run.sh: ulimit -n $MAX_FDS; lighttpd max-connections $((N + 100)); pgfeed --max-held $((N + 1000))"
+"$FEEDBENCH" --mode "$MODE" --clients "$N" --port "$HTTP_PORT" \
+    --pgfeed-pid "$PGFEED_PID" --server-pid "$LIGHTTPD_PID" --pgfeed-role "$PGFEED_ROLE" "$@"
