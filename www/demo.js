@@ -123,8 +123,12 @@ function onEvent(event) {
   renderVersion();
 }
 
-/** The feed's cursor was pruned: events were missed, so the rows are reloaded. */
-async function onReset() {
+/**
+ * The feed's cursor is gone (pruned, or the feed restarted): events were
+ * missed, so the rows are reloaded.
+ * @param {import('./pgfeed.js').ResetInfo} info
+ */
+async function onReset(info) {
   if (state.replay) {
     state.reloadAgain = true; // a reload is running; it may predate this gap
     return;
@@ -134,7 +138,8 @@ async function onReset() {
     state.replay = [];
     showSnapshot(await untilLoaded());
   } while (state.reloadAgain);
-  addActivity({ kind: 'system', title: 'Caught up', detail: `Missed changes were pruned; reloaded ${number.format(state.orders.size)} orders.` });
+  const why = info.reason === 'reset' ? 'The feed was reset' : 'Missed changes were pruned';
+  addActivity({ kind: 'system', title: 'Caught up', detail: `${why}; reloaded ${number.format(state.orders.size)} orders.` });
 }
 
 /**

@@ -43,6 +43,11 @@ export interface ResetInfo {
    * state, then keep applying events (null: the feed learns the head itself).
    */
   head: number | null;
+  /**
+   * pruned: retention dropped events the feed had not delivered yet;
+   * reset: the channel's head went back below the feed's cursor (e.g. a restored database).
+   */
+  reason: 'pruned' | 'reset';
 }
 
 /** What the feed uses of `document`. */

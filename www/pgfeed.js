@@ -39,6 +39,8 @@
  * @property {string} channel  the channel whose cursor was pruned away
  * @property {number | null} oldest  oldest version still retained
  * @property {number | null} head  where the feed resumes (events after it follow)
+ * @property {'pruned' | 'reset'} reason  pruned: retention dropped the events;
+ *   reset: the feed restarted below the cursor (e.g. a restored database)
  */
 
 /**
@@ -628,8 +630,11 @@ export class Feed {
     const oldest = named !== null && Number.isSafeInteger(info?.oldest) ? info.oldest : null;
     for (const channel of named !== null ? [named] : this.#names) {
       if (!this.#cursor.has(channel)) continue;
+      const before = this.#cursor.get(channel) ?? 0;
+      // 'reset': the server's head went back below our cursor (a restored or recreated feed).
+      const reason = info?.reason ?? (head !== null && head < before ? 'reset' : 'pruned');
       this.#cursor.set(channel, head);
-      this.#emit(this.#o.onReset, { channel, oldest, head });
+      this.#emit(this.#o.onReset, { channel, oldest, head, reason });
     }
   }
 

@@ -114,8 +114,8 @@ describe('SSE', () => {
     await flush();
     const es = env.ES.instances[0];
     es.open();
-    es.emit('reset', { channel: 'orders', oldest: 20, head: 30 }, '30');
-    assert.deepEqual(env.resets, [{ channel: 'orders', oldest: 20, head: 30 }]);
+    es.emit('reset', { channel: 'orders', oldest: 20, head: 30, reason: 'pruned' }, '30');
+    assert.deepEqual(env.resets, [{ channel: 'orders', oldest: 20, head: 30, reason: 'pruned' }]);
     assert.equal(feed.cursor, '30');
     es.message(ev('orders', 29), '29');
     es.message(ev('orders', 31), '31');
@@ -475,10 +475,23 @@ describe('gone cursors', () => {
       detail: 'events after 5 were pruned', oldest: 20, head: 30,
     });
     await flush();
-    assert.deepEqual(env.resets, [{ channel: 'orders', oldest: 20, head: 30 }]);
+    assert.deepEqual(env.resets, [{ channel: 'orders', oldest: 20, head: 30, reason: 'pruned' }]);
     assert.equal(env.server.requests.length, 2, 'asks again at once');
     assert.equal(env.server.last.params.get('since'), '30');
     assert.equal(env.errors.length, 0, 'a gone cursor is not an error');
+    feed.close();
+  });
+
+  test('a feed that went back below the cursor (410, head < cursor) resumes from its new head', async () => {
+    const env = makeEnv();
+    const feed = subscribe('/feed', 'orders', { ...env.callbacks, since: 500, transport: 'poll' });
+    await flush();
+    env.server.last.respond(410, { status: 410, channel: 'orders', oldest: 1, head: 12, cursor: 500 });
+    await flush();
+    assert.deepEqual(env.resets, [{ channel: 'orders', oldest: 1, head: 12, reason: 'reset' }]);
+    env.server.last.respond(200, page('orders', [13]), { ETag: '"13"' });
+    await flush();
+    assert.deepEqual(env.events.map((e) => e.version), [13], 'versions below the old cursor are new again');
     feed.close();
   });
 
@@ -539,7 +552,7 @@ describe('several channels', () => {
     es.message(ev('elsewhere', 99), 'x');
     assert.equal(feed.cursor, 'orders=42,user:42=10');
     es.emit('reset', { channel: 'user:42', oldest: 30, head: 40 }, 'orders=42,user:42=40');
-    assert.deepEqual(env.resets, [{ channel: 'user:42', oldest: 30, head: 40 }]);
+    assert.deepEqual(env.resets, [{ channel: 'user:42', oldest: 30, head: 40, reason: 'pruned' }]);
     assert.equal(feed.cursor, 'orders=42,user:42=40');
     feed.close();
   });
@@ -551,8 +564,8 @@ describe('several channels', () => {
     env.server.last.respond(410, { status: 410, oldest: 5, head: 9 });
     await flush();
     assert.deepEqual(env.resets, [
-      { channel: 'a', oldest: null, head: null },
-      { channel: 'b', oldest: null, head: null },
+      { channel: 'a', oldest: null, head: null, reason: 'pruned' },
+      { channel: 'b', oldest: null, head: null, reason: 'pruned' },
     ]);
     assert.equal(env.server.last.params.get('since'), 'now');
     feed.close();
