@@ -1115,6 +1115,50 @@ static long long bench_wait_held(bench *b)
     }
 }
 
+/* Time on a CPU and time runnable but waiting for one (/proc/PID/schedstat); pid 0: the bench. */
+typedef struct sched_time {
+    int64_t run_ns;
+    int64_t wait_ns;
+} sched_time;
+
+static sched_time sched_of(long pid)
+{
+    char path[64];
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%ld/schedstat", pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/schedstat");
+    sched_time t = {0};
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return t;
+    long long run, wait;
+    if (fscanf(f, "%lld %lld", &run, &wait) == 2)
+        t = (sched_time){run, wait};
+    fclose(f);
+    return t;
+}
+
+/* CPU use of the three processes that share the machine's cores during a fan-out. */
+typedef struct cpu_sample {
+    sched_time pgfeed, server, bench;
+} cpu_sample;
+
+static cpu_sample cpu_now(const bench *b)
+{
+    return (cpu_sample){sched_of(b->opt->pgfeed_pid), sched_of(b->opt->server_pid), sched_of(0)};
+}
+
+/* Prints "run/wait" ms of each process between two samples. */
+static void cpu_print(const cpu_sample *from, const cpu_sample *to)
+{
+    const sched_time *a[3] = {&from->pgfeed, &from->server, &from->bench};
+    const sched_time *z[3] = {&to->pgfeed, &to->server, &to->bench};
+    for (int i = 0; i < 3; i++)
+        printf(" %5.0f/%-4.0f", ns_to_ms(z[i]->run_ns - a[i]->run_ns),
+               ns_to_ms(z[i]->wait_ns - a[i]->wait_ns));
+}
+
 /* ---- phases -------------------------------------------------------------------- */
 
 typedef struct memory_sample {
@@ -1261,22 +1305,35 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
     pgfeed_metrics m0, m1;
     metrics_require(b, &m0);
     long long calls0 = pgss_calls(b);
+    printf("  cpu: ms on a CPU / ms runnable but waiting for one, from the publish to the last"
+           " delivery\n");
     printf("  round  held  delivered  lost  p50_ms  p99_ms  max_ms  commit_ms  pg_stmts  "
-           "pgfeed_queries\n");
+           "pgfeed_queries  cpu: pgfeed  lighttpd  feedbench\n");
+    cpu_sample phase_cpu0 = cpu_now(b), phase_cpu1 = phase_cpu0;
     for (int r = 0; r < o->rounds; r++) {
         /* After the last answer the clients stop, so no held request outlives the phase. */
         b->repoll = r + 1 < o->rounds;
+        cpu_sample cpu0 = cpu_now(b);
         pub_publish(b, 1);
         bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, all_delivered, r);
+        cpu_sample cpu1 = cpu_now(b);
+        phase_cpu1.pgfeed.run_ns += cpu1.pgfeed.run_ns - cpu0.pgfeed.run_ns;
+        phase_cpu1.server.run_ns += cpu1.server.run_ns - cpu0.server.run_ns;
+        phase_cpu1.bench.run_ns += cpu1.bench.run_ns - cpu0.bench.run_ns;
+        phase_cpu1.pgfeed.wait_ns += cpu1.pgfeed.wait_ns - cpu0.pgfeed.wait_ns;
+        phase_cpu1.server.wait_ns += cpu1.server.wait_ns - cpu0.server.wait_ns;
+        phase_cpu1.bench.wait_ns += cpu1.bench.wait_ns - cpu0.bench.wait_ns;
         bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, publisher_idle, 0);
         long long next_held = bench_wait_held(b);
         metrics_require(b, &m1);
         long long calls1 = pgss_calls(b);
         latency_stats s = latency_of(b, r, r + 1);
-        printf("  %5d %5lld %10zu %5zu %7.2f %7.2f %7.2f %10.2f %9lld %15lld\n", r + 1, held,
+        printf("  %5d %5lld %10zu %5zu %7.2f %7.2f %7.2f %10.2f %9lld %15lld      ", r + 1, held,
                s.delivered, s.lost, ns_to_ms(s.p50), ns_to_ms(s.p99), ns_to_ms(s.max),
                ns_to_ms(b->committed_ns[r] - b->publish_ns[r]), calls0 >= 0 ? calls1 - calls0 : -1,
                m1.queries - m0.queries);
+        cpu_print(&cpu0, &cpu1);
+        putchar('\n');
         fflush(stdout);
         held = next_held;
         m0 = m1;
@@ -1284,6 +1341,13 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
     }
     phase_result result = {.latency = latency_of(b, 0, o->rounds)};
     print_latency("all rounds", &result.latency);
+    double deliveries = (double)result.latency.delivered;
+    printf(
+        "  CPU per delivery, publish to last delivery (incl. the re-polls meanwhile): pgfeed %.1f"
+        " us, lighttpd %.1f us, feedbench %.1f us\n",
+        (double)(phase_cpu1.pgfeed.run_ns - phase_cpu0.pgfeed.run_ns) / 1000.0 / deliveries,
+        (double)(phase_cpu1.server.run_ns - phase_cpu0.server.run_ns) / 1000.0 / deliveries,
+        (double)(phase_cpu1.bench.run_ns - phase_cpu0.bench.run_ns) / 1000.0 / deliveries);
     print_anomalies(b);
     pgss_print(b);
     phase_end(b);
@@ -1319,12 +1383,15 @@ static sse_result sse_phase(bench *b, int n, const char *label)
     pgfeed_metrics m0, m1, m2;
     metrics_require(b, &m0);
     long long calls0 = pgss_calls(b);
+    cpu_sample cpu0 = cpu_now(b);
     int64_t start = now_ns();
     for (int e = 0; e < o->events; e++) {
         bench_run(b, start + (int64_t)e * o->interval_ms * NS_PER_MS, NULL, 0);
         pub_publish(b, 1);
     }
     bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, all_delivered, o->events - 1);
+    cpu_sample cpu1 = cpu_now(b);
+    int64_t paced_ns = now_ns() - start;
     bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, publisher_idle, 0);
     metrics_require(b, &m1);
     long long calls1 = pgss_calls(b);
@@ -1332,6 +1399,15 @@ static sse_result sse_phase(bench *b, int n, const char *label)
     printf("  %d events %d ms apart, publish statement p50 %.2f ms\n", o->events, o->interval_ms,
            ns_to_ms(median_commit_ns(b, 0, o->events)));
     print_latency("paced events", &result.paced);
+    printf("  cpu over those %.2f s, ms on a CPU / ms runnable but waiting: pgfeed  lighttpd "
+           " feedbench\n                                                     ",
+           (double)paced_ns / (double)NS_PER_S);
+    cpu_print(&cpu0, &cpu1);
+    double deliveries = (double)result.paced.delivered;
+    printf("\n  CPU per delivery: pgfeed %.1f us, lighttpd %.1f us, feedbench %.1f us\n",
+           (double)(cpu1.pgfeed.run_ns - cpu0.pgfeed.run_ns) / 1000.0 / deliveries,
+           (double)(cpu1.server.run_ns - cpu0.server.run_ns) / 1000.0 / deliveries,
+           (double)(cpu1.bench.run_ns - cpu0.bench.run_ns) / 1000.0 / deliveries);
     printf("  statements per publish: pg_stat_statements %.2f, pgfeed_database_queries_total"
            " %.2f\n",
            calls0 >= 0 ? (double)(calls1 - calls0) / o->events : -1.0,
@@ -1425,8 +1501,8 @@ int main(int argc, char **argv)
             printf("\n== SSE, %d streams against 1, same run ==\n", o.clients);
             print_ratio("p50", load.paced.p50, base.paced.p50);
             print_ratio("p99", load.paced.p99, base.paced.p99);
-            printf("  deliveries/s at saturation: %.0f with %d streams, %.0f with one\n",
-                   load.deliveries_per_s, o.clients, base.deliveries_per_s);
+            printf("  deliveries/s at saturation: %.0f with %d streams\n", load.deliveries_per_s,
+                   o.clients);
         }
     }
     PQfinish(b.pub.conn);

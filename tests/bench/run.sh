@@ -61,14 +61,15 @@ pg_bindir() {
 }
 
 # ---- build -------------------------------------------------------------------
+mkdir -p "$BUILD"
 {
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release
     cmake --build "$BUILD" -j2 --target pgfeed
     cmake -S "$SCRIPT_DIR" -B "$BUILD/bench" -DCMAKE_BUILD_TYPE=Release
     cmake --build "$BUILD/bench" -j2
-} >"$BUILD.log" 2>&1 || {
-    tail -n 30 "$BUILD.log" >&2
-    die "build failed (log: $BUILD.log)"
+} >"$BUILD/bench-build.log" 2>&1 || {
+    tail -n 30 "$BUILD/bench-build.log" >&2
+    die "build failed (log: $BUILD/bench-build.log)"
 }
 readonly PGFEED=$BUILD/fcgi/pgfeed FEEDBENCH=$BUILD/bench/feedbench
 
