@@ -1,0 +1,9 @@
+// The foundation contract through Apache httpd + mod_cgid, pgfeed as plain
+// CGI, configured by apache/pgfeed-cgi.conf unchanged.
+import { foundationSuite } from './lib/foundation.mjs';
+import { startApache } from './lib/servers.mjs';
+
+const MAX_WAIT = 3;
+
+foundationSuite('Apache CGI (apache/pgfeed-cgi.conf)', () =>
+  startApache('cgi', { defines: { PGFEED_MAX_WAIT: MAX_WAIT } }), { maxWait: MAX_WAIT });
