@@ -135,11 +135,12 @@ typedef struct options {
     int rounds;          /* long poll: publishes measured, each waited for */
     int events;          /* SSE: events published interval_ms apart */
     int interval_ms;
-    int burst;      /* SSE: events published back to back for deliveries per second */
-    int timeout_s;  /* a delivery not complete this long after its publish is lost */
-    int wait_s;     /* long poll: the wait= of each request */
-    int ramp_per_s; /* new requests per second while opening clients */
-    bool baseline;  /* measure the same with one client first */
+    int burst;            /* SSE: events published back to back for deliveries per second */
+    int timeout_s;        /* a delivery not complete this long after its publish is lost */
+    int wait_s;           /* long poll: the wait= of each request */
+    int ramp_per_s;       /* new requests per second while opening clients */
+    bool baseline;        /* measure the same with one client first */
+    bool deferred_repoll; /* long poll: poll again only once every client has the event */
     long pgfeed_pid;
     long server_pid;
     const char *pgfeed_role; /* the database role pgfeed connects as (pg_stat_statements) */
@@ -151,7 +152,7 @@ static void usage(void)
           "                 --server-pid PID [--host 127.0.0.1] [--prefix /feed]\n"
           "                 [--channel bench] [--rounds 5] [--events 20] [--interval-ms 200]\n"
           "                 [--burst 20] [--timeout 10] [--wait 300] [--ramp 2000]\n"
-          "                 [--pgfeed-role ROLE] [--no-baseline]\n"
+          "                 [--pgfeed-role ROLE] [--no-baseline] [--deferred-repoll]\n"
           "Publishes through libpq's PG* environment. See tests/bench/run.sh.\n",
           stderr);
     exit(2);
@@ -186,6 +187,10 @@ static void options_parse(options *o, int argc, char **argv)
         const char *name = argv[i];
         if (!strcmp(name, "--no-baseline")) {
             o->baseline = false;
+            continue;
+        }
+        if (!strcmp(name, "--deferred-repoll")) {
+            o->deferred_repoll = true;
             continue;
         }
         if (!strcmp(name, "--help") || i + 1 >= argc)
@@ -417,6 +422,8 @@ typedef enum client_state {
     CL_WAITING,
     /* Refused (a status other than 200), malformed or broken: closed and counted, not retried. */
     CL_FAILED,
+    /* Long poll with --deferred-repoll: its answer is in; it polls again when every client's is. */
+    CL_ANSWERED,
     /* Done: its last answer is in and it does not poll again. */
     CL_CLOSED,
 } client_state;
@@ -640,6 +647,10 @@ static void poll_on_answer(client *c, int64_t t)
     if (!b->repoll) {
         client_close_fd(c);
         c->state = CL_CLOSED;
+        return;
+    }
+    if (b->opt->deferred_repoll) {
+        c->state = CL_ANSWERED;
         return;
     }
     if (h->close) {
@@ -1166,6 +1177,19 @@ typedef struct memory_sample {
     long server_kb;
 } memory_sample;
 
+/* The 1-minute load average: how busy the shared machine was when a phase began. */
+static double load_average(void)
+{
+    double load = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &load) != 1)
+            load = -1;
+        fclose(f);
+    }
+    return load;
+}
+
 static memory_sample memory_now(const bench *b)
 {
     return (memory_sample){rss_kb(b->opt->pgfeed_pid), rss_kb(b->opt->server_pid)};
@@ -1289,7 +1313,8 @@ typedef struct phase_result {
 static phase_result long_poll_phase(bench *b, int n, const char *label)
 {
     const options *o = b->opt;
-    printf("\n== long poll, %d client%s (%s) ==\n", n, n == 1 ? "" : "s", label);
+    printf("\n== long poll, %d client%s (%s), load average %.2f ==\n", n, n == 1 ? "" : "s", label,
+           load_average());
     fflush(stdout);
     memory_sample before = memory_now(b);
     phase_begin(b, n, o->rounds);
@@ -1317,6 +1342,9 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
         pub_publish(b, 1);
         bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, all_delivered, r);
         cpu_sample cpu1 = cpu_now(b);
+        for (int i = 0; i < n; i++)
+            if (b->clients[i].state == CL_ANSWERED)
+                client_send_request(&b->clients[i]);
         phase_cpu1.pgfeed.run_ns += cpu1.pgfeed.run_ns - cpu0.pgfeed.run_ns;
         phase_cpu1.server.run_ns += cpu1.server.run_ns - cpu0.server.run_ns;
         phase_cpu1.bench.run_ns += cpu1.bench.run_ns - cpu0.bench.run_ns;
@@ -1367,7 +1395,8 @@ typedef struct sse_result {
 static sse_result sse_phase(bench *b, int n, const char *label)
 {
     const options *o = b->opt;
-    printf("\n== SSE, %d stream%s (%s) ==\n", n, n == 1 ? "" : "s", label);
+    printf("\n== SSE, %d stream%s (%s), load average %.2f ==\n", n, n == 1 ? "" : "s", label,
+           load_average());
     fflush(stdout);
     memory_sample before = memory_now(b);
     phase_begin(b, n, o->events + o->burst);
