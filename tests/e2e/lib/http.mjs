@@ -59,7 +59,7 @@ export function request(base, path, options = {}) {
     }, timeoutMs);
     req.on('error', (err) => {
       clearTimeout(timer);
-      reject(err);
+      reject(new Error(`${options.method ?? 'GET'} ${path.slice(0, 120)}: ${err.message}`));
     });
     if (options.body !== undefined) req.write(options.body);
     req.end();
@@ -73,4 +73,56 @@ export function client(base) {
     get: (path, headers, extra = {}) => request(base, path, { ...extra, headers }),
     send: (method, path, options = {}) => request(base, path, { ...options, method }),
   };
+}
+
+/**
+ * Opens a streaming GET (SSE) and collects what arrives, as it arrives.
+ * @returns {Promise<{status: number, headers: object, text: () => string,
+ *   waitFor: (re: RegExp, ms: number) => Promise<string>, close: () => void}>}
+ */
+export function openStream(base, path, headers = {}) {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: url.hostname, port: url.port, path, headers: { Connection: 'close', ...headers }, agent: false },
+      (res) => {
+        let received = '';
+        const waiters = [];
+        const wake = () => {
+          for (const w of [...waiters]) {
+            const m = w.re.exec(received);
+            if (m) {
+              waiters.splice(waiters.indexOf(w), 1);
+              clearTimeout(w.timer);
+              w.resolve(m[0]);
+            }
+          }
+        };
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => {
+          received += chunk;
+          wake();
+        });
+        res.on('error', () => {});
+        resolve({
+          status: res.statusCode,
+          headers: res.headers,
+          text: () => received,
+          waitFor: (re, ms) =>
+            new Promise((res2, rej2) => {
+              const w = { re, resolve: res2 };
+              w.timer = setTimeout(() => {
+                waiters.splice(waiters.indexOf(w), 1);
+                rej2(new Error(`stream ${path}: no ${re} within ${ms} ms; received so far:\n${received.slice(-1500)}`));
+              }, ms);
+              waiters.push(w);
+              wake();
+            }),
+          close: () => req.destroy(),
+        });
+      },
+    );
+    req.on('error', (err) => reject(new Error(`GET ${path} (stream): ${err.message}`)));
+    req.end();
+  });
 }

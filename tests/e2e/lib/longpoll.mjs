@@ -1,0 +1,89 @@
+// longpoll — many held requests through one server, woken by one publish.
+//
+// For the servers that open one FastCGI connection per request (lighttpd,
+// mod_proxy_fcgi, nginx), one pgfeed process holds every long poll: the
+// checks count the held requests in /_metrics, publish once, and expect every
+// poll to answer with that event, from one LISTEN notification rather than a
+// query per request.
+import assert from 'node:assert/strict';
+import { after, before, describe } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { assertFeed, checkWith } from './foundation.mjs';
+import { client } from './http.mjs';
+import { publish, unique } from './pg.mjs';
+
+/** pgfeed's Prometheus metrics as {name: value} (first sample of each name). */
+export async function metrics(http) {
+  const res = await http.get('/feed/_metrics');
+  assert.equal(res.status, 200, `/_metrics: ${res.status} ${res.body.slice(0, 200)}`);
+  const values = {};
+  for (const line of res.body.split('\n')) {
+    const m = /^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+)$/.exec(line);
+    if (m && !(m[1] in values)) values[m[1]] = Number(m[3]);
+  }
+  return values;
+}
+
+/**
+ * @param {string} title
+ * @param {() => Promise<any>} start  the server; its pgfeed must allow wait=20
+ * @param {{n: number, processes?: number}} options
+ *   n: concurrent long polls; processes: pgfeed processes expected to hold them
+ */
+export function longPollSuite(title, start, { n, processes = 1 }) {
+  let server;
+  let http;
+  const check = checkWith(() => server);
+
+  describe(title, () => {
+    before(async () => {
+      server = await start();
+      http = client(server.base);
+    });
+
+    after(async () => {
+      if (!server) return;
+      await server.stop();
+      server.cleanup();
+    });
+
+    check(`${n} concurrent long polls all receive the next published event`, async () => {
+      const ch = unique('e2e_lp');
+      await publish(ch, 'before', {});
+      const polls = [];
+      for (let i = 0; i < n; i++) {
+        polls.push(http.get(`/feed/${ch}?since=1&wait=20`, undefined, { timeoutMs: 40000 }));
+      }
+      // Every poll must be held (not answered, not still connecting) first.
+      let held = 0;
+      const deadline = Date.now() + 15000;
+      while (Date.now() < deadline) {
+        held = (await metrics(http)).pgfeed_held_requests ?? 0;
+        if (held >= n) break;
+        await sleep(100);
+      }
+      assert.equal(held, n, `pgfeed_held_requests before the publish (of ${n} polls)`);
+      server.track();
+      assert.equal(server.pgfeedPids().length, processes, 'pgfeed processes holding them');
+
+      const queriesBefore = (await metrics(http)).pgfeed_database_queries_total;
+      const published = Date.now();
+      await publish(ch, 'wake', { n });
+      const answers = await Promise.all(polls);
+      for (const [i, res] of answers.entries()) {
+        const body = assertFeed(res, ch, `poll ${i}`);
+        assert.deepEqual(body.events.map((e) => [e.version, e.type]), [[2, 'wake']], `poll ${i}`);
+      }
+      const wokenWithin = Date.now() - published;
+      assert.ok(wokenWithin < 10000, `all ${n} answered ${wokenWithin} ms after the publish`);
+      const queriesAfter = (await metrics(http)).pgfeed_database_queries_total;
+      if (queriesBefore !== undefined && queriesAfter !== undefined) {
+        assert.ok(
+          queriesAfter - queriesBefore <= 5 * processes,
+          `one notification woke ${n} polls with ${queriesAfter - queriesBefore} queries (expected a few per process, not one per poll)`,
+        );
+      }
+    });
+  });
+}
