@@ -1160,14 +1160,34 @@ static cpu_sample cpu_now(const bench *b)
     return (cpu_sample){sched_of(b->opt->pgfeed_pid), sched_of(b->opt->server_pid), sched_of(0)};
 }
 
-/* Prints "run/wait" ms of each process between two samples. */
-static void cpu_print(const cpu_sample *from, const cpu_sample *to)
+static void sched_add(sched_time *total, const sched_time *from, const sched_time *to)
 {
-    const sched_time *a[3] = {&from->pgfeed, &from->server, &from->bench};
-    const sched_time *z[3] = {&to->pgfeed, &to->server, &to->bench};
+    total->run_ns += to->run_ns - from->run_ns;
+    total->wait_ns += to->wait_ns - from->wait_ns;
+}
+
+/* Adds what each process used between the samples from and to into *used. */
+static void cpu_add(cpu_sample *used, const cpu_sample *from, const cpu_sample *to)
+{
+    sched_add(&used->pgfeed, &from->pgfeed, &to->pgfeed);
+    sched_add(&used->server, &from->server, &to->server);
+    sched_add(&used->bench, &from->bench, &to->bench);
+}
+
+/* Prints "run/wait" ms of each process. */
+static void cpu_print(const cpu_sample *used)
+{
+    const sched_time *t[3] = {&used->pgfeed, &used->server, &used->bench};
     for (int i = 0; i < 3; i++)
-        printf(" %5.0f/%-4.0f", ns_to_ms(z[i]->run_ns - a[i]->run_ns),
-               ns_to_ms(z[i]->wait_ns - a[i]->wait_ns));
+        printf(" %5.0f/%-4.0f", ns_to_ms(t[i]->run_ns), ns_to_ms(t[i]->wait_ns));
+}
+
+static void cpu_print_per_delivery(const char *label, const cpu_sample *used, size_t deliveries)
+{
+    double n = deliveries ? (double)deliveries : 1.0;
+    printf("  CPU per delivery%s: pgfeed %.1f us, lighttpd %.1f us, feedbench %.1f us\n", label,
+           (double)used->pgfeed.run_ns / 1000.0 / n, (double)used->server.run_ns / 1000.0 / n,
+           (double)used->bench.run_ns / 1000.0 / n);
 }
 
 /* ---- phases -------------------------------------------------------------------- */
@@ -1299,6 +1319,30 @@ static void print_latency(const char *label, const latency_stats *s)
            s->delivered, s->lost, ns_to_ms(s->p50), ns_to_ms(s->p99), ns_to_ms(s->max));
 }
 
+/*
+ * Opens a phase's n clients for n_events events, waits until pgfeed holds them
+ * all, and prints how long that took and what it cost in memory. Returns
+ * pgfeed's held gauge.
+ */
+static long long phase_open(bench *b, const char *transport, const char *what, int n, int n_events,
+                            const char *label)
+{
+    printf("\n== %s, %d %s (%s), load average %.2f ==\n", transport, n, what, label,
+           load_average());
+    fflush(stdout);
+    memory_sample before = memory_now(b);
+    phase_begin(b, n, n_events);
+    pgss_reset(b);
+    int64_t t_open = now_ns();
+    long long held = bench_wait_held(b);
+    memory_sample held_mem = memory_now(b);
+    printf("  opened %d %s in %.1f s; pgfeed_held_requests %lld\n", n, what,
+           (double)(now_ns() - t_open) / (double)NS_PER_S, held);
+    print_memory("pgfeed", before.pgfeed_kb, held_mem.pgfeed_kb, n);
+    print_memory("lighttpd", before.server_kb, held_mem.server_kb, n);
+    return held;
+}
+
 /* The figures a phase hands back so the load phase can be put against the baseline. */
 typedef struct phase_result {
     latency_stats latency;
@@ -1313,19 +1357,8 @@ typedef struct phase_result {
 static phase_result long_poll_phase(bench *b, int n, const char *label)
 {
     const options *o = b->opt;
-    printf("\n== long poll, %d client%s (%s), load average %.2f ==\n", n, n == 1 ? "" : "s", label,
-           load_average());
-    fflush(stdout);
-    memory_sample before = memory_now(b);
-    phase_begin(b, n, o->rounds);
-    pgss_reset(b);
-    int64_t t_open = now_ns();
-    long long held = bench_wait_held(b);
-    memory_sample held_mem = memory_now(b);
-    printf("  opened %d long polls in %.1f s; pgfeed_held_requests %lld\n", n,
-           (double)(now_ns() - t_open) / (double)NS_PER_S, held);
-    print_memory("pgfeed", before.pgfeed_kb, held_mem.pgfeed_kb, n);
-    print_memory("lighttpd", before.server_kb, held_mem.server_kb, n);
+    long long held =
+        phase_open(b, "long poll", n == 1 ? "long poll" : "long polls", n, o->rounds, label);
 
     pgfeed_metrics m0, m1;
     metrics_require(b, &m0);
@@ -1334,23 +1367,19 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
            " delivery\n");
     printf("  round  held  delivered  lost  p50_ms  p99_ms  max_ms  commit_ms  pg_stmts  "
            "pgfeed_queries  cpu: pgfeed  lighttpd  feedbench\n");
-    cpu_sample phase_cpu0 = cpu_now(b), phase_cpu1 = phase_cpu0;
+    cpu_sample used = {0};
     for (int r = 0; r < o->rounds; r++) {
         /* After the last answer the clients stop, so no held request outlives the phase. */
         b->repoll = r + 1 < o->rounds;
         cpu_sample cpu0 = cpu_now(b);
         pub_publish(b, 1);
         bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, all_delivered, r);
-        cpu_sample cpu1 = cpu_now(b);
+        cpu_sample cpu1 = cpu_now(b), round_used = {0};
+        cpu_add(&round_used, &cpu0, &cpu1);
+        cpu_add(&used, &cpu0, &cpu1);
         for (int i = 0; i < n; i++)
             if (b->clients[i].state == CL_ANSWERED)
                 client_send_request(&b->clients[i]);
-        phase_cpu1.pgfeed.run_ns += cpu1.pgfeed.run_ns - cpu0.pgfeed.run_ns;
-        phase_cpu1.server.run_ns += cpu1.server.run_ns - cpu0.server.run_ns;
-        phase_cpu1.bench.run_ns += cpu1.bench.run_ns - cpu0.bench.run_ns;
-        phase_cpu1.pgfeed.wait_ns += cpu1.pgfeed.wait_ns - cpu0.pgfeed.wait_ns;
-        phase_cpu1.server.wait_ns += cpu1.server.wait_ns - cpu0.server.wait_ns;
-        phase_cpu1.bench.wait_ns += cpu1.bench.wait_ns - cpu0.bench.wait_ns;
         bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, publisher_idle, 0);
         long long next_held = bench_wait_held(b);
         metrics_require(b, &m1);
@@ -1360,7 +1389,7 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
                s.delivered, s.lost, ns_to_ms(s.p50), ns_to_ms(s.p99), ns_to_ms(s.max),
                ns_to_ms(b->committed_ns[r] - b->publish_ns[r]), calls0 >= 0 ? calls1 - calls0 : -1,
                m1.queries - m0.queries);
-        cpu_print(&cpu0, &cpu1);
+        cpu_print(&round_used);
         putchar('\n');
         fflush(stdout);
         held = next_held;
@@ -1369,13 +1398,8 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
     }
     phase_result result = {.latency = latency_of(b, 0, o->rounds)};
     print_latency("all rounds", &result.latency);
-    double deliveries = (double)result.latency.delivered;
-    printf(
-        "  CPU per delivery, publish to last delivery (incl. the re-polls meanwhile): pgfeed %.1f"
-        " us, lighttpd %.1f us, feedbench %.1f us\n",
-        (double)(phase_cpu1.pgfeed.run_ns - phase_cpu0.pgfeed.run_ns) / 1000.0 / deliveries,
-        (double)(phase_cpu1.server.run_ns - phase_cpu0.server.run_ns) / 1000.0 / deliveries,
-        (double)(phase_cpu1.bench.run_ns - phase_cpu0.bench.run_ns) / 1000.0 / deliveries);
+    cpu_print_per_delivery(", publish to last delivery (incl. the re-polls meanwhile)", &used,
+                           result.latency.delivered);
     print_anomalies(b);
     pgss_print(b);
     phase_end(b);
@@ -1395,19 +1419,7 @@ typedef struct sse_result {
 static sse_result sse_phase(bench *b, int n, const char *label)
 {
     const options *o = b->opt;
-    printf("\n== SSE, %d stream%s (%s), load average %.2f ==\n", n, n == 1 ? "" : "s", label,
-           load_average());
-    fflush(stdout);
-    memory_sample before = memory_now(b);
-    phase_begin(b, n, o->events + o->burst);
-    pgss_reset(b);
-    int64_t t_open = now_ns();
-    long long held = bench_wait_held(b);
-    memory_sample held_mem = memory_now(b);
-    printf("  opened %d streams in %.1f s; pgfeed_held_requests %lld\n", n,
-           (double)(now_ns() - t_open) / (double)NS_PER_S, held);
-    print_memory("pgfeed", before.pgfeed_kb, held_mem.pgfeed_kb, n);
-    print_memory("lighttpd", before.server_kb, held_mem.server_kb, n);
+    phase_open(b, "SSE", n == 1 ? "stream" : "streams", n, o->events + o->burst, label);
 
     pgfeed_metrics m0, m1, m2;
     metrics_require(b, &m0);
@@ -1419,7 +1431,8 @@ static sse_result sse_phase(bench *b, int n, const char *label)
         pub_publish(b, 1);
     }
     bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, all_delivered, o->events - 1);
-    cpu_sample cpu1 = cpu_now(b);
+    cpu_sample cpu1 = cpu_now(b), used = {0};
+    cpu_add(&used, &cpu0, &cpu1);
     int64_t paced_ns = now_ns() - start;
     bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, publisher_idle, 0);
     metrics_require(b, &m1);
@@ -1431,12 +1444,9 @@ static sse_result sse_phase(bench *b, int n, const char *label)
     printf("  cpu over those %.2f s, ms on a CPU / ms runnable but waiting: pgfeed  lighttpd "
            " feedbench\n                                                     ",
            (double)paced_ns / (double)NS_PER_S);
-    cpu_print(&cpu0, &cpu1);
-    double deliveries = (double)result.paced.delivered;
-    printf("\n  CPU per delivery: pgfeed %.1f us, lighttpd %.1f us, feedbench %.1f us\n",
-           (double)(cpu1.pgfeed.run_ns - cpu0.pgfeed.run_ns) / 1000.0 / deliveries,
-           (double)(cpu1.server.run_ns - cpu0.server.run_ns) / 1000.0 / deliveries,
-           (double)(cpu1.bench.run_ns - cpu0.bench.run_ns) / 1000.0 / deliveries);
+    cpu_print(&used);
+    putchar('\n');
+    cpu_print_per_delivery("", &used, result.paced.delivered);
     printf("  statements per publish: pg_stat_statements %.2f, pgfeed_database_queries_total"
            " %.2f\n",
            calls0 >= 0 ? (double)(calls1 - calls0) / o->events : -1.0,

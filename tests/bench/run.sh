@@ -127,19 +127,24 @@ HTTP_PORT=$(free_port)
 sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$HTTP_PORT|g" -e "s|@SOCKET@|$TMP/pgfeed.sock|g" \
     -e "s|@MAX_FDS@|$MAX_FDS|g" -e "s|@MAX_CONNECTIONS@|$((N + 100))|g" \
     "$SCRIPT_DIR/lighttpd.conf" >"$TMP/lighttpd.conf"
-for _ in $(seq 50); do [[ -S $TMP/pgfeed.sock ]] && break; sleep 0.1; done
+for _ in $(seq 300); do [[ -S $TMP/pgfeed.sock ]] && break; sleep 0.1; done
 [[ -S $TMP/pgfeed.sock ]] || die "pgfeed did not open $TMP/pgfeed.sock"
 lighttpd -D -f "$TMP/lighttpd.conf" >"$TMP/lighttpd.out" 2>&1 &
 LIGHTTPD_PID=$!
-for _ in $(seq 50); do
+# A busy machine can take seconds to start lighttpd; a port taken meanwhile ends it at once.
+for _ in $(seq 300); do
+    kill -0 "$LIGHTTPD_PID" 2>/dev/null || die "lighttpd exited: $(tail -n 5 "$TMP/lighttpd.out" "$TMP/lighttpd.error.log" 2>/dev/null)"
     curl -fs "http://127.0.0.1:$HTTP_PORT/feed/_health" >/dev/null && break
     sleep 0.1
 done
 curl -fsS "http://127.0.0.1:$HTTP_PORT/feed/_health" >/dev/null || die "pgfeed is not healthy behind lighttpd"
 
 # ---- the run ------------------------------------------------------------------------
-echo "run.sh: $(date -u +%FT%TZ), $(nproc) cores, $(uname -r); pgfeed $(git -C "$ROOT" rev-parse --short HEAD)," \
+# pgfeed is built from the working tree, which may differ from HEAD: say so.
+SOURCE=$(git -C "$ROOT" rev-parse --short HEAD)
+[[ -z $(git -C "$ROOT" status --porcelain -- fcgi sql) ]] || SOURCE="$SOURCE + uncommitted changes in fcgi/ or sql/"
+echo "run.sh: $(date -u +%FT%TZ), $(nproc) cores, $(uname -r); pgfeed $SOURCE," \
     "lighttpd $(lighttpd -v | sed -n 's|^lighttpd/\([^ ]*\).*|\1|p'), PostgreSQL $(psql -XAtc 'SHOW server_version')"
-echo "run.sh: ulimit -n $MAX_FDS; lighttpd max-connections $((N + 100)); pgfeed --max-held $((N + 1000))"
+echo "run.sh: load average $(cut -d' ' -f1-3 /proc/loadavg) before the run; ulimit -n $MAX_FDS; lighttpd max-connections $((N + 100)); pgfeed --max-held $((N + 1000))"
 "$FEEDBENCH" --mode "$MODE" --clients "$N" --port "$HTTP_PORT" \
     --pgfeed-pid "$PGFEED_PID" --server-pid "$LIGHTTPD_PID" --pgfeed-role "$PGFEED_ROLE" "$@"
