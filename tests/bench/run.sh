@@ -85,8 +85,15 @@ chmod 755 "$TMP" # the cluster's server user must reach $TMP/pg
 PGFEED_PID='' LIGHTTPD_PID=''
 cleanup() {
     local rc=$?
-    [[ -n $LIGHTTPD_PID ]] && kill "$LIGHTTPD_PID" 2>/dev/null && wait "$LIGHTTPD_PID" 2>/dev/null
-    [[ -n $PGFEED_PID ]] && kill "$PGFEED_PID" 2>/dev/null && wait "$PGFEED_PID" 2>/dev/null
+    set +e # stop everything even when one step fails (a killed child's wait returns 143)
+    if [[ -n $LIGHTTPD_PID ]]; then
+        kill "$LIGHTTPD_PID" 2>/dev/null
+        wait "$LIGHTTPD_PID" 2>/dev/null
+    fi
+    if [[ -n $PGFEED_PID ]]; then
+        kill "$PGFEED_PID" 2>/dev/null
+        wait "$PGFEED_PID" 2>/dev/null
+    fi
     "$ROOT/tests/pg/cluster.sh" stop "$TMP/pg" >/dev/null 2>&1 || true
     if ((rc != 0)); then
         for log in "$TMP/pgfeed.log" "$TMP/lighttpd.error.log"; do
