@@ -80,12 +80,16 @@ export function client(base) {
  * @returns {Promise<{status: number, headers: object, text: () => string,
  *   waitFor: (re: RegExp, ms: number) => Promise<string>, close: () => void}>}
  */
-export function openStream(base, path, headers = {}) {
+export function openStream(base, path, headers = {}, headersTimeoutMs = 10000) {
   const url = new URL(base);
   return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      req.destroy(new Error(`no response headers within ${headersTimeoutMs} ms (the server holds the stream back)`));
+    }, headersTimeoutMs);
     const req = http.request(
       { host: url.hostname, port: url.port, path, headers: { Connection: 'close', ...headers }, agent: false },
       (res) => {
+        clearTimeout(timer);
         let received = '';
         const waiters = [];
         const wake = () => {
@@ -122,7 +126,10 @@ export function openStream(base, path, headers = {}) {
         });
       },
     );
-    req.on('error', (err) => reject(new Error(`GET ${path} (stream): ${err.message}`)));
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`GET ${path} (stream): ${err.message}`));
+    });
     req.end();
   });
 }
