@@ -8,6 +8,7 @@
 // The test stops and restarts the shared test cluster (tests/pg/cluster.sh),
 // so ctest runs it alone (RUN_SERIAL in CMakeLists.txt).
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { after, before, describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -27,6 +28,9 @@ const STREAMS_PER_CHANNEL = 2; // SSE readers alongside, resuming by Last-Event-
 const OUTAGE_MS = 2500; // how long PostgreSQL stays down in the second phase
 const CATCH_UP_MS = 12000; // bound for every client to have every event at the end
 
+// Set when the file is done (or failed): client loops stop instead of retrying on.
+let stopAll = false;
+
 /** Integer seconds of a Retry-After header, or NaN. */
 function retryAfter(res) {
   const v = res.headers['retry-after'];
@@ -42,7 +46,7 @@ function startPollClient(base, channel, id, wait, log) {
   const c = { id, channel, wait, versions: [], events: [], statuses: {}, problems: [], bad503: [], cursor: '0', finished: false };
   c.run = (async () => {
     const deadline = Date.now() + 120000;
-    while (Date.now() < deadline) {
+    while (Date.now() < deadline && !stopAll) {
       let res;
       try {
         res = await request(base, `/feed/${channel}?since=${c.cursor}&wait=${wait}`, { timeoutMs: (wait + 15) * 1000 });
@@ -83,7 +87,7 @@ function startPollClient(base, channel, id, wait, log) {
         await sleep(200);
       }
     }
-    c.problems.push('gave up after 120 s');
+    if (!stopAll) c.problems.push('gave up after 120 s');
   })();
   return c;
 }
@@ -97,7 +101,7 @@ function startStreamClient(base, channel, id, log) {
   const c = { id, channel, versions: [], events: [], connects: 0, statuses: {}, problems: [], lastId: null, finished: false };
   c.run = (async () => {
     const deadline = Date.now() + 120000;
-    while (Date.now() < deadline && !c.finished) {
+    while (Date.now() < deadline && !c.finished && !stopAll) {
       c.connects++;
       let pending = '';
       const headers = { Accept: 'text/event-stream' };
@@ -149,7 +153,7 @@ function startStreamClient(base, channel, id, log) {
       if (res.status !== 200 && res.status !== 503) c.problems.push(`${res.status} ${req.text().slice(0, 200)}`);
       await sleep(res.status === 503 ? 1000 : 300);
     }
-    if (!c.finished) c.problems.push('gave up after 120 s');
+    if (!c.finished && !stopAll) c.problems.push('gave up after 120 s');
   })();
   return c;
 }
@@ -180,15 +184,18 @@ describe('long polls through lighttpd survive PostgreSQL restarting and going aw
   const prefix = unique('res_db');
   const channels = [`${prefix}.a`, `${prefix}.b`];
   let pgfeedPid;
+  const appName = unique('pgfeed_res');
 
   before(async () => {
-    server = await startLighttpd({ env: { PGFEED_MAX_WAIT: String(LONG_WAIT + 5) } });
+    // PGAPPNAME names pgfeed's connection, so a test can find and end it.
+    server = await startLighttpd({ env: { PGFEED_MAX_WAIT: String(LONG_WAIT + 5), PGAPPNAME: appName } });
     // lighttpd starts pgfeed on the first request
     await request(server.base, '/feed/_health');
     pgfeedPid = server.pgfeedPids()[0];
   });
 
   after(async () => {
+    stopAll = true;
     // Whatever happened, leave the shared cluster running for the tests after this one.
     await cluster('start-again').catch((err) => process.stderr.write(`${err.message}\n`));
     if (!server) return;
@@ -293,6 +300,10 @@ describe('long polls through lighttpd survive PostgreSQL restarting and going aw
     });
     const catchUpMs = Date.now() - endAt;
     note(`all clients finished ${catchUpMs} ms after the last publish`);
+    // Hundreds of refused and re-held polls leaked no place under --max-held: only
+    // streams whose reader left may still count (lighttpd notices that on a write).
+    const heldAfter = (await metrics(server.base)).get('pgfeed_held_requests');
+    assert.ok(heldAfter <= streams.length, `pgfeed_held_requests is ${heldAfter} with no long poll left`);
 
     // ---- what was committed, and what each client got
     for (const ch of channels) {
@@ -329,8 +340,64 @@ describe('long polls through lighttpd survive PostgreSQL restarting and going aw
     note(`long-poll answers: ${JSON.stringify(pollStatuses)}; stream answers: ${JSON.stringify(tally(streams))}, ${streams.map((c) => c.connects).join('/')} connects`);
     assert.ok(pollStatuses[503] > 0, 'some re-polls met the outage and got 503 (and then caught up)');
     assert.equal(crashLines(server.logsSince()).join('\n'), '', 'pgfeed crashed or was restarted');
+    // pgfeed saw both disruptions: two lost connections, two reconnections.
+    const fullLog = server.logs.filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+    const lost = fullLog.match(/database connection lost/g)?.length ?? 0;
+    const reconnected = fullLog.match(/database connected; listening/g)?.length ?? 0;
+    assert.ok(lost >= 2 && reconnected >= 2, `pgfeed logged ${lost} lost connections and ${reconnected} reconnections; expected at least 2 each`);
+    note(`pgfeed log: ${lost} connections lost, ${reconnected} reconnections`);
     assert.deepEqual(server.pgfeedPids(), [pgfeedPid], 'still the one pgfeed process lighttpd started');
     t.diagnostic(timeline.join('\n'));
     if (log.length) t.diagnostic(`client transport errors:\n${log.slice(0, 20).join('\n')}`);
   }, { timeout: 90000 });
+
+  // The case the reconnect re-read exists for, made deterministic: the events
+  // above could also reach held clients because other requests made pgfeed
+  // read their channel. Here nothing but held long polls waits on the channel,
+  // and the event commits while pgfeed has no LISTEN connection, so its
+  // NOTIFY is lost for good: only the re-read after reconnecting can wake them.
+  check('an event committed while the LISTEN connection is gone reaches held polls after the reconnect', async (t) => {
+    const ch = `${prefix}.quiet`;
+    await publish(ch, 'first', {});
+    const log = [];
+    const longPolls = async () => (await metrics(server.base)).get('pgfeed_requests_total{transport="long_poll"}');
+    const started = await longPolls();
+    const quiet = Array.from({ length: 10 }, (_, i) => startPollClient(server.base, ch, `q${i}`, LONG_WAIT, log));
+    // Each client's first poll gets version 1; its second (since=1) is held at once,
+    // the channel being loaded: 20 long polls have reached pgfeed, none more.
+    await waitFor('the quiet channel\'s 10 second long polls reached pgfeed', async () =>
+      quiet.every((c) => c.versions.length === 1) && (await longPolls()) - started === 20);
+    const requestsBefore = await longPolls();
+    assert.ok((await metrics(server.base)).get('pgfeed_held_requests') >= 10, 'the 10 polls are held');
+
+    // One transaction: end pgfeed's connection (waiting until it is gone), then publish;
+    // the NOTIFY goes out at commit, when pgfeed listens nowhere.
+    const out = await sql(
+      `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = ${lit(appName)};` +
+        ` SELECT pgfeed.publish(${lit(ch)}, 'while-away', '{}')`,
+    );
+    const committed = Date.now();
+    const [terminated, version] = out.split('\n').map(Number);
+    assert.equal(terminated, 1, `pgfeed's one connection (application_name ${appName}) was ended`);
+    assert.equal(version, 2);
+
+    await waitFor('every held poll of the quiet channel gets version 2', () => quiet.every((c) => c.versions.length === 2), {
+      timeoutMs: 3000,
+      everyMs: 20,
+      describe: () => `versions per client: ${quiet.map((c) => c.versions.join(',')).join(' | ')}; statuses ${JSON.stringify(quiet.map((c) => c.statuses))}`,
+    });
+    const wokenMs = Date.now() - committed;
+    // Nothing else asked for the channel: the only long polls since are the clients'
+    // re-polls after version 2 (some may still be on their way).
+    const since = (await longPolls()) - requestsBefore;
+    assert.ok(since <= 10, `${since} long polls reached pgfeed after the held ones; expected only the 10 re-polls`);
+    for (const c of quiet) {
+      assert.deepEqual(c.versions, [1, 2], `client ${c.id}`);
+      assert.deepEqual(c.problems, [], `client ${c.id}`);
+    }
+    t.diagnostic(`held polls got the event ${wokenMs} ms after it committed (their wait was ${LONG_WAIT} s)`);
+
+    await publish(ch, 'end', {});
+    await waitFor('the quiet clients finish', () => quiet.every((c) => c.finished));
+  });
 });

@@ -7,6 +7,18 @@
 #   cluster.sh stop DIR         stop the server in DIR (its files stay for a
 #                               post-mortem; the next start wipes them)
 #   cluster.sh env DIR PORT     print `export PG...=...` for libpq clients
+#   cluster.sh restart DIR      restart the server in DIR (fast shutdown: every
+#                               session is disconnected), keeping its data;
+#                               returns once it accepts connections again
+#   cluster.sh stop-fast DIR    fast shutdown of the server in DIR, keeping its
+#                               data, to be brought back by start-again
+#   cluster.sh start-again DIR  start the existing cluster in DIR again (no
+#                               initdb, no wipe) and wait until it is ready; a
+#                               no-op when it already runs
+#
+# restart, stop-fast and start-again are for tests that take the database away
+# from a running pgfeed (tests/e2e/resilience_*.test.mjs); the port is the one
+# start wrote into DIR/data/postgresql.conf.
 #
 # Layout of DIR: data/ (the cluster), socket/ (the Unix socket, reachable by any
 # user so a web server running as www-data can connect), log (server log),
@@ -36,7 +48,7 @@ die() {
 }
 
 usage() {
-    echo "usage: cluster.sh start DIR PORT | stop DIR | env DIR PORT" >&2
+    echo "usage: cluster.sh start DIR PORT | stop DIR | env DIR PORT | restart DIR | stop-fast DIR | start-again DIR" >&2
     exit 2
 }
 
@@ -233,6 +245,99 @@ cmd_env() {
     printf 'export PGHOST=%q PGPORT=%q PGUSER=%q PGDATABASE=%q\n' "$dir/socket" "$2" "$TEST_ROLE" "$TEST_DB"
 }
 
+# The port start configured for the cluster in DIR (the last `port =` line wins,
+# as it does for PostgreSQL).
+cluster_port() {
+    local conf=$1/data/postgresql.conf port
+    [[ -r $conf ]] || die "no cluster in $1 (missing $conf); create one with: cluster.sh start DIR PORT"
+    port=$(sed -n 's/^[[:space:]]*port[[:space:]]*=[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$conf" | tail -n 1)
+    [[ -n $port ]] || die "no port setting in $conf"
+    echo "$port"
+}
+
+# An existing cluster's DIR, absolute; dies when DIR holds none.
+existing_cluster() {
+    local dir
+    dir=$(absolute_dir "$1" no)
+    [[ -f $dir/data/PG_VERSION ]] || die "no cluster in $dir (missing data/PG_VERSION); create one with: cluster.sh start DIR PORT"
+    echo "$dir"
+}
+
+server_running() {
+    local pid
+    pid=$(postmaster_pid "$1") || return 1
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# Waits until the server in DIR accepts connections on its socket.
+wait_ready() {
+    local dir=$1 port=$2 bindir=$3 tries=0
+    until "$bindir/pg_isready" -q -h "$dir/socket" -p "$port" -d postgres -U postgres; do
+        ((++tries < 120)) || {
+            show_log "$dir/log"
+            die "the server in $dir does not accept connections"
+        }
+        sleep 0.1
+    done
+}
+
+cmd_restart() {
+    local dir port bindir owner
+    [[ $# -eq 1 ]] || usage
+    dir=$(existing_cluster "$1")
+    port=$(cluster_port "$dir")
+    bindir=$(find_bindir)
+    owner=$(stat -c %U "$dir/data")
+    cd -- "$dir"
+    # -m fast: sessions (pgfeed's LISTEN connection among them) are terminated,
+    # open transactions roll back; committed data stays.
+    if ! as_owner "$owner" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -m fast -w -t 60 restart >/dev/null; then
+        show_log "$dir/log"
+        die "the server in $dir did not restart"
+    fi
+    wait_ready "$dir" "$port" "$bindir"
+    echo "cluster.sh: restarted the server in $dir (127.0.0.1:$port)"
+}
+
+cmd_stop_fast() {
+    local dir bindir owner
+    [[ $# -eq 1 ]] || usage
+    dir=$(existing_cluster "$1")
+    server_running "$dir" || die "no server runs in $dir"
+    bindir=$(find_bindir)
+    owner=$(stat -c %U "$dir/data")
+    cd -- "$dir"
+    if ! as_owner "$owner" "$bindir/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null; then
+        show_log "$dir/log"
+        die "the server in $dir did not stop"
+    fi
+    echo "cluster.sh: stopped the server in $dir (data kept; bring it back with start-again)"
+}
+
+cmd_start_again() {
+    local dir port bindir owner
+    [[ $# -eq 1 ]] || usage
+    dir=$(existing_cluster "$1")
+    port=$(cluster_port "$dir")
+    bindir=$(find_bindir)
+    if server_running "$dir"; then
+        wait_ready "$dir" "$port" "$bindir"
+        echo "cluster.sh: the server in $dir already runs"
+        return 0
+    fi
+    if port_busy "$port"; then
+        die "port $port on 127.0.0.1 is in use by another server; cannot start the cluster in $dir again"
+    fi
+    owner=$(stat -c %U "$dir/data")
+    cd -- "$dir"
+    if ! as_owner "$owner" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 start >/dev/null; then
+        show_log "$dir/log"
+        die "the server in $dir did not start again"
+    fi
+    wait_ready "$dir" "$port" "$bindir"
+    echo "cluster.sh: started the server in $dir again (127.0.0.1:$port)"
+}
+
 [[ $# -ge 1 ]] || usage
 command=$1
 shift
@@ -240,5 +345,8 @@ case $command in
 start) cmd_start "$@" ;;
 stop) cmd_stop "$@" ;;
 env) cmd_env "$@" ;;
+restart) cmd_restart "$@" ;;
+stop-fast) cmd_stop_fast "$@" ;;
+start-again) cmd_start_again "$@" ;;
 *) usage ;;
 esac
