@@ -17,6 +17,8 @@
 
 /* A cursor version meaning "whatever the head is when the request is served". */
 #define CURSOR_NOW INT64_C(-1)
+/* A poll that named no cursor at all: from the oldest retained event, so never "gone". */
+#define CURSOR_OLDEST INT64_C(-2)
 
 /*
  * Parses a non-negative decimal bigint with no sign, spaces or leading '+';

@@ -15,6 +15,8 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -156,11 +158,16 @@ static void read_fcgx_body(fcgi_conn *conn, size_t max_body)
         conn->body_too_large = true;
         return;
     }
+    /* Never ask for more than CONTENT_LENGTH: FCGX_GetStr waits for what it was asked. */
     char chunk[4096];
     int n;
-    while (conn->body.len < (size_t)length &&
-           (n = FCGX_GetStr(chunk, sizeof chunk, conn->fcgx->in)) > 0)
+    while (conn->body.len < (size_t)length) {
+        size_t want = (size_t)length - conn->body.len;
+        n = FCGX_GetStr(chunk, (int)(want < sizeof chunk ? want : sizeof chunk), conn->fcgx->in);
+        if (n <= 0)
+            break;
         buf_append(&conn->body, chunk, (size_t)n);
+    }
 }
 
 fcgi_conn *fcgi_io_accept(int listen_fd, size_t max_body, bool *would_block)
@@ -200,8 +207,13 @@ fcgi_conn *fcgi_io_cgi(size_t max_body)
     } else if (length > 0) {
         char chunk[4096];
         ssize_t n;
-        while (conn->body.len < (size_t)length && (n = read(STDIN_FILENO, chunk, sizeof chunk)) > 0)
+        while (conn->body.len < (size_t)length) {
+            size_t want = (size_t)length - conn->body.len;
+            n = read(STDIN_FILENO, chunk, want < sizeof chunk ? want : sizeof chunk);
+            if (n <= 0)
+                break;
             buf_append(&conn->body, chunk, (size_t)n);
+        }
     }
     return conn;
 }
@@ -234,6 +246,14 @@ void fcgi_conn_drop_params(fcgi_conn *conn)
 int fcgi_conn_fd(const fcgi_conn *conn)
 {
     return conn->fd;
+}
+
+uint32_t fcgi_conn_hangup_events(const fcgi_conn *conn)
+{
+    /* A FastCGI server closing the connection shows as a read hangup. A CGI's stdout
+     * may be the same socket as its stdin (mod_cgid), whose read side ends with the
+     * body, so only a full hangup (always reported by epoll) counts there. */
+    return conn->is_cgi ? 0 : EPOLLRDHUP;
 }
 
 static void frame_record(fcgi_conn *conn, int type, const char *data, size_t len)
@@ -307,7 +327,7 @@ int fcgi_conn_flush(fcgi_conn *conn)
 bool fcgi_conn_peer_closed(fcgi_conn *conn)
 {
     if (conn->is_cgi)
-        return true; /* only asked after the fd reported a hangup */
+        return true; /* only asked after epoll reported a full hangup or an error */
     /* The server may still have unread FCGI_STDIN records queued; skip them to find EOF. */
     char scratch[512];
     for (int i = 0; i < 64; i++) {
@@ -320,10 +340,44 @@ bool fcgi_conn_peer_closed(fcgi_conn *conn)
     return false; /* still sending: not a hangup we can see yet */
 }
 
+bool fcgi_conn_shutdown_output(fcgi_conn *conn)
+{
+    if (conn->is_cgi)
+        return false;
+    return shutdown(conn->fd, SHUT_WR) == 0;
+}
+
+/*
+ * Reads and drops what the server still sends (unread STDIN records, a CGI body
+ * nobody asked for). Closing a socket with unread input makes the kernel reset
+ * the connection, and the server may then lose the end of our answer.
+ */
+static void drain_input(int fd, int wait_ms)
+{
+    char scratch[4096];
+    for (int i = 0; i < 256; i++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, wait_ms) <= 0)
+            return;
+        ssize_t n = read(fd, scratch, sizeof scratch);
+        if (n <= 0 && !(n < 0 && errno == EINTR))
+            return;
+    }
+}
+
 void fcgi_conn_close(fcgi_conn *conn)
 {
     if (!conn)
         return;
+    if (conn->is_cgi) {
+        /* Under mod_cgid stdin and stdout are one socket: end the answer, then read
+         * what is left until the server closes, so it is not reset before it read
+         * our answer (a reset makes Apache drop it). */
+        shutdown(STDOUT_FILENO, SHUT_WR);
+        drain_input(STDIN_FILENO, 200);
+    } else if (conn->fd >= 0) {
+        drain_input(conn->fd, 0);
+    }
     if (conn->fcgx) {
         FCGX_Free(conn->fcgx, 0);
         free(conn->fcgx);

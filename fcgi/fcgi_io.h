@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct fcgi_conn fcgi_conn;
@@ -47,8 +48,9 @@ const char *fcgi_conn_body(fcgi_conn *conn, size_t *len, bool *body_too_large);
 /* Frees what only parsing needed, so a held request keeps only its own state. */
 void fcgi_conn_drop_params(fcgi_conn *conn);
 
-/* The fd to watch: readable-hangup means the server closed the request. */
+/* The fd to watch for the server hanging up, and the epoll events that mean it. */
 int fcgi_conn_fd(const fcgi_conn *conn);
+uint32_t fcgi_conn_hangup_events(const fcgi_conn *conn);
 /* Queues response bytes (HTTP header block, then body). Never blocks. */
 void fcgi_conn_send(fcgi_conn *conn, const char *data, size_t len);
 /* Queues the end of the response. */
@@ -62,6 +64,14 @@ size_t fcgi_conn_pending(const fcgi_conn *conn);
 int fcgi_conn_flush(fcgi_conn *conn) __attribute__((warn_unused_result));
 /* True when the server has hung up (read side saw EOF or an error). */
 bool fcgi_conn_peer_closed(fcgi_conn *conn);
+/*
+ * After the whole answer is out: shuts our side and says whether to linger.
+ * A FastCGI server may still be sending (mod_proxy_fcgi writes the empty STDIN
+ * record after the params, even when the answer came first); closing now would
+ * break its pipe, so the caller keeps reading (fcgi_conn_peer_closed) until the
+ * server closes, for a bounded time. Returns false when closing at once is fine.
+ */
+bool fcgi_conn_shutdown_output(fcgi_conn *conn);
 void fcgi_conn_close(fcgi_conn *conn);
 
 #endif

@@ -174,9 +174,12 @@ static void channel_on_read(void *ctx, const db_read_result *r)
         if (last < r->head)
             ring_clear(ch);
     }
+    ch->oldest = r->oldest;
+    /* Pruned events leave memory too, so every process answers a pruned cursor alike. */
+    while (ch->ring_count > 0 && ch->ring_first < ch->oldest)
+        ring_drop_oldest(ch);
     if (ch->ring_count == 0)
         ch->ring_first = ch->head + 1;
-    ch->oldest = r->oldest;
     ch->known = true;
     if (ch->notified > ch->head)
         channel_start_read(ch, ch->head);

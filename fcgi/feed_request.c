@@ -243,7 +243,7 @@ static int resolve_cursors(feed_param_fn param, void *ctx, const query_params *q
     bool sse = out->transport == TRANSPORT_SSE;
     /* A new stream starts at the live edge; a poll with no cursor starts at the oldest. */
     for (size_t i = 0; i < n; i++)
-        out->cursors[i] = sse ? CURSOR_NOW : 0;
+        out->cursors[i] = sse ? CURSOR_NOW : CURSOR_OLDEST;
 
     const char *tag;
     size_t tag_len;

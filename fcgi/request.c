@@ -32,6 +32,9 @@ typedef enum request_state {
     REQ_STREAMING,
     /* Answered: no subscriptions; queued output drains as the server takes it. */
     REQ_FLUSHING,
+    /* Everything written and our side shut; the server's remaining input is read
+     * and dropped until it closes (or LINGER_MS), so it never sees a broken pipe. */
+    REQ_LINGERING,
     /* On the registry's closed list, freed by request_reap at the end of the turn. */
     REQ_CLOSED,
 } request_state;
@@ -48,6 +51,7 @@ typedef struct subscription {
     feed_subscriber node; /* first: the cache hands it back to sub_on_wake */
     request *req;
     int64_t cursor;  /* the last version the client has (CURSOR_NOW until resolved) */
+    bool from_oldest; /* no cursor given: start at the oldest retained, whatever it is */
     db_query *query; /* this subscription's history read, while in flight */
     history *hist;
 } subscription;
@@ -63,6 +67,7 @@ struct request {
     size_t n_subs;
     db_query *query; /* ping or publish in flight */
     bool held_counted;
+    bool watched; /* false for CGI output to a file, which epoll cannot watch */
     int64_t deadline_ms;         /* long poll: answer by; SSE: end of the stream */
     int64_t last_write_ms;       /* SSE heartbeats */
     int64_t backlogged_since_ms; /* SSE: output above the high-water mark since */
@@ -70,6 +75,8 @@ struct request {
 };
 
 static void request_evaluate(request *r);
+
+#define LINGER_MS 2000
 
 /* ---- lifetime ---------------------------------------------------------- */
 
@@ -115,6 +122,14 @@ static void request_release_subscriptions(request *r)
     }
 }
 
+/* A long poll or stream stops counting against --max-held once it is answered. */
+static void request_unhold(request *r)
+{
+    if (r->held_counted)
+        r->reg->stats->held_now--;
+    r->held_counted = false;
+}
+
 /* The one way out: detaches the request from everything that could call it back. */
 static void request_close(request *r)
 {
@@ -124,12 +139,11 @@ static void request_close(request *r)
     request_release_subscriptions(r);
     db_query_cancel(r->query);
     r->query = NULL;
-    if (r->watch.fd >= 0)
+    if (r->watched)
         event_loop_unwatch(reg->loop, &r->watch);
     fcgi_conn_close(r->conn);
     r->conn = NULL;
-    if (r->held_counted)
-        reg->stats->held_now--;
+    request_unhold(r);
     r->state = REQ_CLOSED;
     list_remove(&reg->active, r);
     reg->n_active--;
@@ -161,12 +175,19 @@ static void request_flush(request *r)
     if (rc == 1) {
         r->backlogged_since_ms = 0;
         if (r->state == REQ_FLUSHING) {
-            request_close(r);
+            if (!r->watched || !fcgi_conn_shutdown_output(r->conn)) {
+                request_close(r);
+                return;
+            }
+            r->state = REQ_LINGERING;
+            r->deadline_ms = clock_now_ms() + LINGER_MS;
+            if (event_loop_modify(r->reg->loop, &r->watch, EPOLLIN | EPOLLRDHUP) < 0)
+                request_close(r);
             return;
         }
     }
-    if (r->watch.fd >= 0 && r->watch.events != 0 /* CGI on a file is not watched */) {
-        uint32_t want = EPOLLRDHUP | (rc == 0 ? EPOLLOUT : 0);
+    if (r->watched) {
+        uint32_t want = fcgi_conn_hangup_events(r->conn) | (rc == 0 ? EPOLLOUT : 0);
         if (event_loop_modify(r->reg->loop, &r->watch, want) < 0)
             request_close(r);
     }
@@ -189,6 +210,7 @@ static void request_respond(request *r, int status, const char *content_type,
     fcgi_conn_end(r->conn);
     metrics_count_status(r->reg->stats, status);
     log_debug(r->id, "answered %d", status);
+    request_unhold(r);
     r->state = REQ_FLUSHING;
     request_flush(r);
 }
@@ -249,6 +271,8 @@ static void sub_on_history(void *ctx, const db_read_result *res)
         copy->json[e->json_len] = '\0';
         h->events[h->n_events++] = copy;
     }
+    if (s->from_oldest && s->cursor < h->oldest - 1)
+        s->cursor = h->oldest - 1;
     history_free(s->hist);
     s->hist = h;
     request_evaluate(r);
@@ -303,6 +327,8 @@ static int subs_prepare(request *r)
         }
         if (s->cursor == CURSOR_NOW)
             s->cursor = feed_channel_head(ch);
+        if (s->from_oldest && s->cursor < feed_channel_oldest(ch) - 1)
+            s->cursor = feed_channel_oldest(ch) - 1;
         if (feed_channel_covers(ch, s->cursor))
             continue;
         if (!sub_read_history(s))
@@ -617,6 +643,7 @@ static void stream_pump(request *r)
 
 static void stream_end(request *r)
 {
+    request_unhold(r);
     fcgi_conn_end(r->conn);
     r->state = REQ_FLUSHING;
     request_flush(r);
@@ -637,6 +664,7 @@ static void request_evaluate(request *r)
         stream_pump(r);
         break;
     case REQ_FLUSHING:
+    case REQ_LINGERING:
     case REQ_CLOSED:
         break;
     }
@@ -651,6 +679,11 @@ static void request_on_io(void *data, uint32_t events)
         request_flush(r);
         if (r->state == REQ_STREAMING && fcgi_conn_pending(r->conn) == 0)
             stream_pump(r);
+    }
+    if (r->state == REQ_LINGERING) {
+        if (fcgi_conn_peer_closed(r->conn) || (events & (EPOLLHUP | EPOLLERR)))
+            request_close(r);
+        return;
     }
     if (r->state != REQ_CLOSED && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) &&
         fcgi_conn_peer_closed(r->conn)) {
@@ -786,6 +819,10 @@ static void feed_start(request *r)
         subscription *s = &r->subs[i];
         s->req = r;
         s->cursor = fr->cursors[i];
+        if (s->cursor == CURSOR_OLDEST) {
+            s->cursor = 0;
+            s->from_oldest = true;
+        }
         s->node.wake = sub_on_wake;
         feed_channel_subscribe(feed_cache_channel(reg->cache, fr->channels[i]), &s->node);
     }
@@ -809,9 +846,8 @@ void request_start(request_registry *reg, fcgi_conn *conn)
     list_push(&reg->active, r);
     reg->n_active++;
     r->watch = (event_watch){.fd = fcgi_conn_fd(conn), .handler = request_on_io, .data = r};
-    /* EPOLLRDHUP: the server closing the connection is how a departed client shows. */
-    if (event_loop_watch(reg->loop, &r->watch, EPOLLRDHUP) < 0)
-        r->watch.events = 0; /* CGI writing to a file: plain blocking writes */
+    /* The server closing the connection is how a departed client shows. */
+    r->watched = event_loop_watch(reg->loop, &r->watch, fcgi_conn_hangup_events(conn)) == 0;
 
     feed_limits limits = {.max_query_length = (size_t)cfg->max_query,
                           .max_channels = (size_t)cfg->max_channels,
@@ -872,6 +908,9 @@ void request_sweep(request_registry *reg, int64_t now_ms)
                                      r->fr.transport == TRANSPORT_LONG_POLL)) {
             if (now_ms >= r->deadline_ms)
                 poll_time_out(r);
+        } else if (r->state == REQ_LINGERING) {
+            if (now_ms >= r->deadline_ms)
+                request_close(r);
         } else if (r->state == REQ_STREAMING) {
             if (now_ms >= r->deadline_ms) {
                 stream_end(r);

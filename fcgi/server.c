@@ -151,12 +151,16 @@ int server_run(const pgfeed_config *cfg)
         return 1;
     }
 
-    int64_t last_cache_sweep = now, last_prune = now, stop_deadline = 0;
+    int64_t last_cache_sweep = now, last_prune = now, last_sweep = now, stop_deadline = 0;
     while (true) {
         event_loop_run_once(s.loop, TICK_MS);
         now = clock_now_ms();
         db_tick(s.database, now);
-        request_sweep(&s.requests, now);
+        /* The sweep walks every request: once a tick, not once per wake-up. */
+        if (now - last_sweep >= TICK_MS) {
+            request_sweep(&s.requests, now);
+            last_sweep = now;
+        }
         if (stop_requested && !stop_deadline) {
             log_info(0, "stopping: answering %zu held requests", s.requests.n_active);
             if (s.listener.fd >= 0)

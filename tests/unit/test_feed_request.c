@@ -87,7 +87,8 @@ static void refuse(const char **kv, int status, const char *detail)
     assert_string_equal(err.detail, detail);
 }
 
-/* A one-channel feed request with every default: poll from 0, default limit, unconditional. */
+/* A one-channel feed request with every default: poll from the oldest retained event (POST
+ * takes no cursor), default limit, unconditional. */
 static void assert_plain_feed(const feed_request *req, feed_method method, const char *channel)
 {
     assert_int_equal(req->route, ROUTE_FEED);
@@ -95,7 +96,7 @@ static void assert_plain_feed(const feed_request *req, feed_method method, const
     assert_int_equal(req->transport, TRANSPORT_POLL);
     assert_int_equal(req->n_channels, 1);
     assert_string_equal(req->channels[0], channel);
-    assert_int_equal(req->cursors[0], 0);
+    assert_true(req->cursors[0] == (method == METHOD_POST ? 0 : CURSOR_OLDEST));
     assert_int_equal(req->limit, 100);
     assert_int_equal(req->wait, 0);
     assert_null(req->if_none_match);
@@ -136,8 +137,8 @@ static void test_several_channels_by_parameter(void **state)
         assert_int_equal(req.n_channels, 2);
         assert_string_equal(req.channels[0], "orders");
         assert_string_equal(req.channels[1], "user:42");
-        assert_int_equal(req.cursors[0], 0);
-        assert_int_equal(req.cursors[1], 0);
+        assert_true(req.cursors[0] == CURSOR_OLDEST);
+        assert_true(req.cursors[1] == CURSOR_OLDEST);
         feed_request_free(&req);
     }
 }
@@ -600,7 +601,7 @@ static void test_other_accept_is_a_poll(void **state)
               "application/json, */*"),
           &req);
     assert_int_equal(req.transport, TRANSPORT_POLL);
-    assert_int_equal(req.cursors[0], 0);
+    assert_true(req.cursors[0] == CURSOR_OLDEST);
     feed_request_free(&req);
 }
 
@@ -617,7 +618,7 @@ static void test_last_event_id(void **state)
     expect_cursors(ORDERS("HTTP_ACCEPT", "text/event-stream", "HTTP_LAST_EVENT_ID", ""), 1,
                    WANT(CURSOR_NOW), NULL);
     /* and a poll does not look at it at all */
-    expect_cursors(ORDERS("HTTP_LAST_EVENT_ID", "garbage"), 1, WANT(0), NULL);
+    expect_cursors(ORDERS("HTTP_LAST_EVENT_ID", "garbage"), 1, WANT(CURSOR_OLDEST), NULL);
 }
 
 static void test_last_event_id_invalid(void **state)
@@ -675,7 +676,7 @@ static void test_if_none_match_that_is_not_a_cursor(void **state)
         {"garbage \"41\"", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        expect_cursors(ORDERS("HTTP_IF_NONE_MATCH", cases[i].header), 1, WANT(0), cases[i].kept);
+        expect_cursors(ORDERS("HTTP_IF_NONE_MATCH", cases[i].header), 1, WANT(CURSOR_OLDEST), cases[i].kept);
 }
 
 static void test_error_leaves_no_partial_request(void **state)
