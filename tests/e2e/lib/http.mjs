@@ -38,7 +38,10 @@ export function request(base, path, options = {}) {
       (res) => {
         const chunks = [];
         res.on('data', (chunk) => chunks.push(chunk));
-        res.on('error', reject);
+        res.on('error', (err) => {
+          clearTimeout(timer);
+          reject(new Error(`${options.method ?? 'GET'} ${path.slice(0, 120)}: ${err.message} (after status ${res.statusCode})`));
+        });
         res.on('end', () => {
           clearTimeout(timer);
           const body = Buffer.concat(chunks).toString('utf8');
