@@ -382,6 +382,16 @@ static void db_on_io(void *data, uint32_t events)
         db_read_results(d);
 }
 
+/* Server notices (and libpq's own messages) go through our log, with its prefix. */
+static void db_on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    size_t len = strlen(message);
+    while (len > 0 && message[len - 1] == '\n')
+        len--;
+    log_info(0, "postgresql: %.*s", (int)len, message);
+}
+
 void db_tick(db *d, int64_t now_ms)
 {
     if (d->state == DB_CONNECTING && now_ms > d->connect_deadline_ms) {
@@ -400,6 +410,7 @@ void db_tick(db *d, int64_t now_ms)
         db_connection_lost(d, d->conn ? PQerrorMessage(d->conn) : "out of memory");
         return;
     }
+    PQsetNoticeProcessor(d->conn, db_on_notice, NULL);
     d->state = DB_CONNECTING;
     d->connect_deadline_ms = now_ms + CONNECT_TIMEOUT_MS;
     db_continue_connect(d);

@@ -228,8 +228,9 @@ static void request_fail_allow(request *r, int status, const char *detail, json_
     } else if (allow) {
         buf_printf(&headers, "Allow: %s\r\n", allow);
     }
-    if (status >= 500)
-        log_warn(r->id, "%d: %s", status, detail);
+    /* A database outage answers every request 503: the outage itself is logged once, by db. */
+    log_msg(status == 503 ? LOG_DEBUG : (status >= 500 ? LOG_WARN : LOG_DEBUG), r->id, "%d: %s",
+            status, detail);
     request_respond(r, status, "application/problem+json", headers.data, body.data, body.len);
     buf_free(&body);
     buf_free(&headers);
