@@ -20,8 +20,10 @@ typedef struct option_spec {
     const char *help;
 } option_spec;
 
-#define OPT(flag, type, field, def, min, max, help)                                               \
-    {flag, type, offsetof(pgfeed_config, field), def, min, max, help}
+#define OPT(flag, type, field, def, min, max, help)                                                \
+    {                                                                                              \
+        flag, type, offsetof(pgfeed_config, field), def, min, max, help                            \
+    }
 
 static const option_spec options[] = {
     OPT("listen", OPT_STRING, listen, NULL, 0, 0,
@@ -98,9 +100,10 @@ static int option_set(pgfeed_config *cfg, const option_spec *o, const char *valu
 
 void config_usage(FILE *out)
 {
-    fprintf(out, "usage: pgfeed [--flag value ...]\n"
-                 "Serves PostgreSQL change feeds over FastCGI (inherited socket or --listen) or CGI.\n"
-                 "Every flag can also be set by its PGFEED_* environment variable.\n\n");
+    fprintf(out,
+            "usage: pgfeed [--flag value ...]\n"
+            "Serves PostgreSQL change feeds over FastCGI (inherited socket or --listen) or CGI.\n"
+            "Every flag can also be set by its PGFEED_* environment variable.\n\n");
     char name[64];
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         const option_spec *o = &options[i];

@@ -12,23 +12,23 @@
 #include <stdio.h>
 
 typedef struct pgfeed_config {
-    const char *listen;     /* NULL: inherited socket or CGI */
-    const char *db;         /* conninfo; "" means PG* environment */
+    const char *listen; /* NULL: inherited socket or CGI */
+    const char *db;     /* conninfo; "" means PG* environment */
     const char *log_level;
-    int max_wait;           /* seconds a long poll may be held */
+    int max_wait; /* seconds a long poll may be held */
     int default_limit;
     int max_limit;
-    int max_channels;       /* per request */
-    int max_query;          /* QUERY_STRING bytes */
-    int max_held;           /* long polls + streams per process */
-    int heartbeat;          /* seconds between SSE comments */
-    int sse_lifetime;       /* seconds before a stream ends so the client reconnects */
-    int sse_retry_ms;       /* retry: sent to EventSource */
-    int max_buffered;       /* bytes queued for one client before it counts as too slow */
-    int ring_events;        /* recent events cached per channel */
+    int max_channels; /* per request */
+    int max_query;    /* QUERY_STRING bytes */
+    int max_held;     /* long polls + streams per process */
+    int heartbeat;    /* seconds between SSE comments */
+    int sse_lifetime; /* seconds before a stream ends so the client reconnects */
+    int sse_retry_ms; /* retry: sent to EventSource */
+    int max_buffered; /* bytes queued for one client before it counts as too slow */
+    int ring_events;  /* recent events cached per channel */
     int ring_bytes;
-    int prune_interval;     /* seconds between pgfeed.prune() runs; 0: never */
-    bool publish;           /* POST /{channel} publishes */
+    int prune_interval;        /* seconds between pgfeed.prune() runs; 0: never */
+    bool publish;              /* POST /{channel} publishes */
     const char *publish_token; /* if set, POST needs Authorization: Bearer <token> */
     int max_body;
 } pgfeed_config;

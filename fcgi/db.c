@@ -25,7 +25,13 @@ typedef enum db_state {
     DB_UP,         /* LISTEN done: queries run from the FIFO, notifications flow */
 } db_state;
 
-typedef enum query_kind { QUERY_LISTEN, QUERY_READ, QUERY_PUBLISH, QUERY_PING, QUERY_PRUNE } query_kind;
+typedef enum query_kind {
+    QUERY_LISTEN,
+    QUERY_READ,
+    QUERY_PUBLISH,
+    QUERY_PING,
+    QUERY_PRUNE
+} query_kind;
 
 static const char *const query_sql[] = {
     [QUERY_LISTEN] = "LISTEN " NOTIFY_CHANNEL,

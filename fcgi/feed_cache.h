@@ -42,10 +42,10 @@ typedef struct feed_subscriber {
 } feed_subscriber;
 
 typedef struct feed_cache_limits {
-    size_t ring_events;  /* recent events kept per channel */
-    size_t ring_bytes;   /* and at most this many bytes of them */
-    int read_batch;      /* events per catch-up query */
-    int64_t idle_ms;     /* a channel nobody used for this long is forgotten */
+    size_t ring_events; /* recent events kept per channel */
+    size_t ring_bytes;  /* and at most this many bytes of them */
+    int read_batch;     /* events per catch-up query */
+    int64_t idle_ms;    /* a channel nobody used for this long is forgotten */
 } feed_cache_limits;
 
 feed_cache *feed_cache_new(db *d, const feed_cache_limits *limits);

@@ -41,7 +41,8 @@ void feed_format_poll_body(buf *out, const feed_view *views, size_t n_views, boo
     bool first = true;
     if (!several) {
         const feed_view *v = &views[0];
-        buf_printf(out, "{\"channel\":\"%s\",\"head\":%" PRId64 ",\"oldest\":%" PRId64 ",\"events\":[",
+        buf_printf(out,
+                   "{\"channel\":\"%s\",\"head\":%" PRId64 ",\"oldest\":%" PRId64 ",\"events\":[",
                    v->channel, v->head, v->oldest);
         append_events(out, v, &first);
         buf_printf(out, "],\"more\":%s,\"cursor\":\"%s\"}", v->more ? "true" : "false", cursor);

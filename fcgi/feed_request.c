@@ -201,7 +201,7 @@ static int resolve_channels(const query_params *q, const char *path_channel,
 static int parse_paging(feed_param_fn param, void *ctx, const query_params *q,
                         const feed_limits *limits, feed_request *out, feed_error *err)
 {
-    const char *limit_text, *wait_text;
+    const char *limit_text = NULL, *wait_text = NULL;
     if (single_param(q, "limit", &limit_text, err) < 0 ||
         single_param(q, "wait", &wait_text, err) < 0)
         return -1;
@@ -254,7 +254,7 @@ static int resolve_cursors(feed_param_fn param, void *ctx, const query_params *q
         }
     }
 
-    const char *since;
+    const char *since = NULL;
     if (single_param(q, "since", &since, err) < 0)
         return -1;
     if (since != NULL && strcmp(since, "now") == 0) {

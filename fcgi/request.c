@@ -50,9 +50,9 @@ typedef struct history {
 typedef struct subscription {
     feed_subscriber node; /* first: the cache hands it back to sub_on_wake */
     request *req;
-    int64_t cursor;  /* the last version the client has (CURSOR_NOW until resolved) */
+    int64_t cursor;   /* the last version the client has (CURSOR_NOW until resolved) */
     bool from_oldest; /* no cursor given: start at the oldest retained, whatever it is */
-    db_query *query; /* this subscription's history read, while in flight */
+    db_query *query;  /* this subscription's history read, while in flight */
     history *hist;
 } subscription;
 
@@ -67,7 +67,7 @@ struct request {
     size_t n_subs;
     db_query *query; /* ping or publish in flight */
     bool held_counted;
-    bool watched; /* false for CGI output to a file, which epoll cannot watch */
+    bool watched;                /* false for CGI output to a file, which epoll cannot watch */
     int64_t deadline_ms;         /* long poll: answer by; SSE: end of the stream */
     int64_t last_write_ms;       /* SSE heartbeats */
     int64_t backlogged_since_ms; /* SSE: output above the high-water mark since */
@@ -387,7 +387,8 @@ static void request_format_cursor(request *r, const int64_t *versions, buf *out)
 static void poll_fail_gone(request *r, const subscription *s, const sub_source *src)
 {
     json_object *extra = json_object_new_object();
-    json_object_object_add(extra, "channel", json_object_new_string(feed_channel_name(s->node.channel)));
+    json_object_object_add(extra, "channel",
+                           json_object_new_string(feed_channel_name(s->node.channel)));
     json_object_object_add(extra, "oldest", json_object_new_int64(src->oldest));
     json_object_object_add(extra, "head", json_object_new_int64(src->head));
     json_object_object_add(extra, "cursor", json_object_new_int64(s->cursor));
@@ -399,7 +400,8 @@ static void poll_fail_gone(request *r, const subscription *s, const sub_source *
                  s->cursor, feed_channel_name(s->node.channel), src->head);
     else
         snprintf(detail, sizeof detail,
-                 "events after %" PRId64 " of channel \"%s\" were pruned (oldest retained is %" PRId64
+                 "events after %" PRId64
+                 " of channel \"%s\" were pruned (oldest retained is %" PRId64
                  "): reload and continue from the head",
                  s->cursor, feed_channel_name(s->node.channel), src->oldest);
     request_fail(r, 410, detail, extra);
@@ -462,8 +464,7 @@ static void poll_answer(request *r, bool timed_out)
         request_respond(r, 304, NULL, headers.data, NULL, 0);
     } else {
         buf body = BUF_INIT;
-        feed_format_poll_body(&body, views, n, r->fr.n_channels > 1,
-                              cursor.data);
+        feed_format_poll_body(&body, views, n, r->fr.n_channels > 1, cursor.data);
         r->reg->stats->events_delivered += used;
         request_respond(r, 200, "application/json", headers.data, body.data, body.len);
         buf_free(&body);
@@ -766,8 +767,8 @@ static void publish_start(request *r)
         return;
     }
     json_object_object_get_ex(doc, "data", &data);
-    const char *data_json = data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN)
-                                 : "{}";
+    const char *data_json =
+        data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN) : "{}";
     r->state = REQ_WAITING_DB;
     r->query = db_publish(r->reg->database, r->fr.channels[0], json_object_get_string(type),
                           data_json, publish_on_result, r);

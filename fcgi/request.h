@@ -31,8 +31,8 @@ typedef struct request_registry {
     db *database;
     const pgfeed_config *cfg;
     metrics *stats;
-    request *active;  /* every request not yet closed */
-    request *closed;  /* closed this turn; freed by request_reap */
+    request *active; /* every request not yet closed */
+    request *closed; /* closed this turn; freed by request_reap */
     size_t n_active;
     unsigned long next_id;
     bool shutting_down;

@@ -16,8 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TICK_MS 100              /* deadlines and heartbeats are checked this often */
-#define ACCEPTS_PER_TURN 64      /* so a burst of connections cannot starve held requests */
+#define TICK_MS 100         /* deadlines and heartbeats are checked this often */
+#define ACCEPTS_PER_TURN 64 /* so a burst of connections cannot starve held requests */
 #define CACHE_SWEEP_MS 5000
 #define SHUTDOWN_GRACE_MS 5000
 #define LISTEN_BACKLOG 1024
@@ -125,21 +125,16 @@ int server_run(const pgfeed_config *cfg)
     s.loop = event_loop_new();
     if (!s.loop)
         return 1;
-    db_callbacks callbacks = {.ctx = &s,
-                              .up = server_on_db_up,
-                              .down = server_on_db_down,
-                              .notify = server_on_notify};
+    db_callbacks callbacks = {
+        .ctx = &s, .up = server_on_db_up, .down = server_on_db_down, .notify = server_on_notify};
     s.database = db_new(s.loop, cfg->db, &callbacks);
     feed_cache_limits limits = {.ring_events = (size_t)cfg->ring_events,
                                 .ring_bytes = (size_t)cfg->ring_bytes,
                                 .read_batch = cfg->max_limit,
                                 .idle_ms = 60000};
     s.cache = feed_cache_new(s.database, &limits);
-    s.requests = (request_registry){.loop = s.loop,
-                                    .cache = s.cache,
-                                    .database = s.database,
-                                    .cfg = cfg,
-                                    .stats = &s.stats};
+    s.requests = (request_registry){
+        .loop = s.loop, .cache = s.cache, .database = s.database, .cfg = cfg, .stats = &s.stats};
     s.listener.fd = -1;
 
     int64_t now = clock_now_ms();
@@ -172,7 +167,8 @@ int server_run(const pgfeed_config *cfg)
             feed_cache_sweep(s.cache, now);
             last_cache_sweep = now;
         }
-        if (cfg->prune_interval && !cgi && now - last_prune >= (int64_t)cfg->prune_interval * 1000) {
+        if (cfg->prune_interval && !cgi &&
+            now - last_prune >= (int64_t)cfg->prune_interval * 1000) {
             db_prune(s.database);
             last_prune = now;
         }
