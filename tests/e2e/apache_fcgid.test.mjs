@@ -4,6 +4,7 @@
 // request at a time, so concurrent long polls take a process each.
 import { foundationSuite } from './lib/foundation.mjs';
 import { longPollSuite } from './lib/longpoll.mjs';
+import { SSE_SETTINGS, sseSuite } from './lib/sse_timing.mjs';
 import { startApache } from './lib/servers.mjs';
 
 const MAX_WAIT = 3;
@@ -18,3 +19,6 @@ longPollSuite('Apache mod_fcgid: each held long poll takes its own pgfeed proces
   processes: 8,
   processPerRequest: true,
 });
+
+sseSuite('Apache mod_fcgid: SSE heartbeats and lifetime', () =>
+  startApache('fcgid', { defines: { PGFEED_HEARTBEAT: SSE_SETTINGS.heartbeat, PGFEED_SSE_LIFETIME: SSE_SETTINGS.lifetime } }));

@@ -81,7 +81,9 @@ export function client(base) {
 /**
  * Opens a streaming GET (SSE) and collects what arrives, as it arrives.
  * @returns {Promise<{status: number, headers: object, text: () => string,
- *   waitFor: (re: RegExp, ms: number) => Promise<string>, close: () => void}>}
+ *   waitFor: (re: RegExp, ms: number) => Promise<string>,
+ *   ended: (ms: number) => Promise<number>, close: () => void}>}
+ *   ended: resolves with Date.now() when the server ends the response
  */
 export function openStream(base, path, headers = {}, headersTimeoutMs = 10000) {
   const url = new URL(base);
@@ -94,6 +96,8 @@ export function openStream(base, path, headers = {}, headersTimeoutMs = 10000) {
       (res) => {
         clearTimeout(timer);
         let received = '';
+        let endedAt = null;
+        const endWaiters = [];
         const waiters = [];
         const wake = () => {
           for (const w of [...waiters]) {
@@ -111,6 +115,10 @@ export function openStream(base, path, headers = {}, headersTimeoutMs = 10000) {
           wake();
         });
         res.on('error', () => {});
+        res.on('end', () => {
+          endedAt = Date.now();
+          for (const w of endWaiters.splice(0)) w(endedAt);
+        });
         resolve({
           status: res.statusCode,
           headers: res.headers,
@@ -124,6 +132,15 @@ export function openStream(base, path, headers = {}, headersTimeoutMs = 10000) {
               }, ms);
               waiters.push(w);
               wake();
+            }),
+          ended: (ms) =>
+            new Promise((res2, rej2) => {
+              if (endedAt !== null) return res2(endedAt);
+              const timer2 = setTimeout(() => rej2(new Error(`stream ${path}: still open after ${ms} ms`)), ms);
+              endWaiters.push((t) => {
+                clearTimeout(timer2);
+                res2(t);
+              });
             }),
           close: () => req.destroy(),
         });
