@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 
+import { lit, sql } from './pg.mjs';
+
 /**
  * @typedef {object} SseItem
  * @property {'event'|'comment'|'retry'} kind
@@ -211,6 +213,19 @@ export function range(from, to) {
   const out = [];
   for (let v = from; v <= to; v++) out.push(v);
   return out;
+}
+
+/**
+ * Publishes events from..to on channel in one transaction, in order, each
+ * {type: 'big', data: {n, pad: size times "x"}}: the padding is made in SQL,
+ * so the command stays small however large the events are.
+ */
+export function publishPadded(channel, from, to, size) {
+  return sql(
+    `DO $$ BEGIN FOR i IN ${Number(from)}..${Number(to)} LOOP ` +
+      `PERFORM pgfeed.publish(${lit(channel)}, 'big', jsonb_build_object('n', i, 'pad', repeat('x', ${Number(size)}))); ` +
+      'END LOOP; END $$',
+  );
 }
 
 /** Every SseItem of a complete body text. */
