@@ -31,6 +31,8 @@ const FEED = document.body.dataset.feed ?? '/feed';
 const API = document.body.dataset.api ?? '/demo/orders';
 const CHANNEL = 'orders';
 const MAX_ITEMS = 40;
+/** Orders from the first snapshot listed under Activity before any event arrives. */
+const RECENT_ORDERS = 6;
 const MENU = ['Espresso', 'Flat white', 'Cappuccino', 'Croissant', 'Banana bread', 'Iced tea', 'Cortado'];
 const MODES = /** @type {TransportMode[]} */ (['auto', 'sse', 'longpoll', 'poll']);
 
@@ -73,6 +75,7 @@ async function start() {
     onStatus: renderStatus,
   });
   showSnapshot(snapshot);
+  showRecent(snapshot.orders);
   renderMode(mode);
   // Exposed for the browser tests and for poking around in devtools.
   Object.assign(window, { pgfeedDemo: state });
@@ -113,12 +116,25 @@ function showSnapshot(snapshot) {
   renderVersion();
 }
 
+/**
+ * Lists the newest orders of the first snapshot, so the page opens on what
+ * exists rather than on an empty list; live events go above them.
+ * @param {Order[]} orders
+ */
+function showRecent(orders) {
+  const recent = [...orders].sort((a, b) => a.id - b.id).slice(-RECENT_ORDERS);
+  for (const order of recent) {
+    addActivity({ kind: 'insert', title: `Order #${order.id}`, detail: `${order.quantity} × ${order.item}` },
+      order.created_at, { past: true });
+  }
+}
+
 /** @param {FeedEvent} event */
 function onEvent(event) {
   state.received++;
   state.replay?.push(event);
   applyChange(event);
-  addActivity(describe(event), event.time);
+  addActivity(describe(event), event.time, { version: event.version });
   renderTotals();
   renderVersion();
 }
@@ -229,11 +245,15 @@ function changes(before, after) {
  * Prepends an entry to the activity list.
  * @param {Activity} activity
  * @param {string} [time]  ISO time of the change; now if absent
+ * @param {{past?: boolean, version?: number}} [options]
+ *   past: from the snapshot, not a live event (shown without the arrival
+ *   highlight and not counted); version: the event's feed version
  */
-function addActivity(activity, time = new Date().toISOString()) {
+function addActivity(activity, time = new Date().toISOString(), { past = false, version } = {}) {
   const list = byId('activity');
   const li = document.createElement('li');
-  li.className = `activity-item ${activity.kind}`;
+  li.className = `activity-item ${activity.kind}${past ? ' past' : ''}`;
+  if (version != null) li.dataset.version = String(version);
   const icon = el('span', 'activity-icon', { insert: '+', update: '✎', delete: '−', system: '↻' }[activity.kind]);
   icon.setAttribute('aria-hidden', 'true');
   const text = el('div', 'activity-text');
@@ -244,7 +264,7 @@ function addActivity(activity, time = new Date().toISOString()) {
   list.prepend(li);
   while (list.children.length > MAX_ITEMS) list.lastElementChild?.remove();
   byId('activity-empty').hidden = true;
-  byId('activity-count').textContent = `${number.format(state.received)} events`;
+  if (state.received > 0) byId('activity-count').textContent = `${number.format(state.received)} live ${state.received === 1 ? 'event' : 'events'}`;
 }
 
 /**
