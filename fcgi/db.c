@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NOTIFY_CHANNEL "pgfeed"
+#define NOTIFY_CHANNEL "pgfeed"               /* "<version> <channel>" per publish */
+#define NOTIFY_PRUNED_CHANNEL "pgfeed_pruned" /* "<new oldest> <channel>" per prune */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 10000
@@ -34,7 +35,7 @@ typedef enum query_kind {
 } query_kind;
 
 static const char *const query_sql[] = {
-    [QUERY_LISTEN] = "LISTEN " NOTIFY_CHANNEL,
+    [QUERY_LISTEN] = "LISTEN " NOTIFY_CHANNEL "; LISTEN " NOTIFY_PRUNED_CHANNEL,
     [QUERY_READ] = "SELECT head, oldest, version, event FROM pgfeed.read($1, $2::bigint, $3::int)",
     [QUERY_PUBLISH] = "SELECT pgfeed.publish($1, $2, $3::jsonb)",
     [QUERY_PING] = "SELECT 1",
@@ -199,8 +200,12 @@ static void db_send_next(db *d)
     db_query *q = d->queue_head;
     if (d->state == DB_LISTENING && q->kind != QUERY_LISTEN)
         return;
-    if (!PQsendQueryParams(d->conn, query_sql[q->kind], q->n_params, NULL,
-                           (const char *const *)q->params, NULL, NULL, 0)) {
+    /* LISTEN is two statements, which only the simple protocol takes. */
+    int sent = q->kind == QUERY_LISTEN
+                   ? PQsendQuery(d->conn, query_sql[q->kind])
+                   : PQsendQueryParams(d->conn, query_sql[q->kind], q->n_params, NULL,
+                                       (const char *const *)q->params, NULL, NULL, 0);
+    if (!sent) {
         db_connection_lost(d, PQerrorMessage(d->conn));
         return;
     }
@@ -292,11 +297,14 @@ static void drain_notifications(db *d)
 {
     PGnotify *n;
     while ((n = PQnotifies(d->conn)) != NULL) {
-        /* Payload: "<version> <channel>", written by pgfeed.publish(). */
+        /* Payloads: "<number> <channel>", written by pgfeed.publish() and pgfeed.prune(). */
         char *space = strchr(n->extra, ' ');
-        if (space && d->callbacks.notify) {
-            int64_t version = strtoll(n->extra, NULL, 10);
-            d->callbacks.notify(d->callbacks.ctx, space + 1, version);
+        int64_t number = strtoll(n->extra, NULL, 10);
+        bool pruned = strcmp(n->relname, NOTIFY_PRUNED_CHANNEL) == 0;
+        if (space && pruned && d->callbacks.pruned) {
+            d->callbacks.pruned(d->callbacks.ctx, space + 1, number);
+        } else if (space && !pruned && d->callbacks.notify) {
+            d->callbacks.notify(d->callbacks.ctx, space + 1, number);
         } else {
             log_warn(0, "ignoring malformed notification payload \"%.64s\"", n->extra);
         }

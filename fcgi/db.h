@@ -48,6 +48,7 @@ typedef struct db_callbacks {
     void (*up)(void *ctx);   /* LISTEN is in place: re-read what may have moved */
     void (*down)(void *ctx); /* queued queries failed; notifications may be lost */
     void (*notify)(void *ctx, const char *channel, int64_t version);
+    void (*pruned)(void *ctx, const char *channel, int64_t oldest);
 } db_callbacks;
 
 /* conninfo may be NULL or "": libpq's PG* environment and service files apply. */

@@ -130,6 +130,15 @@ static void channel_free(feed_channel *ch)
     free(ch);
 }
 
+/* Pruned events leave memory too, so every process answers a pruned cursor alike. */
+static void channel_drop_pruned(feed_channel *ch)
+{
+    while (ch->ring_count > 0 && ch->ring_first < ch->oldest)
+        ring_drop_oldest(ch);
+    if (ch->ring_count == 0)
+        ch->ring_first = ch->head + 1;
+}
+
 /* Tells every subscriber the channel changed; a woken one may unsubscribe itself. */
 static void channel_wake(feed_channel *ch)
 {
@@ -175,11 +184,7 @@ static void channel_on_read(void *ctx, const db_read_result *r)
             ring_clear(ch);
     }
     ch->oldest = r->oldest;
-    /* Pruned events leave memory too, so every process answers a pruned cursor alike. */
-    while (ch->ring_count > 0 && ch->ring_first < ch->oldest)
-        ring_drop_oldest(ch);
-    if (ch->ring_count == 0)
-        ch->ring_first = ch->head + 1;
+    channel_drop_pruned(ch);
     ch->known = true;
     if (ch->notified > ch->head)
         channel_start_read(ch, ch->head);
@@ -220,6 +225,18 @@ void feed_cache_on_notify(feed_cache *c, const char *name, int64_t version)
         ch->notified = version;
     if (ch->known && version > ch->head)
         channel_start_read(ch, ch->head);
+}
+
+void feed_cache_on_pruned(feed_cache *c, const char *name, int64_t oldest)
+{
+    void *found = NULL;
+    if (!lh_table_lookup_ex(c->channels, name, &found))
+        return;
+    feed_channel *ch = found;
+    if (oldest <= ch->oldest)
+        return;
+    ch->oldest = oldest;
+    channel_drop_pruned(ch);
 }
 
 void feed_cache_on_db_up(feed_cache *c)

@@ -56,6 +56,8 @@ feed_channel *feed_cache_channel(feed_cache *c, const char *name);
 
 /* Database events, forwarded by the server. */
 void feed_cache_on_notify(feed_cache *c, const char *name, int64_t version);
+/* pgfeed.prune() raised the channel's oldest: its pruned events leave memory. */
+void feed_cache_on_pruned(feed_cache *c, const char *name, int64_t oldest);
 void feed_cache_on_db_up(feed_cache *c);
 void feed_cache_on_db_down(feed_cache *c);
 /* Forgets idle channels; call now and then. */

@@ -72,11 +72,14 @@ struct request {
     int64_t last_write_ms;       /* SSE heartbeats */
     int64_t backlogged_since_ms; /* SSE: output above the high-water mark since */
     request *prev, *next;        /* on reg->active, then reg->closed */
+    bool on_ready_list;          /* a stream with more to write, pumped at the end of the turn */
+    request *ready_next;
 };
 
 static void request_evaluate(request *r);
 
 #define LINGER_MS 2000
+#define SSE_HISTORY_PAGE 100
 
 /* ---- lifetime ---------------------------------------------------------- */
 
@@ -152,6 +155,7 @@ static void request_close(request *r)
 
 void request_reap(request_registry *reg)
 {
+    request_run_ready(reg); /* drops closed requests from the ready list */
     while (reg->closed) {
         request *r = reg->closed;
         list_remove(&reg->closed, r);
@@ -283,7 +287,8 @@ static void sub_on_history(void *ctx, const db_read_result *res)
 static bool sub_read_history(subscription *s)
 {
     request *r = s->req;
-    int limit = r->fr.transport == TRANSPORT_SSE ? r->reg->cfg->max_limit : r->fr.limit;
+    /* A stream's page is held until written: keep it small, it reads the next on demand. */
+    int limit = r->fr.transport == TRANSPORT_SSE ? SSE_HISTORY_PAGE : r->fr.limit;
     s->query = db_read(r->reg->database, feed_channel_name(s->node.channel), s->cursor, limit,
                        sub_on_history, s);
     return s->query != NULL;
@@ -575,7 +580,8 @@ static void stream_reset(request *r, subscription *s, const sub_source *src, buf
  * stopping at the high-water mark so a slow reader's memory stays bounded; the
  * rest follows when the socket drains (request_on_io pumps again).
  */
-static void stream_write_ready(request *r, size_t high_water)
+/* Frames what the prepared subscriptions can serve, up to the high-water mark; returns bytes. */
+static size_t stream_write_ready(request *r, size_t high_water)
 {
     buf frames = BUF_INIT, id = BUF_INIT;
     for (size_t i = 0; i < r->n_subs; i++) {
@@ -600,22 +606,51 @@ static void stream_write_ready(request *r, size_t high_water)
             s->hist = NULL;
         }
     }
+    size_t written = frames.len;
     stream_send(r, &frames);
     buf_free(&frames);
     buf_free(&id);
+    return written;
+}
+
+/* True when some subscription has events it has not written yet. */
+static bool stream_behind(const request *r)
+{
+    for (size_t i = 0; i < r->n_subs; i++) {
+        const subscription *s = &r->subs[i];
+        if (s->query)
+            continue;
+        if (s->hist ? sub_event_after(s, s->cursor) != NULL
+                    : feed_channel_known(s->node.channel) &&
+                          s->cursor < feed_channel_head(s->node.channel))
+            return true;
+    }
+    return false;
+}
+
+/* Pumps this stream again at the end of the loop turn, after others had theirs. */
+static void stream_schedule(request *r)
+{
+    if (r->on_ready_list)
+        return;
+    r->on_ready_list = true;
+    r->ready_next = r->reg->ready;
+    r->reg->ready = r;
 }
 
 /*
- * Writes every event the stream's subscriptions can serve, oldest first,
- * stopping at the high-water mark so a slow reader's memory stays bounded; the
- * rest follows when the socket drains (request_on_io pumps again). A
- * subscription still behind afterwards (a history page consumed) reads on;
- * the rounds are bounded so one stream cannot monopolise a turn.
+ * Writes every event the stream's subscriptions can serve, oldest first. Two
+ * bounds keep one stream from costing others: output queued beyond the
+ * high-water mark waits for the socket to drain (request_on_io pumps again;
+ * history pages are dropped meanwhile, so a stalled reader holds no more than
+ * its queue), and at most a high-water mark's worth is written per loop turn
+ * (the rest is scheduled for the end of the turn, Redis-style).
  */
 static void stream_pump(request *r)
 {
     size_t high_water = (size_t)r->reg->cfg->max_buffered / 2;
-    for (int round = 0; round < 4 && r->state == REQ_STREAMING; round++) {
+    size_t written = 0;
+    while (r->state == REQ_STREAMING) {
         int ready = subs_prepare(r);
         /* ids name every channel's cursor, so nothing is written until all are resolved */
         for (size_t i = 0; i < r->n_subs; i++)
@@ -623,23 +658,42 @@ static void stream_pump(request *r)
                 ready = 0;
         if (ready == 0)
             return;
-        stream_write_ready(r, high_water);
+        size_t n = stream_write_ready(r, high_water);
         if (r->state != REQ_STREAMING)
             return;
         if (fcgi_conn_pending(r->conn) >= high_water) {
             if (!r->backlogged_since_ms)
                 r->backlogged_since_ms = clock_now_ms();
+            for (size_t i = 0; i < r->n_subs; i++) {
+                history_free(r->subs[i].hist);
+                r->subs[i].hist = NULL;
+            }
             return;
         }
-        bool behind = false;
-        for (size_t i = 0; i < r->n_subs; i++) {
-            subscription *s = &r->subs[i];
-            if (!s->query && !s->hist && feed_channel_known(s->node.channel) &&
-                s->cursor < feed_channel_head(s->node.channel))
-                behind = true;
-        }
-        if (!behind)
+        if (n == 0 || !stream_behind(r)) {
+            if (stream_behind(r))
+                subs_prepare(r); /* starts the history read that serves the rest */
             return;
+        }
+        written += n;
+        if (written >= high_water) {
+            stream_schedule(r);
+            return;
+        }
+    }
+}
+
+void request_run_ready(request_registry *reg)
+{
+    request *r = reg->ready;
+    reg->ready = NULL;
+    while (r) {
+        request *next = r->ready_next;
+        r->on_ready_list = false;
+        r->ready_next = NULL;
+        if (r->state == REQ_STREAMING)
+            stream_pump(r);
+        r = next;
     }
 }
 

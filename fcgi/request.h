@@ -33,6 +33,7 @@ typedef struct request_registry {
     metrics *stats;
     request *active; /* every request not yet closed */
     request *closed; /* closed this turn; freed by request_reap */
+    request *ready;  /* streams with more to write this turn (request_run_ready) */
     size_t n_active;
     unsigned long next_id;
     bool shutting_down;
@@ -42,6 +43,8 @@ typedef struct request_registry {
 void request_start(request_registry *reg, fcgi_conn *conn);
 /* Answers long polls whose wait ran out, sends heartbeats, ends streams past their lifetime. */
 void request_sweep(request_registry *reg, int64_t now_ms);
+/* Pumps the streams that stopped at their per-turn budget with more to write. */
+void request_run_ready(request_registry *reg);
 /* Frees requests closed during this turn (none of their events can fire any more). */
 void request_reap(request_registry *reg);
 /* SIGTERM: answers held long polls as timeouts and ends streams; new requests get 503. */

@@ -59,6 +59,12 @@ static void server_on_notify(void *ctx, const char *channel, int64_t version)
     feed_cache_on_notify(s->cache, channel, version);
 }
 
+static void server_on_pruned(void *ctx, const char *channel, int64_t oldest)
+{
+    server *s = ctx;
+    feed_cache_on_pruned(s->cache, channel, oldest);
+}
+
 static void server_on_listener(void *data, uint32_t events)
 {
     server *s = data;
@@ -125,8 +131,11 @@ int server_run(const pgfeed_config *cfg)
     s.loop = event_loop_new();
     if (!s.loop)
         return 1;
-    db_callbacks callbacks = {
-        .ctx = &s, .up = server_on_db_up, .down = server_on_db_down, .notify = server_on_notify};
+    db_callbacks callbacks = {.ctx = &s,
+                              .up = server_on_db_up,
+                              .down = server_on_db_down,
+                              .notify = server_on_notify,
+                              .pruned = server_on_pruned};
     s.database = db_new(s.loop, cfg->db, &callbacks);
     feed_cache_limits limits = {.ring_events = (size_t)cfg->ring_events,
                                 .ring_bytes = (size_t)cfg->ring_bytes,
@@ -148,7 +157,8 @@ int server_run(const pgfeed_config *cfg)
 
     int64_t last_cache_sweep = now, last_prune = now, last_sweep = now, stop_deadline = 0;
     while (true) {
-        event_loop_run_once(s.loop, TICK_MS);
+        /* Streams with more to write must not wait a tick for the next turn. */
+        event_loop_run_once(s.loop, s.requests.ready ? 0 : TICK_MS);
         now = clock_now_ms();
         db_tick(s.database, now);
         /* The sweep walks every request: once a tick, not once per wake-up. */
@@ -172,6 +182,7 @@ int server_run(const pgfeed_config *cfg)
             db_prune(s.database);
             last_prune = now;
         }
+        request_run_ready(&s.requests);
         request_reap(&s.requests);
         if (cgi && s.requests.n_active == 0)
             break;

@@ -74,6 +74,10 @@ BEGIN
            SET oldest = greatest(c.oldest, t.target)
           FROM unnest(v_names, v_targets) AS t (name, target)
          WHERE c.name = t.name;
+        -- Tells responders to drop the pruned events they cache, at commit, so
+        -- a pruned cursor is answered as gone everywhere at once.
+        PERFORM pg_notify('pgfeed_pruned', t.target || ' ' || t.name)
+           FROM unnest(v_names, v_targets) AS t (name, target);
     END IF;
     RETURN v_deleted;
 END
@@ -83,4 +87,6 @@ COMMENT ON FUNCTION pgfeed.prune() IS
 'raises the channels'' oldest accordingly (head + 1 when none is left; channels themselves '
 'are never deleted) and returns the number of events deleted. Run it periodically (cron, '
 'pg_cron) as a transaction of its own: it locks the pruned channels'' rows only for its last '
-'statement, so publishers wait at most from then to its commit. Concurrent calls queue.';
+'statement, so publishers wait at most from then to its commit. Concurrent calls queue. '
+'At commit it sends NOTIFY on channel "pgfeed_pruned" with payload "<new oldest> <channel>" '
+'for every pruned channel.';
