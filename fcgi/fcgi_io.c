@@ -106,6 +106,12 @@ static int listen_tcp(const char *address, int backlog)
         log_error(0, "--listen %s: expected a Unix socket path or HOST:PORT", address);
         return -1;
     }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 1 || port > 65535) {
+        log_error(0, "--listen %s: the port must be a number from 1 to 65535", address);
+        return -1;
+    }
     char *host = xstrndup(address, (size_t)(colon - address));
     /* [::1]:9000 */
     if (host[0] == '[' && host[strlen(host) - 1] == ']') {

@@ -146,14 +146,15 @@ int server_run(const pgfeed_config *cfg)
         .loop = s.loop, .cache = s.cache, .database = s.database, .cfg = cfg, .stats = &s.stats};
     s.listener.fd = -1;
 
-    int64_t now = clock_now_ms();
-    db_tick(s.database, now);
-    if (cgi) {
-        request_start(&s.requests, fcgi_io_cgi((size_t)cfg->max_body));
-    } else if (server_open_listener(&s) < 0) {
+    /* A daemon that cannot listen says so before it touches the database. */
+    if (!cgi && server_open_listener(&s) < 0) {
         server_free(&s);
         return 1;
     }
+    int64_t now = clock_now_ms();
+    db_tick(s.database, now);
+    if (cgi)
+        request_start(&s.requests, fcgi_io_cgi((size_t)cfg->max_body));
 
     int64_t last_cache_sweep = now, last_prune = now, last_sweep = now, stop_deadline = 0;
     while (true) {

@@ -621,6 +621,23 @@ static void test_broken_connections_are_skipped(void **state)
     close(whole);
 }
 
+/* An address that cannot be listened on is refused with -1, never exit(). */
+static void test_listen_refuses_bad_addresses(void **state)
+{
+    (void)state;
+    const char *bad[] = {"127.0.0.1:0",
+                         "127.0.0.1:65536",
+                         "127.0.0.1:99999",
+                         "127.0.0.1:http",
+                         "127.0.0.1:",
+                         ":9000",
+                         "no-colon",
+                         "/nonexistent/dir/pgfeed.sock",
+                         "no.such.host.invalid:9000"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(fcgi_io_listen(bad[i], 16), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -637,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_flush_to_a_departed_server),
         cmocka_unit_test(test_several_waiting_connections),
         cmocka_unit_test(test_broken_connections_are_skipped),
+        cmocka_unit_test(test_listen_refuses_bad_addresses),
     };
     return cmocka_run_group_tests(tests, setup_listener, remove_listener);
 }
