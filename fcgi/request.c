@@ -517,7 +517,7 @@ static void poll_time_out(request *r)
             s->query = NULL;
             history *h = xcalloc(1, sizeof *h);
             h->head = s->cursor;
-            h->oldest = 1;
+            h->oldest = feed_channel_oldest(s->node.channel); /* the last one known */
             history_free(s->hist);
             s->hist = h;
         }
