@@ -37,17 +37,13 @@ function encodeParams(params) {
 }
 
 /**
- * Sends one GET to a FastCGI responder on a Unix socket.
- * @param {string} socketPath
+ * The bytes of one GET request as a web server sends them: BEGIN_REQUEST (no
+ * FCGI_KEEP_CONN), the CGI params (HTTP request headers as HTTP_*), an empty
+ * PARAMS and an empty STDIN record.
  * @param {string} pathInfo  e.g. /orders
  * @param {{query?: string, headers?: Record<string,string>}} [options]
- *   headers: HTTP request headers, passed as HTTP_* params
- * @returns {{done: Promise<{status: number|null, headers: Record<string,string>,
- *   body: string, ended: boolean, closedBy: 'server'|'client'}>,
- *   connected: Promise<void>, abort: () => void}}
- *   ended: pgfeed sent FCGI_END_REQUEST
  */
-export function fcgiGet(socketPath, pathInfo, options = {}) {
+export function fcgiRequestBytes(pathInfo, options = {}) {
   const params = {
     GATEWAY_INTERFACE: 'CGI/1.1',
     REQUEST_METHOD: 'GET',
@@ -63,6 +59,22 @@ export function fcgiGet(socketPath, pathInfo, options = {}) {
   for (const [name, value] of Object.entries(options.headers ?? {})) {
     params[`HTTP_${name.toUpperCase().replaceAll('-', '_')}`] = value;
   }
+  const begin = Buffer.from([0, RESPONDER, 0 /* no FCGI_KEEP_CONN */, 0, 0, 0, 0, 0]);
+  return Buffer.concat([record(BEGIN_REQUEST, begin), record(PARAMS, encodeParams(params)), record(PARAMS), record(STDIN)]);
+}
+
+/**
+ * Sends one GET to a FastCGI responder on a Unix socket.
+ * @param {string} socketPath
+ * @param {string} pathInfo  e.g. /orders
+ * @param {{query?: string, headers?: Record<string,string>}} [options]
+ *   headers: HTTP request headers, passed as HTTP_* params
+ * @returns {{done: Promise<{status: number|null, headers: Record<string,string>,
+ *   body: string, ended: boolean, closedBy: 'server'|'client'}>,
+ *   connected: Promise<void>, abort: () => void}}
+ *   ended: pgfeed sent FCGI_END_REQUEST
+ */
+export function fcgiGet(socketPath, pathInfo, options = {}) {
   const sock = net.connect(socketPath);
   let aborted = false;
   const connected = new Promise((resolve, reject) => {
@@ -70,11 +82,7 @@ export function fcgiGet(socketPath, pathInfo, options = {}) {
     sock.once('error', reject);
   });
   connected.catch(() => {});
-  sock.on('connect', () => {
-    const begin = Buffer.from([0, RESPONDER, 0 /* no FCGI_KEEP_CONN */, 0, 0, 0, 0, 0]);
-    const p = encodeParams(params);
-    sock.write(Buffer.concat([record(BEGIN_REQUEST, begin), record(PARAMS, p), record(PARAMS), record(STDIN)]));
-  });
+  sock.on('connect', () => sock.write(fcgiRequestBytes(pathInfo, options)));
   const done = new Promise((resolve) => {
     let input = Buffer.alloc(0);
     let stdout = Buffer.alloc(0);

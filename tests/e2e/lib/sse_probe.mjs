@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 
+import { fcgiRequestBytes } from './fcgi_client.mjs';
 import { lit, sql } from './pg.mjs';
 
 /**
@@ -238,23 +239,8 @@ export function parseSse(text) {
 
 // ---- a FastCGI client that stops reading ---------------------------------
 
-const FCGI_BEGIN_REQUEST = 1;
 const FCGI_END_REQUEST = 3;
-const FCGI_PARAMS = 4;
-const FCGI_STDIN = 5;
 const FCGI_STDOUT = 6;
-
-function fcgiRecord(type, content = Buffer.alloc(0)) {
-  const header = Buffer.from([1, type, 0, 1, content.length >> 8, content.length & 0xff, 0, 0]);
-  return Buffer.concat([header, content]);
-}
-
-function fcgiLength(n) {
-  if (n < 128) return Buffer.from([n]);
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE((n | 0x80000000) >>> 0);
-  return b;
-}
 
 /**
  * Sends an SSE GET straight to a FastCGI responder on a Unix socket, then
@@ -267,28 +253,6 @@ function fcgiLength(n) {
  * @param {{query?: string, headers?: Record<string,string>}} [options]
  */
 export function fcgiStalledStream(socketPath, pathInfo, options = {}) {
-  const params = {
-    GATEWAY_INTERFACE: 'CGI/1.1',
-    REQUEST_METHOD: 'GET',
-    SCRIPT_NAME: '/feed',
-    PATH_INFO: pathInfo,
-    QUERY_STRING: options.query ?? '',
-    REQUEST_URI: `/feed${pathInfo}${options.query ? `?${options.query}` : ''}`,
-    SERVER_PROTOCOL: 'HTTP/1.1',
-    SERVER_NAME: '127.0.0.1',
-    SERVER_PORT: '80',
-    REMOTE_ADDR: '127.0.0.1',
-    HTTP_ACCEPT: 'text/event-stream',
-  };
-  for (const [name, value] of Object.entries(options.headers ?? {})) {
-    params[`HTTP_${name.toUpperCase().replaceAll('-', '_')}`] = value;
-  }
-  const parts = [];
-  for (const [name, value] of Object.entries(params)) {
-    const n = Buffer.from(name);
-    const v = Buffer.from(String(value));
-    parts.push(fcgiLength(n.length), fcgiLength(v.length), n, v);
-  }
   const sock = net.connect({ path: socketPath });
   // Paused with no 'data' listener: node reads one buffer's worth, then stops.
   sock.pause();
@@ -297,16 +261,11 @@ export function fcgiStalledStream(socketPath, pathInfo, options = {}) {
     sock.once('error', reject);
   });
   connected.catch(() => {});
-  sock.on('connect', () => {
-    sock.write(
-      Buffer.concat([
-        fcgiRecord(FCGI_BEGIN_REQUEST, Buffer.from([0, 1, 0, 0, 0, 0, 0, 0])),
-        fcgiRecord(FCGI_PARAMS, Buffer.concat(parts)),
-        fcgiRecord(FCGI_PARAMS),
-        fcgiRecord(FCGI_STDIN),
-      ]),
-    );
+  const request = fcgiRequestBytes(pathInfo, {
+    ...options,
+    headers: { Accept: 'text/event-stream', ...(options.headers ?? {}) },
   });
+  sock.on('connect', () => sock.write(request));
   sock.on('error', () => {});
   return {
     connected,
