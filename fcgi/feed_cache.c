@@ -312,10 +312,12 @@ int64_t feed_channel_oldest(const feed_channel *ch)
 
 bool feed_channel_covers(const feed_channel *ch, int64_t cursor)
 {
-    bool covered = ch->known && cursor >= ch->ring_first - 1 && cursor <= ch->head;
-    if (covered)
-        ch->cache->hits++;
-    return covered;
+    return ch->known && cursor >= ch->ring_first - 1 && cursor <= ch->head;
+}
+
+void feed_cache_count_hit(feed_channel *ch)
+{
+    ch->cache->hits++;
 }
 
 const feed_event *feed_channel_event(const feed_channel *ch, int64_t version)

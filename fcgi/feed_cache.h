@@ -79,6 +79,8 @@ int64_t feed_channel_head(const feed_channel *ch);
 int64_t feed_channel_oldest(const feed_channel *ch);
 /* True when the events after cursor up to the head are all in memory. */
 bool feed_channel_covers(const feed_channel *ch, int64_t cursor);
+/* Counts a read answered from memory (pgfeed_cache_hits_total). */
+void feed_cache_count_hit(feed_channel *ch);
 /* The event with this version, which must be covered. */
 const feed_event *feed_channel_event(const feed_channel *ch, int64_t version);
 

@@ -335,8 +335,10 @@ static int subs_prepare(request *r)
             s->cursor = feed_channel_head(ch);
         if (s->from_oldest && s->cursor < feed_channel_oldest(ch) - 1)
             s->cursor = feed_channel_oldest(ch) - 1;
-        if (feed_channel_covers(ch, s->cursor))
+        if (feed_channel_covers(ch, s->cursor)) {
+            feed_cache_count_hit(ch);
             continue;
+        }
         if (!sub_read_history(s))
             return -1;
         pending = true;
@@ -550,14 +552,17 @@ static void stream_begin(request *r)
     buf_free(&head);
 }
 
+/* Runs once per event per stream: no allocation for the usual handful of channels. */
 static void stream_id(request *r, buf *id)
 {
-    int64_t *versions = xcalloc(r->n_subs, sizeof *versions);
+    int64_t small[16];
+    int64_t *versions = r->n_subs <= 16 ? small : xcalloc(r->n_subs, sizeof *versions);
     for (size_t i = 0; i < r->n_subs; i++)
         versions[i] = r->subs[i].cursor;
     buf_reset(id);
     request_format_cursor(r, versions, id);
-    free(versions);
+    if (versions != small)
+        free(versions);
 }
 
 /* Tells the client its cursor is gone and moves it to the head, so it resyncs once. */
