@@ -1,0 +1,126 @@
+/*
+ * request_private — struct request and what the request modules share (not for other modules).
+ */
+#ifndef PGFEED_REQUEST_PRIVATE_H
+#define PGFEED_REQUEST_PRIVATE_H
+
+#include "request.h"
+
+#include <json-c/json.h>
+
+#include "buf.h"
+#include "cursor.h"
+#include "feed_request.h"
+
+/*
+ * The life of a request. Every request not yet closed is on the registry's
+ * active list; the state says what else holds it.
+ */
+typedef enum request_state {
+    /* Needs the database first (a channel load, its own history read, a publish
+     * or a ping). A feed request's subscriptions are already on their channels'
+     * lists, so a channel load finishing wakes it. */
+    REQ_WAITING_DB,
+    /* A long poll with nothing new: subscriptions wait on their channels' lists
+     * until one moves or the sweep finds the deadline passed. */
+    REQ_HELD,
+    /* SSE: the header is out; subscriptions on their channels' lists; events and
+     * heartbeats are written until the lifetime ends. */
+    REQ_STREAMING,
+    /* Answered: no subscriptions; queued output drains as the server takes it. */
+    REQ_FLUSHING,
+    /* Everything written and our side shut; the server's remaining input is read
+     * and dropped until it closes (or LINGER_MS), so it never sees a broken pipe. */
+    REQ_LINGERING,
+    /* On the registry's closed list, freed by request_reap at the end of the turn. */
+    REQ_CLOSED,
+} request_state;
+
+/* Events of one channel read for one request, beyond what the cache holds. */
+typedef struct history {
+    int64_t head;
+    int64_t oldest;
+    size_t n_events;
+    feed_event **events;
+} history;
+
+typedef struct subscription {
+    feed_subscriber node; /* first: the cache hands it back to subscription_on_wake */
+    request *req;
+    int64_t cursor;   /* the last version the client has (CURSOR_NOW until resolved) */
+    bool from_oldest; /* no cursor given: start at the oldest retained, whatever it is */
+    db_query *query;  /* this subscription's history read, while in flight */
+    history *hist;
+} subscription;
+
+struct request {
+    unsigned long id;
+    request_registry *reg;
+    request_state state;
+    fcgi_conn *conn;
+    event_watch watch;
+    feed_request fr;
+    subscription *subs;
+    size_t n_subs;
+    db_query *query; /* ping or publish in flight */
+    bool held_counted;
+    bool watched;                /* false for CGI output to a file, which epoll cannot watch */
+    int64_t deadline_ms;         /* long poll: answer by; SSE: end of the stream */
+    int64_t last_write_ms;       /* SSE heartbeats */
+    int64_t backlogged_since_ms; /* SSE: output above the high-water mark since */
+    request *prev, *next;        /* on reg->active, then reg->closed */
+    bool on_ready_list;          /* a stream with more to write, pumped at the end of the turn */
+    request *ready_next;
+};
+
+#define LINGER_MS 2000
+#define SSE_HISTORY_PAGE 100
+
+/* request.c: the life of a request. */
+void request_close(request *r);
+void request_unhold(request *r);
+void request_flush(request *r);
+void request_respond(request *r, int status, const char *content_type, const char *extra_headers,
+                     const char *body, size_t body_len);
+void request_fail_allow(request *r, int status, const char *detail, json_object *extra,
+                        const char *allow);
+void request_fail(request *r, int status, const char *detail, json_object *extra);
+void request_fail_unavailable(request *r);
+void request_evaluate(request *r);
+
+/* subscription.c: a channel cursor and its history read. */
+void subscription_init_all(request *r);
+void subscription_history_free(history *h);
+void subscription_release_all(request *r);
+int subscription_prepare_all(request *r);
+
+/* Where a subscription's events come from once prepared. */
+typedef struct subscription_source {
+    int64_t head;
+    int64_t oldest;
+    bool gone;  /* the cursor is older than what is retained */
+    bool ahead; /* the cursor is newer than the head: the feed was reset */
+} subscription_source;
+
+subscription_source subscription_source_of(const subscription *s);
+const feed_event *subscription_event_after(const subscription *s, int64_t version);
+void subscription_format_cursor(request *r, const int64_t *versions, buf *out);
+
+/* feed_poll.c: short and long polls. */
+void feed_poll_evaluate(request *r);
+void feed_poll_time_out(request *r);
+
+/* sse.c: Server-Sent Events streams. */
+void sse_start(request *r);
+void sse_pump(request *r);
+void sse_end(request *r);
+void sse_sweep(request *r, int64_t now_ms);
+
+/* publish.c: POST /{channel}. */
+void publish_start(request *r);
+
+/* admin.c: /_health and /_metrics. */
+void admin_health_start(request *r);
+void admin_metrics_answer(request *r);
+
+#endif
