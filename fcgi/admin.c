@@ -25,7 +25,8 @@ void admin_metrics_answer(request *r)
                              .db_queue = db_queue_length(reg->database),
                              .channels_cached = feed_cache_channel_count(reg->cache),
                              .cache_hits = feed_cache_hits(reg->cache),
-                             .cache_misses = feed_cache_misses(reg->cache)};
+                             .cache_misses = feed_cache_misses(reg->cache),
+                             .held_now = request_registry_held(reg)};
     buf body = BUF_INIT;
     metrics_render(reg->stats, &snap, &body);
     request_respond(r, 200, "text/plain; version=0.0.4", NULL, body.data, body.len);
@@ -34,6 +35,7 @@ void admin_metrics_answer(request *r)
 
 void admin_health_start(request *r)
 {
+    request_set_state(r, REQ_WAITING_DB);
     r->query = db_ping(r->reg->database, admin_on_ping, r);
     if (!r->query)
         request_fail_unavailable(r);

@@ -57,7 +57,7 @@ static void feed_poll_answer(request *r, bool timed_out)
     }
     if (total == 0 && r->fr.transport == TRANSPORT_LONG_POLL && !timed_out &&
         !r->reg->shutting_down) {
-        r->state = REQ_HELD;
+        request_set_state(r, REQ_HELD);
         goto cleanup;
     }
     texts = xcalloc(total ? total : 1, sizeof *texts);
@@ -115,7 +115,7 @@ void feed_poll_evaluate(request *r)
     }
     if (ready == 0) {
         if (r->state != REQ_HELD)
-            r->state = REQ_WAITING_DB;
+            request_set_state(r, REQ_WAITING_DB);
         return;
     }
     feed_poll_answer(r, false);

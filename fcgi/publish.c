@@ -67,7 +67,7 @@ void publish_start(request *r)
     json_object_object_get_ex(doc, "data", &data);
     const char *data_json =
         data ? json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN) : "{}";
-    r->state = REQ_WAITING_DB;
+    request_set_state(r, REQ_WAITING_DB);
     r->query = db_publish(r->reg->database, r->fr.channels[0], json_object_get_string(type),
                           data_json, publish_on_result, r);
     json_object_put(doc);

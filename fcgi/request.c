@@ -11,66 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- lifetime ---------------------------------------------------------- */
-
-static void list_remove(request **head, request *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        *head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
-}
-
-static void list_push(request **head, request *r)
-{
-    r->prev = NULL;
-    r->next = *head;
-    if (*head)
-        (*head)->prev = r;
-    *head = r;
-}
-
-/* A long poll or stream stops counting against --max-held once it is answered. */
-void request_unhold(request *r)
-{
-    if (r->held_counted)
-        r->reg->stats->held_now--;
-    r->held_counted = false;
-}
-
 /* The one way out: detaches the request from everything that could call it back. */
 void request_close(request *r)
 {
     if (r->state == REQ_CLOSED)
         return;
-    request_registry *reg = r->reg;
     subscription_release_all(r);
     db_query_cancel(r->query);
     r->query = NULL;
     if (r->watched)
-        event_loop_unwatch(reg->loop, &r->watch);
+        event_loop_unwatch(r->reg->loop, &r->watch);
     fcgi_conn_close(r->conn);
     r->conn = NULL;
-    request_unhold(r);
-    r->state = REQ_CLOSED;
-    list_remove(&reg->active, r);
-    reg->n_active--;
-    list_push(&reg->closed, r);
-}
-
-void request_reap(request_registry *reg)
-{
-    request_run_ready(reg); /* drops closed requests from the ready list */
-    while (reg->closed) {
-        request *r = reg->closed;
-        list_remove(&reg->closed, r);
-        feed_request_free(&r->fr);
-        free(r->subs);
-        free(r);
-    }
+    request_set_state(r, REQ_CLOSED);
 }
 
 /* ---- output ------------------------------------------------------------ */
@@ -91,7 +44,7 @@ void request_flush(request *r)
                 request_close(r);
                 return;
             }
-            r->state = REQ_LINGERING;
+            request_set_state(r, REQ_LINGERING);
             r->deadline_ms = clock_now_ms() + LINGER_MS;
             if (event_loop_modify(r->reg->loop, &r->watch, EPOLLIN | EPOLLRDHUP) < 0)
                 request_close(r);
@@ -122,8 +75,7 @@ void request_respond(request *r, int status, const char *content_type, const cha
     fcgi_conn_end(r->conn);
     metrics_count_status(r->reg->stats, status);
     log_debug(r->id, "answered %d", status);
-    request_unhold(r);
-    r->state = REQ_FLUSHING;
+    request_set_state(r, REQ_FLUSHING);
     request_flush(r);
 }
 
@@ -160,23 +112,11 @@ void request_fail_unavailable(request *r)
 
 /* ---- dispatch -------------------------------------------------------------- */
 
-void request_run_ready(request_registry *reg)
-{
-    request *r = reg->ready;
-    reg->ready = NULL;
-    while (r) {
-        request *next = r->ready_next;
-        r->on_ready_list = false;
-        r->ready_next = NULL;
-        if (r->state == REQ_STREAMING)
-            sse_pump(r);
-        r = next;
-    }
-}
-
 void request_evaluate(request *r)
 {
     switch (r->state) {
+    case REQ_STARTING:
+        break; /* its start decides where it goes */
     case REQ_WAITING_DB:
     case REQ_HELD:
         if (r->fr.transport == TRANSPORT_SSE)
@@ -228,14 +168,12 @@ static void feed_start(request *r)
     request_registry *reg = r->reg;
     feed_request *fr = &r->fr;
     if (fr->transport != TRANSPORT_POLL) {
-        if (reg->stats->held_now >= (size_t)reg->cfg->max_held) {
+        if (reg->n_held >= (size_t)reg->cfg->max_held) {
             reg->stats->held_rejected++;
             request_fail(r, 503, "this process holds as many requests as it is configured to",
                          NULL);
             return;
         }
-        reg->stats->held_now++;
-        r->held_counted = true;
     }
     int64_t now = clock_now_ms();
     r->deadline_ms = now + (fr->transport == TRANSPORT_SSE ? (int64_t)reg->cfg->sse_lifetime
@@ -245,7 +183,7 @@ static void feed_start(request *r)
     if (fr->transport == TRANSPORT_SSE) {
         sse_start(r);
     } else {
-        r->state = REQ_WAITING_DB;
+        request_set_state(r, REQ_WAITING_DB);
         feed_poll_evaluate(r);
     }
 }
@@ -257,9 +195,7 @@ void request_start(request_registry *reg, fcgi_conn *conn)
     r->id = ++reg->next_id;
     r->reg = reg;
     r->conn = conn;
-    r->state = REQ_WAITING_DB;
-    list_push(&reg->active, r);
-    reg->n_active++;
+    request_set_state(r, REQ_STARTING);
     r->watch = (event_watch){.fd = fcgi_conn_fd(conn), .handler = request_on_io, .data = r};
     /* The server closing the connection is how a departed client shows. */
     r->watched = event_loop_watch(reg->loop, &r->watch, fcgi_conn_hangup_events(conn)) == 0;
@@ -311,36 +247,56 @@ void request_start(request_registry *reg, fcgi_conn *conn)
     }
 }
 
+/* A long poll still waiting for the database counts its wait from the start too. */
+static bool request_is_long_poll(const request *r)
+{
+    return r->fr.route == ROUTE_FEED && r->fr.method != METHOD_POST &&
+           r->fr.transport == TRANSPORT_LONG_POLL;
+}
+
+/*
+ * Each list is walked with its next link taken first: handling a request moves
+ * it to another state's list, never touches another request.
+ */
 void request_sweep(request_registry *reg, int64_t now_ms)
 {
-    request *r = reg->active;
-    while (r) {
-        request *next = r->next;
-        if (r->state == REQ_HELD || (r->state == REQ_WAITING_DB && r->fr.route == ROUTE_FEED &&
-                                     r->fr.transport == TRANSPORT_LONG_POLL)) {
-            if (now_ms >= r->deadline_ms)
-                feed_poll_time_out(r);
-        } else if (r->state == REQ_LINGERING) {
-            if (now_ms >= r->deadline_ms)
-                request_close(r);
-        } else if (r->state == REQ_STREAMING) {
-            sse_sweep(r, now_ms);
-        }
-        r = next;
+    request *r, *next;
+    for (r = reg->held.head; r; r = next) {
+        next = r->next;
+        if (now_ms >= r->deadline_ms)
+            feed_poll_time_out(r);
+    }
+    for (r = reg->waiting_db.head; r; r = next) {
+        next = r->next;
+        if (request_is_long_poll(r) && now_ms >= r->deadline_ms)
+            feed_poll_time_out(r);
+    }
+    for (r = reg->lingering.head; r; r = next) {
+        next = r->next;
+        if (now_ms >= r->deadline_ms)
+            request_close(r);
+    }
+    for (r = reg->streaming.head; r; r = next) {
+        next = r->next;
+        sse_sweep(r, now_ms);
     }
 }
 
 void request_shutdown(request_registry *reg)
 {
     reg->shutting_down = true;
-    request *r = reg->active;
-    while (r) {
-        request *next = r->next;
-        if (r->state == REQ_HELD || (r->state == REQ_WAITING_DB && r->fr.route == ROUTE_FEED &&
-                                     r->fr.transport == TRANSPORT_LONG_POLL))
+    request *r, *next;
+    for (r = reg->held.head; r; r = next) {
+        next = r->next;
+        feed_poll_time_out(r);
+    }
+    for (r = reg->waiting_db.head; r; r = next) {
+        next = r->next;
+        if (request_is_long_poll(r))
             feed_poll_time_out(r);
-        else if (r->state == REQ_STREAMING)
-            sse_end(r);
-        r = next;
+    }
+    for (r = reg->streaming.head; r; r = next) {
+        next = r->next;
+        sse_end(r);
     }
 }

@@ -13,28 +13,57 @@
 #include "feed_request.h"
 
 /*
- * The life of a request. Every request not yet closed is on the registry's
- * active list; the state says what else holds it.
+ * The life of a request. Each state names the registry list the request sits
+ * on, and request_set_state() is the only code that changes a request's state,
+ * so it is the one place a request moves between lists.
  */
 typedef enum request_state {
-    /* Needs the database first (a channel load, its own history read, a publish
-     * or a ping). A feed request's subscriptions are already on their channels'
-     * lists, so a channel load finishing wakes it. */
+    /* reg->starting: just accepted, being parsed and routed; nothing else holds
+     * it yet, and nothing but its own start can call it. */
+    REQ_STARTING,
+    /* reg->waiting_db: needs the database first (a channel load, its own history
+     * read, a publish or a ping). A feed request's subscriptions are already on
+     * their channels' lists, so a channel load finishing wakes it. */
     REQ_WAITING_DB,
-    /* A long poll with nothing new: subscriptions wait on their channels' lists
-     * until one moves or the sweep finds the deadline passed. */
+    /* reg->held: a long poll with nothing new; its subscriptions wait on their
+     * channels' lists until one moves or the sweep finds the deadline passed. */
     REQ_HELD,
-    /* SSE: the header is out; subscriptions on their channels' lists; events and
-     * heartbeats are written until the lifetime ends. */
+    /* reg->streaming: SSE, the header is out; subscriptions on their channels'
+     * lists; events and heartbeats are written until the lifetime ends. A
+     * stream with more to write than one turn allows is also on reg->ready. */
     REQ_STREAMING,
-    /* Answered: no subscriptions; queued output drains as the server takes it. */
+    /* reg->flushing: answered, no subscriptions; queued output drains as the
+     * server takes it. */
     REQ_FLUSHING,
-    /* Everything written and our side shut; the server's remaining input is read
-     * and dropped until it closes (or LINGER_MS), so it never sees a broken pipe. */
+    /* reg->lingering: everything written and our side shut; the server's
+     * remaining input is read and dropped until it closes (or LINGER_MS), so it
+     * never sees a broken pipe. */
     REQ_LINGERING,
-    /* On the registry's closed list, freed by request_reap at the end of the turn. */
+    /* reg->closed: detached from everything that could call it back; freed by
+     * request_reap at the end of the turn. */
     REQ_CLOSED,
 } request_state;
+
+/* An intrusive list of requests (they link through request.prev/next). */
+typedef struct request_list {
+    request *head;
+    size_t n;
+} request_list;
+
+struct request_registry {
+    event_loop *loop;
+    feed_cache *cache;
+    db *database;
+    const pgfeed_config *cfg;
+    metrics *stats;
+    /* One list per state (see request_state). */
+    request_list starting, waiting_db, held, streaming, flushing, lingering, closed;
+    request *ready;   /* streams with more to write this turn (request_run_ready) */
+    request *pumping; /* the ready streams request_run_ready is pumping now */
+    size_t n_held;    /* long polls and streams not yet answered, against --max-held */
+    unsigned long next_id;
+    bool shutting_down;
+};
 
 /* Events of one channel read for one request, beyond what the cache holds. */
 typedef struct history {
@@ -62,23 +91,27 @@ struct request {
     feed_request fr;
     subscription *subs;
     size_t n_subs;
-    db_query *query; /* ping or publish in flight */
-    bool held_counted;
+    db_query *query;             /* ping or publish in flight */
     bool watched;                /* false for CGI output to a file, which epoll cannot watch */
     int64_t deadline_ms;         /* long poll: answer by; SSE: end of the stream */
     int64_t last_write_ms;       /* SSE heartbeats */
     int64_t backlogged_since_ms; /* SSE: output above the high-water mark since */
-    request *prev, *next;        /* on reg->active, then reg->closed */
-    bool on_ready_list;          /* a stream with more to write, pumped at the end of the turn */
-    request *ready_next;
+    request_list *list;          /* the list of its state */
+    request *prev, *next;        /* on *list */
+    request **ready_on;          /* &reg->ready (or &reg->pumping) while it has more to write */
+    request *ready_prev, *ready_next;
 };
 
 #define LINGER_MS 2000
 #define SSE_HISTORY_PAGE 100
 
+/* request_registry.c: the lists of states. */
+void request_set_state(request *r, request_state state);
+/* Pumps this stream again at the end of the loop turn, after others had theirs. */
+void request_schedule(request *r);
+
 /* request.c: the life of a request. */
 void request_close(request *r);
-void request_unhold(request *r);
 void request_flush(request *r);
 void request_respond(request *r, int status, const char *content_type, const char *extra_headers,
                      const char *body, size_t body_len);

@@ -27,7 +27,7 @@ static void sse_begin(request *r)
     feed_format_end_head(&head);
     feed_format_sse_retry(&head, r->reg->cfg->sse_retry_ms);
     metrics_count_status(r->reg->stats, 200);
-    r->state = REQ_STREAMING;
+    request_set_state(r, REQ_STREAMING);
     sse_send(r, &head);
     buf_free(&head);
 }
@@ -113,16 +113,6 @@ static bool sse_behind(const request *r)
     return false;
 }
 
-/* Pumps this stream again at the end of the loop turn, after others had theirs. */
-static void sse_schedule(request *r)
-{
-    if (r->on_ready_list)
-        return;
-    r->on_ready_list = true;
-    r->ready_next = r->reg->ready;
-    r->reg->ready = r;
-}
-
 /*
  * Writes every event the stream's subscriptions can serve, oldest first. Two
  * bounds keep one stream from costing others: output queued beyond the
@@ -162,7 +152,7 @@ void sse_pump(request *r)
         }
         written += n;
         if (written >= high_water) {
-            sse_schedule(r);
+            request_schedule(r);
             return;
         }
     }
@@ -170,9 +160,8 @@ void sse_pump(request *r)
 
 void sse_end(request *r)
 {
-    request_unhold(r);
     fcgi_conn_end(r->conn);
-    r->state = REQ_FLUSHING;
+    request_set_state(r, REQ_FLUSHING);
     request_flush(r);
 }
 
