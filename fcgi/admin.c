@@ -2,6 +2,7 @@
  * admin — GET /_health (a database round trip) and GET /_metrics (Prometheus text).
  */
 #include "request_private.h"
+#include "feed_format.h"
 
 #include <string.h>
 
@@ -13,8 +14,10 @@ static void admin_on_ping(void *ctx, bool ok)
         request_fail_unavailable(r);
         return;
     }
-    const char *body = "{\"status\":\"ok\",\"database\":\"up\"}";
-    request_respond(r, 200, "application/json", NULL, body, strlen(body));
+    buf body = BUF_INIT;
+    feed_format_health(&body);
+    request_respond(r, 200, "application/json", NULL, body.data, body.len);
+    buf_free(&body);
 }
 
 void admin_metrics_answer(request *r)

@@ -85,7 +85,7 @@ static void feed_poll_answer(request *r, bool timed_out)
     buf cursor = BUF_INIT;
     subscription_format_cursor(r, next, &cursor);
     buf headers = BUF_INIT;
-    buf_printf(&headers, "ETag: \"%s\"\r\n", cursor.data);
+    feed_format_etag(&headers, cursor.data);
     if (used == 0 && r->fr.if_none_match && strcmp(r->fr.if_none_match, cursor.data) == 0) {
         request_respond(r, 304, NULL, headers.data, NULL, 0);
     } else {

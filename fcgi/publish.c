@@ -2,8 +2,8 @@
  * publish — POST /{channel}: checks the token and body, runs pgfeed.publish(), answers 201.
  */
 #include "request_private.h"
+#include "feed_format.h"
 
-#include <inttypes.h>
 #include <string.h>
 #include <strings.h>
 
@@ -19,8 +19,7 @@ static void publish_on_result(void *ctx, const db_publish_result *res)
         return;
     }
     buf body = BUF_INIT;
-    buf_printf(&body, "{\"channel\":\"%s\",\"version\":%" PRId64 "}", r->fr.channels[0],
-               res->version);
+    feed_format_published(&body, r->fr.channels[0], res->version);
     request_respond(r, 201, "application/json", NULL, body.data, body.len);
     buf_free(&body);
 }

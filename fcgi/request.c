@@ -88,9 +88,9 @@ void request_fail_allow(request *r, int status, const char *detail, json_object 
     buf headers = BUF_INIT;
     if (status == 503) {
         int64_t ms = db_retry_after_ms(r->reg->database, clock_now_ms());
-        buf_printf(&headers, "Retry-After: %" PRId64 "\r\n", ms / 1000 + 1);
+        feed_format_retry_after(&headers, ms / 1000 + 1);
     } else if (allow) {
-        buf_printf(&headers, "Allow: %s\r\n", allow);
+        feed_format_header(&headers, "Allow", allow);
     }
     /* A database outage answers every request 503: the outage itself is logged once, by db. */
     log_msg(status == 503 ? LOG_DEBUG : (status >= 500 ? LOG_WARN : LOG_DEBUG), r->id, "%d: %s",

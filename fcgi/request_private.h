@@ -121,11 +121,25 @@ void request_fail(request *r, int status, const char *detail, json_object *extra
 void request_fail_unavailable(request *r);
 void request_evaluate(request *r);
 
-/* subscription.c: a channel cursor and its history read. */
+/*
+ * subscription.c: a channel cursor and its history read. A request owns its
+ * subs array and each subscription owns its hist and its in-flight query;
+ * the channel (feed_cache's) only links the node while subscribed.
+ */
+/* Allocates r->subs from r->fr and puts each on its channel's list. */
 void subscription_init_all(request *r);
+/* Frees h and its events; h may be NULL. */
 void subscription_history_free(history *h);
+/* Takes every subscription off its channel, cancels its read, frees its history;
+ * r->subs itself stays until request_reap (a closed request may still be on a stack). */
 void subscription_release_all(request *r);
-int subscription_prepare_all(request *r);
+/*
+ * Makes every subscription ready to be answered from memory or from its own
+ * history. Returns 1 when all are, 0 when reads are under way, -1 when the
+ * database is needed and cannot be asked (down, or reads failing: the caller
+ * decides what that means).
+ */
+int subscription_prepare_all(request *r) __attribute__((warn_unused_result));
 
 /* Where a subscription's events come from once prepared. */
 typedef struct subscription_source {
@@ -136,6 +150,7 @@ typedef struct subscription_source {
 } subscription_source;
 
 subscription_source subscription_source_of(const subscription *s);
+/* The prepared event after version, or NULL; the cache or s->hist owns it. */
 const feed_event *subscription_event_after(const subscription *s, int64_t version);
 void subscription_format_cursor(request *r, const int64_t *versions, buf *out);
 

@@ -21,11 +21,7 @@ static void sse_send(request *r, buf *frames)
 static void sse_begin(request *r)
 {
     buf head = BUF_INIT;
-    feed_format_head(&head, 200, "text/event-stream");
-    /* nginx buffers FastCGI answers unless told otherwise, per response. */
-    feed_format_header(&head, "X-Accel-Buffering", "no");
-    feed_format_end_head(&head);
-    feed_format_sse_retry(&head, r->reg->cfg->sse_retry_ms);
+    feed_format_sse_head(&head, r->reg->cfg->sse_retry_ms);
     metrics_count_status(r->reg->stats, 200);
     request_set_state(r, REQ_STREAMING);
     sse_send(r, &head);
@@ -49,15 +45,11 @@ static void sse_id(request *r, buf *id)
 static void sse_reset(request *r, subscription *s, const subscription_source *src, buf *frames)
 {
     s->cursor = src->head;
-    buf id = BUF_INIT, data = BUF_INIT;
+    buf id = BUF_INIT;
     sse_id(r, &id);
-    buf_printf(&data,
-               "{\"channel\":\"%s\",\"oldest\":%" PRId64 ",\"head\":%" PRId64 ",\"reason\":\"%s\"}",
-               feed_channel_name(s->node.channel), src->oldest, src->head,
-               src->ahead ? "reset" : "pruned");
-    feed_format_sse_event(frames, id.data, "reset", data.data, data.len);
+    feed_format_sse_reset(frames, id.data, feed_channel_name(s->node.channel), src->oldest,
+                          src->head, src->ahead ? "reset" : "pruned");
     buf_free(&id);
-    buf_free(&data);
 }
 
 /*
@@ -146,8 +138,9 @@ void sse_pump(request *r)
             return;
         }
         if (n == 0 || !sse_behind(r)) {
-            if (sse_behind(r))
-                subscription_prepare_all(r); /* starts the history read that serves the rest */
+            /* Starts the read that serves the rest; the sweep retries one that cannot start. */
+            if (sse_behind(r) && subscription_prepare_all(r) < 0)
+                log_debug(r->id, "stream waits for the database");
             return;
         }
         written += n;

@@ -46,12 +46,7 @@ static void subscription_on_history(void *ctx, const db_read_result *res)
     h->events = xcalloc(res->n_events ? res->n_events : 1, sizeof *h->events);
     for (size_t i = 0; i < res->n_events; i++) {
         const db_event *e = &res->events[i];
-        feed_event *copy = xmalloc(sizeof *copy + e->json_len + 1);
-        copy->version = e->version;
-        copy->json_len = e->json_len;
-        memcpy(copy->json, e->json, e->json_len);
-        copy->json[e->json_len] = '\0';
-        h->events[h->n_events++] = copy;
+        h->events[h->n_events++] = feed_event_new(e->version, e->json, e->json_len);
     }
     if (s->from_oldest && s->cursor < h->oldest - 1)
         s->cursor = h->oldest - 1;
@@ -85,11 +80,6 @@ static void subscription_on_wake(feed_subscriber *node)
     request_evaluate(r);
 }
 
-/*
- * Makes every subscription ready to be answered from memory or from its own
- * history. Returns 1 when all are, 0 when reads are under way, -1 when the
- * database is needed and down (the caller decides what that means).
- */
 int subscription_prepare_all(request *r)
 {
     bool pending = false;
