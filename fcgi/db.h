@@ -58,8 +58,17 @@ void db_free(db *d);
 /* Starts connecting (again, if down and the backoff has passed). Call every turn. */
 void db_tick(db *d, int64_t now_ms);
 bool db_is_up(const db *d);
-/* Milliseconds until the next reconnect attempt, for Retry-After; 0 when up. */
+/* Milliseconds until the next reconnect (or, while reads fail, the next read), for
+ * Retry-After; 0 when up and reading. */
 int64_t db_retry_after_ms(const db *d, int64_t now_ms);
+/*
+ * True while pgfeed.read fails with the connection up; *status is 503 (an
+ * operator or time can fix it) or 500 (retrying cannot help) and *detail names
+ * the cause (db's, valid until the next read). Reads then wait for a backoff
+ * like reconnects do, and db_read returns NULL until it has passed.
+ */
+bool db_read_failure(const db *d, int *status, const char **detail)
+    __attribute__((warn_unused_result));
 uint64_t db_queries_sent(const db *d);
 size_t db_queue_length(const db *d);
 

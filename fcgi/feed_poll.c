@@ -108,8 +108,10 @@ void feed_poll_evaluate(request *r)
 {
     int ready = subscription_prepare_all(r);
     if (ready < 0) {
-        if (r->state == REQ_HELD)
-            return; /* keep holding: the database comes back, or the wait ends */
+        /* An outage keeps a held poll: the channel is re-read when the database is back
+         * (or the wait ends). Reads failing with the database up fail again: answer now. */
+        if (r->state == REQ_HELD && !request_reads_failing(r))
+            return;
         request_fail_unavailable(r);
         return;
     }

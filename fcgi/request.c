@@ -79,9 +79,9 @@ void request_respond(request *r, int status, const char *content_type, const cha
     request_flush(r);
 }
 
-/* Answers with a problem+json body; extra members and allow may be NULL. */
-void request_fail_allow(request *r, int status, const char *detail, json_object *extra,
-                        const char *allow)
+/* Answers with a problem+json body, logged at level; extra members and allow may be NULL. */
+static void request_problem(request *r, int status, const char *detail, json_object *extra,
+                            const char *allow, log_level level)
 {
     buf body = BUF_INIT;
     problem_body(&body, status, detail, extra);
@@ -92,12 +92,16 @@ void request_fail_allow(request *r, int status, const char *detail, json_object 
     } else if (allow) {
         feed_format_header(&headers, "Allow", allow);
     }
-    /* A database outage answers every request 503: the outage itself is logged once, by db. */
-    log_msg(status == 503 ? LOG_DEBUG : (status >= 500 ? LOG_WARN : LOG_DEBUG), r->id, "%d: %s",
-            status, detail);
+    log_msg(level, r->id, "%d: %s", status, detail);
     request_respond(r, status, "application/problem+json", headers.data, body.data, body.len);
     buf_free(&body);
     buf_free(&headers);
+}
+
+void request_fail_allow(request *r, int status, const char *detail, json_object *extra,
+                        const char *allow)
+{
+    request_problem(r, status, detail, extra, allow, status >= 500 ? LOG_WARN : LOG_DEBUG);
 }
 
 void request_fail(request *r, int status, const char *detail, json_object *extra)
@@ -105,9 +109,26 @@ void request_fail(request *r, int status, const char *detail, json_object *extra
     request_fail_allow(r, status, detail, extra, NULL);
 }
 
+/*
+ * The database could not be asked: it is down, or its reads fail. Either is
+ * logged once by db (per outage, per cause), not once per request.
+ */
 void request_fail_unavailable(request *r)
 {
-    request_fail(r, 503, "the database is unreachable; retry shortly", NULL);
+    int status;
+    const char *detail;
+    if (!db_read_failure(r->reg->database, &status, &detail)) {
+        status = 503;
+        detail = "the database is unreachable; retry shortly";
+    }
+    request_problem(r, status, detail, NULL, NULL, LOG_DEBUG);
+}
+
+bool request_reads_failing(const request *r)
+{
+    int status;
+    const char *detail;
+    return db_read_failure(r->reg->database, &status, &detail);
 }
 
 /* ---- dispatch -------------------------------------------------------------- */

@@ -118,7 +118,10 @@ void request_respond(request *r, int status, const char *content_type, const cha
 void request_fail_allow(request *r, int status, const char *detail, json_object *extra,
                         const char *allow);
 void request_fail(request *r, int status, const char *detail, json_object *extra);
+/* 503 (or 500) naming why the database cannot answer: down, or reads failing. */
 void request_fail_unavailable(request *r);
+/* True while reads fail with the database up: held requests are answered, not kept. */
+bool request_reads_failing(const request *r);
 void request_evaluate(request *r);
 
 /*
@@ -150,6 +153,7 @@ typedef struct subscription_source {
 } subscription_source;
 
 subscription_source subscription_source_of(const subscription *s);
+bool subscription_needs_read(const subscription *s);
 /* The prepared event after version, or NULL; the cache or s->hist owns it. */
 const feed_event *subscription_event_after(const subscription *s, int64_t version);
 void subscription_format_cursor(request *r, const int64_t *versions, buf *out);

@@ -185,4 +185,14 @@ void sse_sweep(request *r, int64_t now_ms)
         sse_send(r, &hb);
         buf_free(&hb);
     }
+    if (r->state != REQ_STREAMING || r->backlogged_since_ms)
+        return;
+    /* A read refused while the database was down or failing is retried here, each
+     * tick, and db's backoff decides whether a query goes out. */
+    for (size_t i = 0; i < r->n_subs; i++) {
+        if (subscription_needs_read(&r->subs[i])) {
+            sse_pump(r);
+            return;
+        }
+    }
 }

@@ -35,8 +35,10 @@ static void subscription_on_history(void *ctx, const db_read_result *res)
     request *r = s->req;
     s->query = NULL;
     if (!res->ok) {
-        if (r->state == REQ_STREAMING || r->state == REQ_HELD)
-            return; /* the channel is re-read and wakes us when the database is back */
+        /* A stream retries from the sweep; a held poll waits out an outage (its channel
+         * is re-read on reconnect) but not reads that fail with the database up. */
+        if (r->state == REQ_STREAMING || (r->state == REQ_HELD && !request_reads_failing(r)))
+            return;
         request_fail_unavailable(r);
         return;
     }
@@ -165,4 +167,10 @@ void subscription_init_all(request *r)
         s->node.wake = subscription_on_wake;
         feed_channel_subscribe(feed_cache_channel(r->reg->cache, fr->channels[i]), &s->node);
     }
+}
+
+/* True when the subscription waits for a read nobody has started (one refused by the backoff). */
+bool subscription_needs_read(const subscription *s)
+{
+    return !s->query && !s->hist && !feed_channel_covers(s->node.channel, s->cursor);
 }

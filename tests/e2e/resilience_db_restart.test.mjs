@@ -15,7 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { assertFeed, assertProblem, checkWith, etag } from './lib/foundation.mjs';
 import { client, request } from './lib/http.mjs';
 import { lit, publish, publishMany, sql, unique } from './lib/pg.mjs';
-import { cluster, metrics, openRequest, waitFor } from './lib/resilience.mjs';
+import { metrics } from './lib/metrics.mjs';
+import { cluster, openRequest, waitFor } from './lib/resilience.mjs';
 import { crashLines, startLighttpd } from './lib/servers.mjs';
 
 const CLIENTS_PER_CHANNEL = 25;

@@ -16,7 +16,8 @@ import { fcgiGet } from './lib/fcgi_client.mjs';
 import { assertFeed, assertProblem, checkWith, etag } from './lib/foundation.mjs';
 import { client } from './lib/http.mjs';
 import { publish, publishMany, unique } from './lib/pg.mjs';
-import { metrics, openRequest, waitFor } from './lib/resilience.mjs';
+import { metrics } from './lib/metrics.mjs';
+import { openRequest, waitFor } from './lib/resilience.mjs';
 import { crashLines, startNginx } from './lib/servers.mjs';
 
 const MAX_HELD = 5;

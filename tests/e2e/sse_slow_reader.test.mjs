@@ -20,7 +20,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { checkWith } from './lib/foundation.mjs';
 import { unique } from './lib/pg.mjs';
-import { metrics, waitFor } from './lib/resilience.mjs';
+import { metrics } from './lib/metrics.mjs';
+import { waitFor } from './lib/resilience.mjs';
 import { crashLines, startNginx } from './lib/servers.mjs';
 import { fcgiStalledStream, openSse, parseSse, publishPadded, range, rssKiB, versionsOf } from './lib/sse_probe.mjs';
 

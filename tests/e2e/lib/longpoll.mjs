@@ -11,19 +11,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { assertFeed, checkWith } from './foundation.mjs';
 import { client } from './http.mjs';
+import { metrics } from './metrics.mjs';
 import { publish, unique } from './pg.mjs';
-
-/** pgfeed's Prometheus metrics as {name: value} (first sample of each name). */
-export async function metrics(http) {
-  const res = await http.get('/feed/_metrics');
-  assert.equal(res.status, 200, `/_metrics: ${res.status} ${res.body.slice(0, 200)}`);
-  const values = {};
-  for (const line of res.body.split('\n')) {
-    const m = /^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+)$/.exec(line);
-    if (m && !(m[1] in values)) values[m[1]] = Number(m[3]);
-  }
-  return values;
-}
 
 /**
  * @param {string} title
@@ -72,7 +61,7 @@ export function longPollSuite(title, start, { n, processes = 1, processPerReques
       } else {
         let held = 0;
         while (Date.now() < deadline) {
-          held = (await metrics(http)).pgfeed_held_requests ?? 0;
+          held = (await metrics(http)).get('pgfeed_held_requests') ?? 0;
           if (held >= n) break;
           await sleep(100);
         }
@@ -81,7 +70,7 @@ export function longPollSuite(title, start, { n, processes = 1, processPerReques
         assert.equal(server.pgfeedPids().length, processes, 'pgfeed processes holding them');
       }
 
-      const queriesBefore = processPerRequest ? undefined : (await metrics(http)).pgfeed_database_queries_total;
+      const queriesBefore = processPerRequest ? undefined : (await metrics(http)).get('pgfeed_database_queries_total');
       const published = Date.now();
       await publish(ch, 'wake', { n });
       const answers = await Promise.all(polls);
@@ -91,7 +80,7 @@ export function longPollSuite(title, start, { n, processes = 1, processPerReques
       }
       const wokenWithin = Date.now() - published;
       assert.ok(wokenWithin < 10000, `all ${n} answered ${wokenWithin} ms after the publish`);
-      const queriesAfter = processPerRequest ? undefined : (await metrics(http)).pgfeed_database_queries_total;
+      const queriesAfter = processPerRequest ? undefined : (await metrics(http)).get('pgfeed_database_queries_total');
       if (queriesBefore !== undefined && queriesAfter !== undefined) {
         assert.ok(
           queriesAfter - queriesBefore <= 5 * processes,
