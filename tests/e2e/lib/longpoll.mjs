@@ -6,13 +6,14 @@
 // poll to answer with that event, from one LISTEN notification rather than a
 // query per request.
 import assert from 'node:assert/strict';
-import { after, before, describe } from 'node:test';
+import { before, describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { assertFeed, checkWith } from './foundation.mjs';
 import { client } from './http.mjs';
 import { metrics } from './metrics.mjs';
 import { publish, unique } from './pg.mjs';
+import { serverFor } from './servers.mjs';
 
 /**
  * @param {string} title
@@ -26,18 +27,12 @@ import { publish, unique } from './pg.mjs';
 export function longPollSuite(title, start, { n, processes = 1, processPerRequest = false }) {
   let server;
   let http;
-  const check = checkWith(() => server);
+  const check = checkWith(() => server());
 
   describe(title, () => {
-    before(async () => {
-      server = await start();
-      http = client(server.base);
-    });
-
-    after(async () => {
-      if (!server) return;
-      await server.stop();
-      server.cleanup();
+    server = serverFor(start);
+    before(() => {
+      http = client(server().base);
     });
 
     check(`${n} concurrent long polls all receive the next published event`, async () => {
@@ -52,11 +47,11 @@ export function longPollSuite(title, start, { n, processes = 1, processPerReques
       if (processPerRequest) {
         let count = 0;
         while (Date.now() < deadline && count < processes) {
-          count = server.pgfeedPids().length;
+          count = server().pgfeedPids().length;
           await sleep(100);
         }
         await sleep(1000); // the last process spawned still has to take its request
-        server.track();
+        server().track();
         assert.ok(count >= processes, `${count} pgfeed processes for ${n} held polls, expected ${processes}`);
       } else {
         let held = 0;
@@ -66,8 +61,8 @@ export function longPollSuite(title, start, { n, processes = 1, processPerReques
           await sleep(100);
         }
         assert.equal(held, n, `pgfeed_held_requests before the publish (of ${n} polls)`);
-        server.track();
-        assert.equal(server.pgfeedPids().length, processes, 'pgfeed processes holding them');
+        server().track();
+        assert.equal(server().pgfeedPids().length, processes, 'pgfeed processes holding them');
       }
 
       const queriesBefore = processPerRequest ? undefined : (await metrics(http)).get('pgfeed_database_queries_total');
