@@ -175,7 +175,7 @@ step_deb() {
         cd /root/pgfeed
         tests/install-deps.sh demo >/root/deb-build.log 2>&1
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dpkg-dev file >>/root/deb-build.log 2>&1
-        cmake -S . -B build/deb -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >>/root/deb-build.log 2>&1
+        cmake -S . -B build/deb -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX=/usr >>/root/deb-build.log 2>&1
         cmake --build build/deb -j\$(nproc) >>/root/deb-build.log 2>&1
         (cd build/deb && cpack -G DEB) >>/root/deb-build.log 2>&1
     "; then

@@ -9,7 +9,8 @@
 #                              `pgfeed --help` prints and renders without warnings
 #   deb SOURCE_DIR WORK_DIR VERSION   cpack builds pgfeed_VERSION_ARCH.deb (prefix
 #                              /usr) with dpkg-shlibdeps dependencies, the layout,
-#                              conffiles, maintainer scripts and the licence
+#                              conffiles, maintainer scripts and the licence, and
+#                              refuses a tree configured for another prefix
 # Installing the .deb into a clean system is tests/deb-check.sh (run by
 # tests/fresh-debian.sh): it needs a root of its own.
 set -euo pipefail
@@ -100,6 +101,10 @@ deb() {
     check "postinst creates the user pgfeed" grep -q 'adduser --system' "$control/postinst"
     rm -rf -- "$control"
     check "the package states its licence" grep -q 'MIT License' <(dpkg-deb --fsys-tarfile "$file" | tar -xOf - ./usr/share/doc/pgfeed/copyright)
+    # Its conffiles and units name /etc and /usr: another prefix must not package.
+    cmake -DCMAKE_INSTALL_PREFIX=/usr/local "$work" >/dev/null
+    check "cpack refuses a tree configured for /usr/local" \
+        bash -c "cd '$work' && ! cpack -G DEB >cpack-refused.log 2>&1 && grep -q 'CMAKE_INSTALL_PREFIX=/usr' cpack-refused.log"
 }
 
 case ${1:-} in
