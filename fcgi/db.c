@@ -13,6 +13,7 @@
 
 #define NOTIFY_CHANNEL "pgfeed"               /* "<version> <channel>" per publish */
 #define NOTIFY_PRUNED_CHANNEL "pgfeed_pruned" /* "<new oldest> <channel>" per prune */
+#define NOTIFY_RESET_CHANNEL "pgfeed_reset"   /* "<epoch> <channel>" per deletion or reset */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 10000
@@ -35,8 +36,10 @@ typedef enum query_kind {
 } query_kind;
 
 static const char *const query_sql[] = {
-    [QUERY_LISTEN] = "LISTEN " NOTIFY_CHANNEL "; LISTEN " NOTIFY_PRUNED_CHANNEL,
-    [QUERY_READ] = "SELECT head, oldest, version, event FROM pgfeed.read($1, $2::bigint, $3::int)",
+    [QUERY_LISTEN] =
+        "LISTEN " NOTIFY_CHANNEL "; LISTEN " NOTIFY_PRUNED_CHANNEL "; LISTEN " NOTIFY_RESET_CHANNEL,
+    [QUERY_READ] = "SELECT head, oldest, version, event, epoch"
+                   " FROM pgfeed.read($1, $2::bigint, $3::int)",
     [QUERY_PUBLISH] = "SELECT pgfeed.publish($1, $2, $3::jsonb)",
     [QUERY_PING] = "SELECT 1",
     [QUERY_PRUNE] = "SELECT pgfeed.prune()",
@@ -47,6 +50,7 @@ struct db_query {
     db_query *next;
     int n_params;
     char *params[3];
+    int limit; /* a read's */
     union {
         db_read_cb read;
         db_publish_cb publish;
@@ -227,6 +231,7 @@ static void deliver_read(db_query *q, PGresult *res)
     if (rows > 0) {
         r.head = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         r.oldest = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        r.epoch = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     }
     for (int i = 0; i < rows; i++) {
         if (PQgetisnull(res, i, 2))
@@ -236,6 +241,7 @@ static void deliver_read(db_query *q, PGresult *res)
         e->json = PQgetvalue(res, i, 3);
         e->json_len = (size_t)PQgetlength(res, i, 3);
     }
+    r.complete = r.n_events < (size_t)q->limit;
     r.events = events;
     q->cb.read(q->ctx, &r);
     free(events);
@@ -247,11 +253,14 @@ static void deliver(db *d, db_query *q, PGresult *res)
     bool ok = status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK;
     if (!ok) {
         const char *msg = PQresultErrorMessage(res);
-        log_warn(0, "query failed: %s", msg);
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        /* Class 22 is the client's input refused (a bad event type or data): not pgfeed's trouble.
+         */
+        bool client_error = q->kind == QUERY_PUBLISH && state && strncmp(state, "22", 2) == 0;
+        log_msg(client_error ? LOG_DEBUG : LOG_WARN, 0, "query failed: %s", msg);
         if (q->kind == QUERY_PUBLISH && !q->cancelled) {
-            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
             db_publish_result r = {.ok = false,
-                                   .client_error = state && strncmp(state, "22", 2) == 0,
+                                   .client_error = client_error,
                                    .error = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)};
             q->cb.publish(q->ctx, &r);
             q->cancelled = true; /* answered */
@@ -301,9 +310,12 @@ static void drain_notifications(db *d)
         char *space = strchr(n->extra, ' ');
         int64_t number = strtoll(n->extra, NULL, 10);
         bool pruned = strcmp(n->relname, NOTIFY_PRUNED_CHANNEL) == 0;
-        if (space && pruned && d->callbacks.pruned) {
+        bool reset = strcmp(n->relname, NOTIFY_RESET_CHANNEL) == 0;
+        if (space && reset && d->callbacks.reset) {
+            d->callbacks.reset(d->callbacks.ctx, space + 1);
+        } else if (space && pruned && d->callbacks.pruned) {
             d->callbacks.pruned(d->callbacks.ctx, space + 1, number);
-        } else if (space && !pruned && d->callbacks.notify) {
+        } else if (space && !pruned && !reset && d->callbacks.notify) {
             d->callbacks.notify(d->callbacks.ctx, space + 1, number);
         } else {
             log_warn(0, "ignoring malformed notification payload \"%.64s\"", n->extra);
@@ -483,8 +495,10 @@ db_query *db_read(db *d, const char *channel, int64_t after, int limit, db_read_
 {
     char *params[3] = {xstrdup(channel), format_int(after), format_int(limit)};
     db_query *q = db_submit(d, QUERY_READ, 3, params, ctx);
-    if (q)
+    if (q) {
         q->cb.read = cb;
+        q->limit = limit;
+    }
     return q;
 }
 

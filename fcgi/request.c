@@ -43,6 +43,7 @@ typedef enum request_state {
 typedef struct history {
     int64_t head;
     int64_t oldest;
+    bool complete; /* every event up to head is here (versions may have holes) */
     size_t n_events;
     feed_event **events;
 } history;
@@ -266,6 +267,7 @@ static void sub_on_history(void *ctx, const db_read_result *res)
     history *h = xcalloc(1, sizeof *h);
     h->head = res->head;
     h->oldest = res->oldest;
+    h->complete = res->complete;
     h->events = xcalloc(res->n_events ? res->n_events : 1, sizeof *h->events);
     for (size_t i = 0; i < res->n_events; i++) {
         const db_event *e = &res->events[i];
@@ -367,6 +369,7 @@ static sub_source sub_source_of(const subscription *s)
         src.oldest = feed_channel_oldest(s->node.channel);
         src.gone = src.ahead = false; /* the cache covers the cursor */
     }
+    src.ahead |= s->node.reset; /* the cursor counted the channel's previous incarnation */
     return src;
 }
 
@@ -379,9 +382,14 @@ static const feed_event *sub_event_after(const subscription *s, int64_t version)
                 return s->hist->events[i];
         return NULL;
     }
-    if (version >= feed_channel_head(s->node.channel))
-        return NULL;
-    return feed_channel_event(s->node.channel, version + 1);
+    return feed_channel_event_after(s->node.channel, version);
+}
+
+/* Past the source's last event the cursor may jump to its head: versions can have holes. */
+static int64_t sub_caught_up(const subscription *s, const sub_source *src, int64_t cursor)
+{
+    bool complete = s->hist ? s->hist->complete : true;
+    return complete && cursor < src->head && !sub_event_after(s, cursor) ? src->head : cursor;
 }
 
 static void request_format_cursor(request *r, const int64_t *versions, buf *out)
@@ -461,6 +469,7 @@ static void poll_answer(request *r, bool timed_out)
             views[i].n_events++;
             next[i] = e->version;
         }
+        next[i] = sub_caught_up(s, &src, next[i]);
         views[i].more = next[i] < src.head;
     }
     buf cursor = BUF_INIT;
@@ -569,6 +578,7 @@ static void stream_id(request *r, buf *id)
 static void stream_reset(request *r, subscription *s, const sub_source *src, buf *frames)
 {
     s->cursor = src->head;
+    s->node.reset = false;
     buf id = BUF_INIT, data = BUF_INIT;
     stream_id(r, &id);
     buf_printf(&data,
@@ -605,6 +615,7 @@ static size_t stream_write_ready(request *r, size_t high_water)
                 feed_format_sse_event(&frames, id.data, NULL, e->json, e->json_len);
                 r->reg->stats->events_delivered++;
             }
+            s->cursor = sub_caught_up(s, &src, s->cursor);
         }
         if (s->hist && (src.gone || src.ahead || !sub_event_after(s, s->cursor))) {
             history_free(s->hist);
