@@ -476,7 +476,7 @@ static void poll_answer(request *r, bool timed_out)
     request_format_cursor(r, next, &cursor);
     buf headers = BUF_INIT;
     buf_printf(&headers, "ETag: \"%s\"\r\n", cursor.data);
-    if (used == 0 && r->fr.if_none_match && strcmp(r->fr.if_none_match, cursor.data) == 0) {
+    if (used == 0 && feed_request_etag_matches(&r->fr, cursor.data)) {
         request_respond(r, 304, NULL, headers.data, NULL, 0);
     } else {
         buf body = BUF_INIT;
@@ -811,7 +811,7 @@ static void publish_start(request *r)
         }
     }
     const char *content_type = fcgi_conn_param(r->conn, "CONTENT_TYPE");
-    if (!content_type || strncasecmp(content_type, "application/json", 16) != 0) {
+    if (!feed_request_is_json(content_type)) {
         request_fail(r, 415, "POST a JSON body with Content-Type: application/json", NULL);
         return;
     }
