@@ -14,41 +14,30 @@
 // Every check also asserts that pgfeed logged no crash (the sanitizer build
 // reports the use-after-free the hole used to cause).
 import assert from 'node:assert/strict';
-import { after, before, describe } from 'node:test';
+import { describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { assertFeed, assertProblem, checkWith, etag } from './lib/foundation.mjs';
 import { client } from './lib/http.mjs';
 import { lit, publish, publishMany, sql, unique } from './lib/pg.mjs';
 import { metrics, waitFor } from './lib/resilience.mjs';
-import { crashLines, startNginx } from './lib/servers.mjs';
+import { serverForFile } from './lib/file_server.mjs';
+import { startNginx } from './lib/servers.mjs';
 import { openSse } from './lib/sse_probe.mjs';
 
 const prefix = unique('integrity');
-let server;
-
-before(async () => {
-  // A small ring, so ring slots are reused and a stale one holds a freed event.
-  server = await startNginx({ daemonEnv: { PGFEED_RING_EVENTS: '4', PGFEED_MAX_WAIT: '30' } });
-});
-
-after(async () => {
-  if (!server) return;
-  await server.stop();
-  const crashes = crashLines(server.logsSince());
-  server.cleanup();
-  assert.deepEqual(crashes, [], 'pgfeed logged no crash');
-});
+// A small ring, so ring slots are reused and a stale one holds a freed event.
+const getServer = serverForFile(() => startNginx({ daemonEnv: { PGFEED_RING_EVENTS: '4', PGFEED_MAX_WAIT: '30' } }));
 
 function queries() {
-  return metrics(server.base).then((m) => m.get('pgfeed_database_queries_total'));
+  return metrics(getServer().base).then((m) => m.get('pgfeed_database_queries_total'));
 }
 
 /** Statements pgfeed sends over ms milliseconds while nothing happens. */
 async function queriesDuring(ms) {
   const before = await queries();
   await sleep(ms);
-  return (await queries()) - before - 1; // the second metrics request is not a query
+  return (await queries()) - before; // /_metrics itself sends none
 }
 
 const versions = (res) => res.json.events.map((e) => e.version);
@@ -62,10 +51,10 @@ async function pollUntilHead(http, ch, since, head) {
 }
 
 describe('data that breaks the cache\'s assumptions, through nginx', () => {
-  const check = checkWith(() => server);
+  const check = checkWith(getServer);
 
   check('version holes made inside a publishing transaction are served as the events that exist', async () => {
-    const http = client(server.base);
+    const http = client(getServer().base);
     const ch = `${prefix}.hole`;
     await publishMany(ch, [1, 2, 3, 4].map((n) => ({ type: 't', data: { n } })));
     // Cached and known at head 4: all four ring slots hold events.
@@ -91,7 +80,7 @@ describe('data that breaks the cache\'s assumptions, through nginx', () => {
   });
 
   check('an event row deleted (a data-protection request) leaves memory and the feed reads on', async () => {
-    const http = client(server.base);
+    const http = client(getServer().base);
     const ch = `${prefix}.erased`;
     await publishMany(ch, [1, 2, 3].map((n) => ({ type: 't', data: { n } })));
     await pollUntilHead(http, ch, 0, 3);
@@ -107,7 +96,7 @@ describe('data that breaks the cache\'s assumptions, through nginx', () => {
   });
 
   check('a forged NOTIFY far beyond the head costs a read, not a query loop', async () => {
-    const http = client(server.base);
+    const http = client(getServer().base);
     const ch = `${prefix}.forged`;
     await publish(ch, 't', { n: 1 });
     await pollUntilHead(http, ch, 0, 1);
@@ -122,11 +111,11 @@ describe('data that breaks the cache\'s assumptions, through nginx', () => {
   });
 
   check('a head with no event behind it ends paging and costs a stream no query loop', async () => {
-    const http = client(server.base);
+    const http = client(getServer().base);
     const ch = `${prefix}.headless`;
     await publishMany(ch, [1, 2].map((n) => ({ type: 't', data: { n } })));
     await pollUntilHead(http, ch, 0, 2);
-    const stream = await openSse(server.base, `/feed/${ch}`, { 'Last-Event-ID': '0' });
+    const stream = await openSse(getServer().base, `/feed/${ch}`, { 'Last-Event-ID': '0' });
     try {
       await stream.waitEvents(2, 5000);
       await sql(
@@ -156,11 +145,11 @@ describe('data that breaks the cache\'s assumptions, through nginx', () => {
   });
 
   check('a channel deleted and re-created is noticed: old cursors are gone, old events leave memory', async () => {
-    const http = client(server.base);
+    const http = client(getServer().base);
     const ch = `${prefix}.recreated`;
     await publishMany(ch, [1, 2, 3].map((n) => ({ type: 'old', data: { n } })));
     await pollUntilHead(http, ch, 0, 3);
-    const stream = await openSse(server.base, `/feed/${ch}`, { 'Last-Event-ID': '3' });
+    const stream = await openSse(getServer().base, `/feed/${ch}`, { 'Last-Event-ID': '3' });
     try {
       await sql(
         `BEGIN; DELETE FROM pgfeed.event WHERE channel = ${lit(ch)};` +
@@ -185,7 +174,7 @@ describe('data that breaks the cache\'s assumptions, through nginx', () => {
   });
 
   check('a channel reset by hand (head and events cleared) is noticed the same way', async () => {
-    const http = client(server.base);
+    const http = client(getServer().base);
     const ch = `${prefix}.reset`;
     await publishMany(ch, [1, 2].map((n) => ({ type: 'old', data: { n } })));
     await pollUntilHead(http, ch, 0, 2);

@@ -9,34 +9,23 @@
 //   - --default-limit above --max-limit stops pgfeed before it serves.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { after, before, describe } from 'node:test';
+import { describe } from 'node:test';
 
 import { assertFeed, assertProblem, checkWith, etag } from './lib/foundation.mjs';
 import { client } from './lib/http.mjs';
 import { publishMany, unique } from './lib/pg.mjs';
 import { testEnv } from './lib/env.mjs';
-import { crashLines, startNginx } from './lib/servers.mjs';
+import { serverForFile } from './lib/file_server.mjs';
+import { startNginx } from './lib/servers.mjs';
 
 const prefix = unique('edges');
-let server;
-
-before(async () => {
-  server = await startNginx({ daemonEnv: { PGFEED_PUBLISH: '1', PGFEED_MAX_WAIT: '30' } });
-});
-
-after(async () => {
-  if (!server) return;
-  await server.stop();
-  const crashes = crashLines(server.logsSince());
-  server.cleanup();
-  assert.deepEqual(crashes, [], 'pgfeed logged no crash');
-});
+const getServer = serverForFile(() => startNginx({ daemonEnv: { PGFEED_PUBLISH: '1', PGFEED_MAX_WAIT: '30' } }));
 
 describe('request forms at the edges of HTTP, through nginx', () => {
-  const check = checkWith(() => server);
+  const check = checkWith(getServer);
 
   check('HEAD with Accept: text/event-stream answers at once, without a body', async () => {
-    const http = client(server.base);
+    const http = client(getServer().base);
     const ch = `${prefix}.head`;
     await publishMany(ch, [{ type: 't', data: {} }]);
     const res = await http.send('HEAD', `/feed/${ch}?wait=20`, {
@@ -50,7 +39,7 @@ describe('request forms at the edges of HTTP, through nginx', () => {
   });
 
   check('Accept: text/event-stream;q=0 is a poll, not a stream', async () => {
-    const http = client(server.base);
+    const http = client(getServer().base);
     const ch = `${prefix}.q0`;
     await publishMany(ch, [{ type: 't', data: {} }]);
     const res = await http.get(`/feed/${ch}`, { Accept: 'text/event-stream;q=0, application/json' });
@@ -59,7 +48,7 @@ describe('request forms at the edges of HTTP, through nginx', () => {
   });
 
   check('If-None-Match with several tags is current when any of them is', async () => {
-    const http = client(server.base);
+    const http = client(getServer().base);
     const ch = `${prefix}.inm`;
     await publishMany(ch, [1, 2, 3].map((n) => ({ type: 't', data: { n } })));
     const first = await http.get(`/feed/${ch}`);
@@ -72,7 +61,7 @@ describe('request forms at the edges of HTTP, through nginx', () => {
   });
 
   check('POST with Content-Type application/jsonfoo is refused as not JSON', async () => {
-    const http = client(server.base);
+    const http = client(getServer().base);
     const ch = `${prefix}.ctype`;
     const body = JSON.stringify({ type: 't', data: {} });
     const res = await http.send('POST', `/feed/${ch}`, {
@@ -88,15 +77,15 @@ describe('request forms at the edges of HTTP, through nginx', () => {
   });
 
   check('an event type PostgreSQL refuses is a 400 and no warning in the log', async () => {
-    const http = client(server.base);
+    const http = client(getServer().base);
     const ch = `${prefix}.type`;
-    const mark = server.mark();
+    const mark = getServer().mark();
     const res = await http.send('POST', `/feed/${ch}`, {
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ type: 'evil\nwarn: forged line', data: {} }),
     });
     assertProblem(res, 400, 'control character in the type');
-    const logged = server.logsSince(mark);
+    const logged = getServer().logsSince(mark);
     assert.doesNotMatch(logged, /query failed/, 'a refused input is logged at debug only');
     assert.doesNotMatch(logged, /^warn: forged line/m, 'no forged log line');
   });
