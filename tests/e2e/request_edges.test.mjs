@@ -6,17 +6,22 @@
 //   - POST with Content-Type application/jsonfoo is not JSON (415);
 //   - an event type refused by PostgreSQL is the client's error: 400, logged
 //     at debug, never at warn;
-//   - --default-limit above --max-limit stops pgfeed before it serves.
+//   - --default-limit above --max-limit stops pgfeed before it serves;
+//   - pgfeed logged in as a role holding only pgfeed_reader, pgfeed_pruner and
+//     pgfeed_publisher (README, "Roles and grants") reads, streams, publishes
+//     and prunes.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe } from 'node:test';
 
 import { assertFeed, assertProblem, checkWith, etag } from './lib/foundation.mjs';
 import { client } from './lib/http.mjs';
-import { publishMany, unique } from './lib/pg.mjs';
+import { publishMany, sql, unique } from './lib/pg.mjs';
+import { waitFor } from './lib/resilience.mjs';
 import { testEnv } from './lib/env.mjs';
 import { serverForFile } from './lib/file_server.mjs';
-import { startNginx } from './lib/servers.mjs';
+import { crashLines, startNginx } from './lib/servers.mjs';
+import { openSse } from './lib/sse_probe.mjs';
 
 const prefix = unique('edges');
 const getServer = serverForFile(() => startNginx({ daemonEnv: { PGFEED_PUBLISH: '1', PGFEED_MAX_WAIT: '30' } }));
@@ -98,5 +103,46 @@ describe('request forms at the edges of HTTP, through nginx', () => {
     });
     assert.notEqual(run.status, 0, `exit status ${run.status}`);
     assert.match(run.stderr, /--default-limit 500 is above --max-limit 100/);
+  });
+
+  check('pgfeed as a login with only the documented pgfeed roles reads, streams, publishes, prunes', async () => {
+    const role = unique('edges_web');
+    const ch = `${prefix}.roles`;
+    await sql(`CREATE ROLE ${role} LOGIN; GRANT pgfeed_reader, pgfeed_pruner, pgfeed_publisher TO ${role}`);
+    const web = await startNginx({
+      daemonEnv: { PGUSER: role, PGFEED_PUBLISH: '1', PGFEED_PRUNE_INTERVAL: '1' },
+    });
+    try {
+      const http = client(web.base);
+      await publishMany(ch, [1, 2, 3].map((n) => ({ type: 't', data: { n } })));
+      const res = await http.get(`/feed/${ch}?since=0`);
+      assertFeed(res, ch, 'read as the least-privilege role');
+      assert.equal(res.json.events.length, 3);
+      const stream = await openSse(web.base, `/feed/${ch}`, { 'Last-Event-ID': '2' });
+      try {
+        await stream.waitEvents(1, 5000);
+        const posted = await http.send('POST', `/feed/${ch}`, {
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ type: 'posted', data: { n: 4 } }),
+        });
+        assert.equal(posted.status, 201, `POST: ${posted.status} ${posted.body}`);
+        const events = await stream.waitEvents(2, 5000);
+        assert.equal(JSON.parse(events[1].data).type, 'posted');
+      } finally {
+        stream.close();
+      }
+      await sql(`SELECT pgfeed.set_retention('${ch}', 1, NULL)`);
+      const pruned = await waitFor('the responder\'s own prune', async () => {
+        const r = await http.get(`/feed/${ch}?since=3`);
+        return r.status === 200 && r.json.oldest === 4 && r;
+      });
+      assert.deepEqual(pruned.json.events.map((e) => e.version), [4]);
+    } finally {
+      await web.stop();
+      const crashes = crashLines(web.logsSince());
+      web.cleanup();
+      await sql(`DROP ROLE ${role}`);
+      assert.deepEqual(crashes, [], 'pgfeed logged no crash');
+    }
   });
 });
