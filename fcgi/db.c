@@ -254,13 +254,16 @@ static void deliver(db *d, db_query *q, PGresult *res)
     if (!ok) {
         const char *msg = PQresultErrorMessage(res);
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        /* Class 22 is the client's input refused (a bad event type or data): not pgfeed's trouble.
-         */
-        bool client_error = q->kind == QUERY_PUBLISH && state && strncmp(state, "22", 2) == 0;
-        log_msg(client_error ? LOG_DEBUG : LOG_WARN, 0, "query failed: %s", msg);
-        if (q->kind == QUERY_PUBLISH && !q->cancelled) {
+        /* Class 22 is the client's input refused (a bad event type or data), 42501 a channel
+         * pgfeed.publish_prefix keeps from this role: the client's trouble, not pgfeed's. */
+        bool publish = q->kind == QUERY_PUBLISH;
+        bool forbidden = publish && state && strcmp(state, "42501") == 0;
+        bool client_error = publish && state && strncmp(state, "22", 2) == 0;
+        log_msg(client_error || forbidden ? LOG_DEBUG : LOG_WARN, 0, "query failed: %s", msg);
+        if (publish && !q->cancelled) {
             db_publish_result r = {.ok = false,
                                    .client_error = client_error,
+                                   .forbidden = forbidden,
                                    .error = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)};
             q->cb.publish(q->ctx, &r);
             q->cancelled = true; /* answered */

@@ -41,6 +41,7 @@ typedef struct db_read_result {
 typedef struct db_publish_result {
     bool ok;
     bool client_error; /* the input was refused (bad type or data), not the database */
+    bool forbidden;    /* this role may not publish to the channel (pgfeed.publish_prefix) */
     const char *error;
     int64_t version;
 } db_publish_result;

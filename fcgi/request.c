@@ -784,7 +784,9 @@ static void publish_on_result(void *ctx, const db_publish_result *res)
     request *r = ctx;
     r->query = NULL;
     if (!res->ok) {
-        if (res->client_error)
+        if (res->forbidden)
+            request_fail(r, 403, "pgfeed may not publish to this channel", NULL);
+        else if (res->client_error)
             request_fail(r, 400, res->error ? res->error : "the event was refused", NULL);
         else
             request_fail_unavailable(r);

@@ -9,7 +9,7 @@
 //   - --default-limit above --max-limit stops pgfeed before it serves;
 //   - pgfeed logged in as a role holding only pgfeed_reader, pgfeed_pruner and
 //     pgfeed_publisher (README, "Roles and grants") reads, streams, publishes
-//     and prunes.
+//     and prunes, and a POST outside its publish prefixes is a 403.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe } from 'node:test';
@@ -128,6 +128,17 @@ describe('request forms at the edges of HTTP, through nginx', () => {
         assert.equal(posted.status, 201, `POST: ${posted.status} ${posted.body}`);
         const events = await stream.waitEvents(2, 5000);
         assert.equal(JSON.parse(events[1].data).type, 'posted');
+        // Publishing rules bind pgfeed's own role too: a channel outside its prefixes is a 403.
+        await sql(`INSERT INTO pgfeed.publish_prefix VALUES ('${role}', 'elsewhere:')`);
+        try {
+          const refused = await http.send('POST', `/feed/${ch}`, {
+            headers: { 'Content-Type': 'application/json' },
+            body: JSON.stringify({ type: 'refused', data: {} }),
+          });
+          assertProblem(refused, 403, 'POST outside the role\'s publish prefixes');
+        } finally {
+          await sql(`DELETE FROM pgfeed.publish_prefix WHERE role = '${role}'`);
+        }
       } finally {
         stream.close();
       }
