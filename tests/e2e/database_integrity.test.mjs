@@ -20,14 +20,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { assertFeed, assertProblem, checkWith, etag } from './lib/foundation.mjs';
 import { client } from './lib/http.mjs';
 import { lit, publish, publishMany, sql, unique } from './lib/pg.mjs';
-import { metrics, waitFor } from './lib/resilience.mjs';
-import { serverForFile } from './lib/file_server.mjs';
-import { startNginx } from './lib/servers.mjs';
+import { metrics } from './lib/metrics.mjs';
+import { waitFor } from './lib/resilience.mjs';
+import { serverFor, startNginx } from './lib/servers.mjs';
 import { openSse } from './lib/sse_probe.mjs';
 
 const prefix = unique('integrity');
 // A small ring, so ring slots are reused and a stale one holds a freed event.
-const getServer = serverForFile(() => startNginx({ daemonEnv: { PGFEED_RING_EVENTS: '4', PGFEED_MAX_WAIT: '30' } }));
+const getServer = serverFor(() => startNginx({ daemonEnv: { PGFEED_RING_EVENTS: '4', PGFEED_MAX_WAIT: '30' } }), { checkCrashes: true });
 
 function queries() {
   return metrics(getServer().base).then((m) => m.get('pgfeed_database_queries_total'));

@@ -19,12 +19,11 @@ import { client } from './lib/http.mjs';
 import { publishMany, sql, unique } from './lib/pg.mjs';
 import { waitFor } from './lib/resilience.mjs';
 import { testEnv } from './lib/env.mjs';
-import { serverForFile } from './lib/file_server.mjs';
-import { crashLines, startNginx } from './lib/servers.mjs';
+import { crashLines, serverFor, startNginx } from './lib/servers.mjs';
 import { openSse } from './lib/sse_probe.mjs';
 
 const prefix = unique('edges');
-const getServer = serverForFile(() => startNginx({ daemonEnv: { PGFEED_PUBLISH: '1', PGFEED_MAX_WAIT: '30' } }));
+const getServer = serverFor(() => startNginx({ daemonEnv: { PGFEED_PUBLISH: '1', PGFEED_MAX_WAIT: '30' } }), { checkCrashes: true });
 
 describe('request forms at the edges of HTTP, through nginx', () => {
   const check = checkWith(getServer);

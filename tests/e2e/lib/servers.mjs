@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { asServerUser, checkServerUserAccess, serverUser, testEnv } from './env.mjs';
@@ -20,6 +21,32 @@ import { request } from './http.mjs';
 
 const E2E_DIR = path.resolve(import.meta.dirname, '..');
 const CONF_DIR = path.join(E2E_DIR, 'conf');
+
+/**
+ * The server of the enclosing describe(): started by start() before its first
+ * test, stopped and cleaned up after its last (then onStop, if given, runs
+ * first). Returns a getter, since the server exists only once before() ran.
+ * With checkCrashes, the suite fails if pgfeed logged a crash, a leak or
+ * undefined behaviour (sanitizer builds) meanwhile, whatever the answers were.
+ * @param {() => Promise<Server>} start
+ * @param {{onStop?: () => Promise<void>, checkCrashes?: boolean}} [options]
+ * @returns {() => Server}
+ */
+export function serverFor(start, options = {}) {
+  let server;
+  before(async () => {
+    server = await start();
+  });
+  after(async () => {
+    await options.onStop?.();
+    if (!server) return;
+    await server.stop();
+    const crashes = options.checkCrashes ? crashLines(server.logsSince()) : [];
+    server.cleanup();
+    if (crashes.length) throw new Error(`pgfeed logged a crash:\n${crashes.join('\n')}`);
+  });
+  return () => server;
+}
 
 /** Where the snippets live (apache/ at the top of the source tree). */
 export function snippetPath(name) {
