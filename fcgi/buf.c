@@ -4,12 +4,23 @@
 #include "buf.h"
 #include "xalloc.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * No buffer can hold half the address space, so a size beyond that is a bug
+ * (an overflowed length): abort like the allocator does when memory runs out,
+ * rather than let len + extra wrap or the doubling below overflow to 0 and
+ * spin forever.
+ */
 static void buf_reserve(buf *b, size_t extra)
 {
+    if (extra > SIZE_MAX / 2 - 1 - b->len) {
+        fprintf(stderr, "pgfeed: impossible buffer size (%zu + %zu bytes)\n", b->len, extra);
+        abort();
+    }
     size_t need = b->len + extra + 1;
     if (need <= b->cap)
         return;

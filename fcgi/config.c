@@ -157,9 +157,38 @@ void config_man_options(FILE *out)
     }
 }
 
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+static bool option_given(const bool *given, const char *flag)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (!strcmp(options[i].flag, flag))
+            return given[i];
+    return false;
+}
+
+/*
+ * Options that bound each other. A default above its maximum is a mistake
+ * when it was given, and follows the maximum when it was not (so lowering
+ * --max-limit alone keeps working).
+ */
+static int config_check(pgfeed_config *cfg, const bool *given)
+{
+    if (cfg->default_limit > cfg->max_limit) {
+        if (option_given(given, "default-limit")) {
+            fprintf(stderr, "pgfeed: --default-limit %d is above --max-limit %d\n",
+                    cfg->default_limit, cfg->max_limit);
+            return -1;
+        }
+        cfg->default_limit = cfg->max_limit;
+    }
+    return 0;
+}
+
 int config_load(pgfeed_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
+    bool given[N_OPTIONS] = {false};
     char name[64];
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         const option_spec *o = &options[i];
@@ -168,6 +197,7 @@ int config_load(pgfeed_config *cfg, int argc, char **argv)
         const char *env = getenv(env_name(o->flag, name, sizeof name));
         if (env && option_set(cfg, o, env, name) < 0)
             return -1;
+        given[i] = env != NULL;
     }
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
@@ -187,9 +217,11 @@ int config_load(pgfeed_config *cfg, int argc, char **argv)
         const char *eq = strchr(flag, '=');
         size_t flag_len = eq ? (size_t)(eq - flag) : strlen(flag);
         const option_spec *o = NULL;
-        for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
-            if (strlen(options[i].flag) == flag_len && !strncmp(options[i].flag, flag, flag_len))
+        for (size_t i = 0; i < N_OPTIONS; i++)
+            if (strlen(options[i].flag) == flag_len && !strncmp(options[i].flag, flag, flag_len)) {
                 o = &options[i];
+                given[i] = true;
+            }
         if (!o) {
             fprintf(stderr, "pgfeed: unknown option \"%s\" (see --help)\n", arg);
             return -1;
@@ -208,5 +240,5 @@ int config_load(pgfeed_config *cfg, int argc, char **argv)
         if (option_set(cfg, o, value, source) < 0)
             return -1;
     }
-    return 0;
+    return config_check(cfg, given);
 }

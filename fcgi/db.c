@@ -13,8 +13,10 @@
 #define STARTUP_CHECK_TIMEOUT_S "5" /* db_check_startup's connect_timeout */
 
 static const char *const query_sql[] = {
-    [QUERY_LISTEN] = "LISTEN " NOTIFY_CHANNEL "; LISTEN " NOTIFY_PRUNED_CHANNEL,
-    [QUERY_READ] = "SELECT head, oldest, version, event FROM pgfeed.read($1, $2::bigint, $3::int)",
+    [QUERY_LISTEN] =
+        "LISTEN " NOTIFY_CHANNEL "; LISTEN " NOTIFY_PRUNED_CHANNEL "; LISTEN " NOTIFY_RESET_CHANNEL,
+    [QUERY_READ] = "SELECT head, oldest, version, event, epoch"
+                   " FROM pgfeed.read($1, $2::bigint, $3::int)",
     [QUERY_PUBLISH] = "SELECT pgfeed.publish($1, $2, $3::jsonb)",
     [QUERY_PING] = "SELECT 1",
     [QUERY_PRUNE] = "SELECT pgfeed.prune()",
@@ -149,9 +151,12 @@ static void drain_notifications(db *d)
         char *space = strchr(n->extra, ' ');
         int64_t number = strtoll(n->extra, NULL, 10);
         bool pruned = strcmp(n->relname, NOTIFY_PRUNED_CHANNEL) == 0;
-        if (space && pruned && d->callbacks.pruned) {
+        bool reset = strcmp(n->relname, NOTIFY_RESET_CHANNEL) == 0;
+        if (space && reset && d->callbacks.reset) {
+            d->callbacks.reset(d->callbacks.ctx, space + 1);
+        } else if (space && pruned && d->callbacks.pruned) {
             d->callbacks.pruned(d->callbacks.ctx, space + 1, number);
-        } else if (space && !pruned && d->callbacks.notify) {
+        } else if (space && !pruned && !reset && d->callbacks.notify) {
             d->callbacks.notify(d->callbacks.ctx, space + 1, number);
         } else {
             log_warn(0, "ignoring malformed notification payload \"%.64s\"", n->extra);
@@ -335,8 +340,10 @@ db_query *db_read(db *d, const char *channel, int64_t after, int limit, db_read_
         return NULL;
     char *params[3] = {xstrdup(channel), format_int(after), format_int(limit)};
     db_query *q = db_submit(d, QUERY_READ, 3, params, ctx);
-    if (q)
+    if (q) {
         q->cb.read = cb;
+        q->limit = limit;
+    }
     return q;
 }
 

@@ -33,6 +33,8 @@ typedef struct db_read_result {
     const char *error; /* when !ok */
     int64_t head;
     int64_t oldest;
+    int64_t epoch; /* the channel's incarnation (0: it does not exist); changes on a reset */
+    bool complete; /* fewer events than the limit: every event up to head is here */
     size_t n_events;
     const db_event *events;
 } db_read_result;
@@ -40,6 +42,7 @@ typedef struct db_read_result {
 typedef struct db_publish_result {
     bool ok;
     bool client_error; /* the input was refused (bad type or data), not the database */
+    bool forbidden;    /* this role may not publish to the channel (pgfeed.publish_prefix) */
     const char *error;
     int64_t version;
 } db_publish_result;
@@ -50,6 +53,8 @@ typedef struct db_callbacks {
     void (*down)(void *ctx); /* queued queries failed; notifications may be lost */
     void (*notify)(void *ctx, const char *channel, int64_t version);
     void (*pruned)(void *ctx, const char *channel, int64_t oldest);
+    /* events were deleted other than by pruning, or the channel reset ("*": all) */
+    void (*reset)(void *ctx, const char *channel);
 } db_callbacks;
 
 /* conninfo may be NULL or "": libpq's PG* environment and service files apply. */

@@ -11,6 +11,7 @@
 
 #define NOTIFY_CHANNEL "pgfeed"               /* "<version> <channel>" per publish */
 #define NOTIFY_PRUNED_CHANNEL "pgfeed_pruned" /* "<new oldest> <channel>" per prune */
+#define NOTIFY_RESET_CHANNEL "pgfeed_reset"   /* "<epoch> <channel>" per deletion or reset */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 10000
@@ -37,6 +38,7 @@ struct db_query {
     db_query *next;
     int n_params;
     char *params[3];
+    int limit; /* a read's */
     union {
         db_read_cb read;
         db_publish_cb publish;

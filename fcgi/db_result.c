@@ -48,6 +48,7 @@ static void result_read(db_query *q, PGresult *res)
     if (rows > 0) {
         r.head = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
         r.oldest = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        r.epoch = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
     }
     for (int i = 0; i < rows; i++) {
         if (PQgetisnull(res, i, 2))
@@ -57,6 +58,7 @@ static void result_read(db_query *q, PGresult *res)
         e->json = PQgetvalue(res, i, 3);
         e->json_len = (size_t)PQgetlength(res, i, 3);
     }
+    r.complete = r.n_events < (size_t)q->limit;
     r.events = events;
     q->cb.read(q->ctx, &r);
     free(events);
@@ -104,11 +106,18 @@ void db_result_deliver(db *d, db_query *q, PGresult *res)
             q->cancelled = true;
             return;
         }
-        log_warn(0, "query failed: %s", PQresultErrorMessage(res));
-        if (q->kind == QUERY_PUBLISH && !q->cancelled) {
-            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        /* Class 22 is the client's input refused (a bad event type or data), 42501 a channel
+         * pgfeed.publish_prefix keeps from this role: the client's trouble, not pgfeed's. */
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        bool publish = q->kind == QUERY_PUBLISH;
+        bool forbidden = publish && state && strcmp(state, "42501") == 0;
+        bool client_error = publish && state && strncmp(state, "22", 2) == 0;
+        log_msg(client_error || forbidden ? LOG_DEBUG : LOG_WARN, 0, "query failed: %s",
+                PQresultErrorMessage(res));
+        if (publish && !q->cancelled) {
             db_publish_result r = {.ok = false,
-                                   .client_error = state && strncmp(state, "22", 2) == 0,
+                                   .client_error = client_error,
+                                   .forbidden = forbidden,
                                    .error = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)};
             q->cb.publish(q->ctx, &r);
             q->cancelled = true; /* answered */

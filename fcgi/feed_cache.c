@@ -13,17 +13,26 @@
 struct feed_channel {
     feed_cache *cache;
     char *name;
-    bool known;   /* head/oldest/ring reflect a read made while LISTENing */
-    bool loading; /* a read for this channel is in flight */
+    bool known;         /* head/oldest/ring reflect a read made while LISTENing */
+    bool loading;       /* a read for this channel is in flight */
+    bool reread;        /* a notification came while loading: read again once it is back */
+    bool rebuild;       /* events were deleted or the channel reset: the next read replaces */
+    bool read_replaces; /* the read in flight rebuilds the ring rather than extending it */
     int64_t head;
     int64_t oldest;
-    int64_t notified; /* highest version a notification announced */
-    /* Ring of the newest events: versions ring_first .. head, contiguous. */
+    int64_t epoch;      /* which incarnation of the channel; 0 while it does not exist */
+    int64_t read_after; /* the cursor the read in flight started from */
+    /*
+     * The newest events in ascending version order, as they exist: versions
+     * may have holes. Complete from ring_from: every event with a version in
+     * (ring_from, head] is here. Slots ring_start .. ring_start + ring_count
+     * (mod ring_events) are filled; no other slot is ever read.
+     */
     feed_event **ring;
-    size_t ring_start; /* index of ring_first in ring[] */
+    size_t ring_start;
     size_t ring_count;
     size_t ring_bytes;
-    int64_t ring_first;
+    int64_t ring_from;
     feed_subscriber subscribers; /* sentinel of a circular list */
     size_t n_subscribers;
     int64_t last_used_ms;
@@ -73,32 +82,37 @@ feed_event *feed_event_new(int64_t version, const char *json, size_t len)
     return e;
 }
 
-static void ring_clear(feed_channel *ch)
+static feed_event *ring_at(const feed_channel *ch, size_t i)
+{
+    return ch->ring[(ch->ring_start + i) % ch->cache->limits.ring_events];
+}
+
+/* Empties the ring; it is then complete from `from` (nothing is known before it). */
+static void ring_clear(feed_channel *ch, int64_t from)
 {
     for (size_t i = 0; i < ch->ring_count; i++)
-        free(ch->ring[(ch->ring_start + i) % ch->cache->limits.ring_events]);
+        free(ring_at(ch, i));
     ch->ring_start = 0;
     ch->ring_count = 0;
     ch->ring_bytes = 0;
-    ch->ring_first = ch->head + 1;
+    ch->ring_from = from;
 }
 
+/* The events after the dropped one stay complete, so ring_from moves to it. */
 static void ring_drop_oldest(feed_channel *ch)
 {
-    feed_event *e = ch->ring[ch->ring_start];
+    feed_event *e = ring_at(ch, 0);
+    ch->ring_from = e->version;
     ch->ring_bytes -= e->json_len;
     free(e);
     ch->ring_start = (ch->ring_start + 1) % ch->cache->limits.ring_events;
     ch->ring_count--;
-    ch->ring_first++;
 }
 
-/* Appends the next version; the caller guarantees contiguity. */
+/* Appends an event newer than every event in the ring (the caller checks). */
 static void ring_push(feed_channel *ch, int64_t version, const char *json, size_t len)
 {
     const feed_cache_limits *lim = &ch->cache->limits;
-    if (ch->ring_count == 0)
-        ch->ring_first = version;
     while (ch->ring_count > 0 &&
            (ch->ring_count == lim->ring_events || ch->ring_bytes + len > lim->ring_bytes))
         ring_drop_oldest(ch);
@@ -120,7 +134,6 @@ feed_channel *feed_cache_channel(feed_cache *c, const char *name)
     ch->cache = c;
     ch->name = xstrdup(name);
     ch->oldest = 1;
-    ch->ring_first = 1;
     ch->ring = xcalloc(c->limits.ring_events, sizeof *ch->ring);
     ch->subscribers.prev = ch->subscribers.next = &ch->subscribers;
     ch->last_used_ms = clock_now_ms();
@@ -130,7 +143,7 @@ feed_channel *feed_cache_channel(feed_cache *c, const char *name)
 
 static void channel_free(feed_channel *ch)
 {
-    ring_clear(ch);
+    ring_clear(ch, 0);
     free(ch->ring);
     free(ch->name);
     free(ch);
@@ -139,10 +152,10 @@ static void channel_free(feed_channel *ch)
 /* Pruned events leave memory too, so every process answers a pruned cursor alike. */
 static void channel_drop_pruned(feed_channel *ch)
 {
-    while (ch->ring_count > 0 && ch->ring_first < ch->oldest)
+    while (ch->ring_count > 0 && ring_at(ch, 0)->version < ch->oldest)
         ring_drop_oldest(ch);
-    if (ch->ring_count == 0)
-        ch->ring_first = ch->head + 1;
+    if (ch->ring_from < ch->oldest - 1)
+        ch->ring_from = ch->oldest - 1;
 }
 
 /* Tells every subscriber the channel changed; a woken one may unsubscribe itself. */
@@ -156,11 +169,24 @@ static void channel_wake(feed_channel *ch)
     }
 }
 
+/* Marks every subscriber reset: its cursor belongs to the channel's previous incarnation. */
+static void channel_mark_reset(feed_channel *ch)
+{
+    for (feed_subscriber *s = ch->subscribers.next; s != &ch->subscribers; s = s->next)
+        s->reset = true;
+}
+
 static void channel_start_read(feed_channel *ch, int64_t after);
 
 /*
- * A read finished: record head/oldest, extend or replace the ring, then wake
- * subscribers. Reads again if notifications announced more than arrived.
+ * A read finished. It is the truth about the channel: head, oldest and epoch
+ * are taken as they are, whatever notifications announced. A read that
+ * continues the ring (same incarnation, from our head, nothing deleted since)
+ * appends; any other replaces the ring with what it returned. A page that
+ * filled the batch may end before the head: an append serves what arrived
+ * and reads the rest next; a replacement keeps nothing (subscribers read
+ * their own history). Otherwise the read saw every event up to the head, so
+ * a head with no event behind it is complete, not "more to come".
  */
 static void channel_on_read(void *ctx, const db_read_result *r)
 {
@@ -171,29 +197,40 @@ static void channel_on_read(void *ctx, const db_read_result *r)
         channel_wake(ch);
         return;
     }
-    bool appends = ch->known && r->n_events > 0 && r->events[0].version == ch->head + 1;
-    bool unchanged = ch->known && r->n_events == 0 && r->head == ch->head;
-    if (!appends && !unchanged)
-        ring_clear(ch);
-    for (size_t i = 0; i < r->n_events; i++)
-        ring_push(ch, r->events[i].version, r->events[i].json, r->events[i].json_len);
-    int64_t last = r->n_events ? r->events[r->n_events - 1].version : r->head;
-    if (last < r->head && appends) {
-        /* A page of a longer catch-up: serve what arrived, read the rest next. */
-        ch->head = last;
-        if (r->head > ch->notified)
-            ch->notified = r->head;
+    int64_t after = ch->read_after;
+    int64_t last = r->n_events ? r->events[r->n_events - 1].version : after;
+    bool whole = r->complete || last >= r->head;
+    /* A channel that existed and now is another one (or none), or whose head went back. */
+    bool reset = ch->epoch != 0 && (r->epoch != ch->epoch || r->head < ch->head);
+    bool appends = ch->known && !ch->read_replaces && !reset && after == ch->head;
+    if (reset)
+        channel_mark_reset(ch);
+    if (!appends)
+        ring_clear(ch, after < r->head ? after : r->head);
+    if (appends || whole) {
+        for (size_t i = 0; i < r->n_events; i++) {
+            const db_event *e = &r->events[i];
+            /* Out of range or out of order would break the ring's ordering: skip it. */
+            if (e->version <= ch->ring_from || e->version > r->head ||
+                (ch->ring_count && e->version <= ring_at(ch, ch->ring_count - 1)->version))
+                continue;
+            ring_push(ch, e->version, e->json, e->json_len);
+        }
+        ch->head = whole ? r->head : last;
+        if (!whole)
+            ch->reread = true; /* the next page follows */
     } else {
+        ring_clear(ch, r->head);
         ch->head = r->head;
-        /* A first read that did not reach the head holds nothing servable up to it. */
-        if (last < r->head)
-            ring_clear(ch);
     }
     ch->oldest = r->oldest;
+    ch->epoch = r->epoch;
     channel_drop_pruned(ch);
     ch->known = true;
-    if (ch->notified > ch->head)
+    if (ch->reread || ch->rebuild) {
+        ch->reread = false;
         channel_start_read(ch, ch->head);
+    }
     channel_wake(ch);
 }
 
@@ -202,12 +239,18 @@ static void channel_start_read(feed_channel *ch, int64_t after)
     feed_cache *c = ch->cache;
     if (ch->loading)
         return;
+    /* A rebuild re-reads what the ring covered, so it stays as useful as it was. */
+    if (ch->rebuild && after > ch->ring_from)
+        after = ch->ring_from;
     if (after < 0)
         after = 0;
     int limit = c->limits.read_batch;
     db_query *q = db_read(c->database, ch->name, after, limit, channel_on_read, ch);
     if (q) {
         ch->loading = true;
+        ch->read_after = after;
+        ch->read_replaces = ch->rebuild || !ch->known;
+        ch->rebuild = false;
         c->misses++;
     }
 }
@@ -221,28 +264,63 @@ bool feed_channel_load(feed_channel *ch, int64_t after_hint)
     return ch->loading;
 }
 
-void feed_cache_on_notify(feed_cache *c, const char *name, int64_t version)
+static feed_channel *channel_lookup(feed_cache *c, const char *name)
 {
     void *found = NULL;
-    if (!lh_table_lookup_ex(c->channels, name, &found))
-        return; /* nobody here cares about this channel */
-    feed_channel *ch = found;
-    if (version > ch->notified)
-        ch->notified = version;
-    if (ch->known && version > ch->head)
+    return lh_table_lookup_ex(c->channels, name, &found) ? found : NULL;
+}
+
+/*
+ * Only a hint: the version is not believed, it only says a read may find
+ * something. Each notification costs at most one read, whatever it claims.
+ */
+void feed_cache_on_notify(feed_cache *c, const char *name, int64_t version)
+{
+    feed_channel *ch = channel_lookup(c, name);
+    if (!ch || version <= ch->head)
+        return; /* nobody here cares, or we already have it */
+    if (ch->loading)
+        ch->reread = true; /* the read in flight may predate this commit */
+    else if (ch->known)
         channel_start_read(ch, ch->head);
 }
 
+void feed_cache_on_reset(feed_cache *c, const char *name)
+{
+    if (strcmp(name, "*") == 0) {
+        struct lh_entry *e;
+        lh_foreach(c->channels, e)
+        {
+            feed_cache_on_reset(c, (const char *)lh_entry_k(e));
+        }
+        return;
+    }
+    feed_channel *ch = channel_lookup(c, name);
+    if (!ch || (!ch->known && !ch->loading))
+        return;         /* the next load reads it afresh anyway */
+    ch->rebuild = true; /* a read in flight may predate the change: the next one rebuilds */
+    if (!ch->loading)
+        channel_start_read(ch, ch->ring_from);
+}
+
+/*
+ * A hint too: the events below the announced oldest leave memory at once (so
+ * every process answers a pruned cursor alike), which only ever costs reads;
+ * the oldest that clients are told comes from the read this starts.
+ */
 void feed_cache_on_pruned(feed_cache *c, const char *name, int64_t oldest)
 {
-    void *found = NULL;
-    if (!lh_table_lookup_ex(c->channels, name, &found))
+    feed_channel *ch = channel_lookup(c, name);
+    if (!ch || !ch->known || oldest <= ch->oldest)
         return;
-    feed_channel *ch = found;
-    if (oldest <= ch->oldest)
-        return;
-    ch->oldest = oldest;
-    channel_drop_pruned(ch);
+    while (ch->ring_count > 0 && ring_at(ch, 0)->version < oldest)
+        ring_drop_oldest(ch);
+    if (ch->ring_from < oldest - 1)
+        ch->ring_from = oldest - 1 < ch->head ? oldest - 1 : ch->head;
+    if (ch->loading)
+        ch->reread = true;
+    else
+        channel_start_read(ch, ch->head);
 }
 
 void feed_cache_on_db_up(feed_cache *c)
@@ -255,8 +333,9 @@ void feed_cache_on_db_up(feed_cache *c)
             lh_table_delete_entry(c->channels, e);
             continue;
         }
-        /* Events are immutable, so the ring stays; the read says whether the head moved. */
-        channel_start_read(ch, ch->head);
+        /* Resets and deletions may have gone unnoticed: rebuild the ring from the database. */
+        ch->rebuild = true;
+        channel_start_read(ch, ch->ring_from);
     }
 }
 
@@ -318,7 +397,7 @@ int64_t feed_channel_oldest(const feed_channel *ch)
 
 bool feed_channel_covers(const feed_channel *ch, int64_t cursor)
 {
-    return ch->known && cursor >= ch->ring_first - 1 && cursor <= ch->head;
+    return ch->known && cursor >= ch->ring_from && cursor <= ch->head;
 }
 
 void feed_cache_count_hit(feed_channel *ch)
@@ -326,15 +405,24 @@ void feed_cache_count_hit(feed_channel *ch)
     ch->cache->hits++;
 }
 
-const feed_event *feed_channel_event(const feed_channel *ch, int64_t version)
+const feed_event *feed_channel_event_after(const feed_channel *ch, int64_t cursor)
 {
-    size_t offset = (size_t)(version - ch->ring_first);
-    return ch->ring[(ch->ring_start + offset) % ch->cache->limits.ring_events];
+    /* Binary search: the first slot whose version is above cursor. */
+    size_t lo = 0, hi = ch->ring_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ring_at(ch, mid)->version <= cursor)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < ch->ring_count ? ring_at(ch, lo) : NULL;
 }
 
 void feed_channel_subscribe(feed_channel *ch, feed_subscriber *s)
 {
     s->channel = ch;
+    s->reset = false;
     s->prev = ch->subscribers.prev;
     s->next = &ch->subscribers;
     ch->subscribers.prev->next = s;

@@ -12,6 +12,15 @@
  * process however many clients wait. When the database connection drops,
  * every channel becomes unknown again (notifications may have been missed);
  * on reconnect, channels with subscribers are re-read and woken if they moved.
+ *
+ * Nothing the database holds or another role sends is assumed. A NOTIFY is
+ * only a hint to read (any role can send one with any version); the read is
+ * the truth, and a hint below what it shows is forgotten. Versions may have
+ * holes (a head moved by hand, an event row deleted), so the ring is a sorted
+ * list of the events that exist, never indexed by version. A channel deleted
+ * and re-created, or reset, shows as a new epoch (or a head that went back):
+ * its ring is rebuilt and its subscribers are marked reset, so they answer
+ * as for a gone cursor.
  */
 #ifndef PGFEED_FEED_CACHE_H
 #define PGFEED_FEED_CACHE_H
@@ -42,6 +51,10 @@ typedef struct feed_subscriber {
     struct feed_subscriber *prev, *next;
     feed_channel *channel;
     void (*wake)(struct feed_subscriber *s);
+    /* Set by the cache when the channel was reset (re-created, head moved back)
+     * after this subscriber joined: its cursor counts another incarnation. The
+     * subscriber clears it once it has told its client. */
+    bool reset;
 } feed_subscriber;
 
 typedef struct feed_cache_limits {
@@ -61,6 +74,8 @@ feed_channel *feed_cache_channel(feed_cache *c, const char *name);
 void feed_cache_on_notify(feed_cache *c, const char *name, int64_t version);
 /* pgfeed.prune() raised the channel's oldest: its pruned events leave memory. */
 void feed_cache_on_pruned(feed_cache *c, const char *name, int64_t oldest);
+/* Events were deleted or the channel reset ("*": every channel): re-read it from scratch. */
+void feed_cache_on_reset(feed_cache *c, const char *name);
 void feed_cache_on_db_up(feed_cache *c);
 void feed_cache_on_db_down(feed_cache *c);
 /* Forgets idle channels; call now and then. */
@@ -80,12 +95,16 @@ bool feed_channel_known(const feed_channel *ch);
 bool feed_channel_load(feed_channel *ch, int64_t after_hint);
 int64_t feed_channel_head(const feed_channel *ch);
 int64_t feed_channel_oldest(const feed_channel *ch);
-/* True when the events after cursor up to the head are all in memory. */
+/* True when every event after cursor up to the head is in memory. */
 bool feed_channel_covers(const feed_channel *ch, int64_t cursor);
 /* Counts a read answered from memory (pgfeed_cache_hits_total). */
 void feed_cache_count_hit(feed_channel *ch);
-/* The event with this version, which must be covered. */
-const feed_event *feed_channel_event(const feed_channel *ch, int64_t version);
+/*
+ * The first event after cursor, which must be covered; NULL when there is
+ * none up to the head (the head may have no event behind it: a cursor may
+ * then move to the head without an event).
+ */
+const feed_event *feed_channel_event_after(const feed_channel *ch, int64_t cursor);
 
 void feed_channel_subscribe(feed_channel *ch, feed_subscriber *s);
 /* Safe to call on a subscriber that is not subscribed. */

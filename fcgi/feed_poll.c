@@ -80,13 +80,14 @@ static void feed_poll_answer(request *r, bool timed_out)
             views[i].n_events++;
             next[i] = e->version;
         }
+        next[i] = subscription_caught_up(s, &src, next[i]);
         views[i].more = next[i] < src.head;
     }
     buf cursor = BUF_INIT;
     subscription_format_cursor(r, next, &cursor);
     buf headers = BUF_INIT;
     feed_format_etag(&headers, cursor.data);
-    if (used == 0 && r->fr.if_none_match && strcmp(r->fr.if_none_match, cursor.data) == 0) {
+    if (used == 0 && feed_request_etag_matches(&r->fr, cursor.data)) {
         request_respond(r, 304, NULL, headers.data, NULL, 0);
     } else {
         buf body = BUF_INIT;

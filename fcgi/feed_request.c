@@ -12,7 +12,6 @@
  * Details echo client input through echo_text, because they end up in JSON
  * and log lines, which must not carry control bytes or invalid UTF-8.
  */
-#define _GNU_SOURCE /* strcasestr */
 #include "feed_request.h"
 #include "channel_name.h"
 #include "cursor.h"
@@ -23,9 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define NAME_RULE                                                                                  \
     "names are 1 to 128 characters of A-Z a-z 0-9 _ . : - and start with a letter or digit"
+/* If-None-Match tags looked at; a longer list is cut (the query length bounds nothing here). */
+#define MAX_ETAGS 16
 #define ALLOW_READ "GET, HEAD"
 #define ALLOW_READ_PUBLISH "GET, HEAD, POST"
 
@@ -197,6 +199,82 @@ static int resolve_channels(const query_params *q, const char *path_channel,
     return 0;
 }
 
+/* Skips optional white space (RFC 9110 OWS). */
+static const char *skip_ows(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* True when [p, end) is a weight of zero: "0", "0.", "0.0", ... (RFC 9110 section 12.4.2). */
+static bool qvalue_is_zero(const char *p, const char *end)
+{
+    if (p == end || *p != '0')
+        return false;
+    p++;
+    if (p < end && *p == '.')
+        p++;
+    while (p < end && *p == '0')
+        p++;
+    return p == end;
+}
+
+/*
+ * True when Accept names text/event-stream with a weight above zero. Only
+ * that media range counts: the wildcards (any type, any text type) are what
+ * any fetch sends, and must not turn a poll into a stream. Parameters other
+ * than q are ignored.
+ */
+bool feed_request_accepts_sse(const char *accept)
+{
+    static const char sse[] = "text/event-stream";
+    for (const char *p = accept; p && *p;) {
+        p = skip_ows(p);
+        const char *end = p + strcspn(p, ",");
+        const char *type_end = p + strcspn(p, ";, \t");
+        bool named =
+            (size_t)(type_end - p) == sizeof sse - 1 && strncasecmp(p, sse, sizeof sse - 1) == 0;
+        bool refused = false;
+        for (const char *param = type_end; named && param < end;) {
+            param = skip_ows(param);
+            if (*param == ';')
+                param = skip_ows(param + 1);
+            const char *param_end = param + strcspn(param, ";,");
+            const char *value_end = param_end;
+            while (value_end > param && (value_end[-1] == ' ' || value_end[-1] == '\t'))
+                value_end--;
+            if ((param[0] == 'q' || param[0] == 'Q') && param[1] == '=')
+                refused = qvalue_is_zero(param + 2, value_end);
+            param = param_end;
+        }
+        if (named && !refused)
+            return true;
+        p = *end ? end + 1 : end;
+    }
+    return false;
+}
+
+bool feed_request_is_json(const char *content_type)
+{
+    static const char json[] = "application/json";
+    if (content_type == NULL)
+        return false;
+    const char *p = skip_ows(content_type);
+    if (strncasecmp(p, json, sizeof json - 1) != 0)
+        return false;
+    p = skip_ows(p + sizeof json - 1);
+    return *p == '\0' || *p == ';';
+}
+
+bool feed_request_etag_matches(const feed_request *req, const char *tag)
+{
+    for (size_t i = 0; i < req->n_etags; i++)
+        if (strcmp(req->etags[i], tag) == 0)
+            return true;
+    return false;
+}
+
 /* limit=, wait= and the transport they and Accept select. */
 static int parse_paging(feed_param_fn param, void *ctx, const query_params *q,
                         const feed_limits *limits, feed_request *out, feed_error *err)
@@ -219,8 +297,10 @@ static int parse_paging(feed_param_fn param, void *ctx, const query_params *q,
     if (wait > limits->max_wait)
         wait = limits->max_wait > 0 ? limits->max_wait : 0;
 
-    const char *accept = param(ctx, "HTTP_ACCEPT");
-    if (accept != NULL && strcasestr(accept, "text/event-stream") != NULL)
+    /* HEAD is answered at once, without a body: never a stream, never held. */
+    if (out->method == METHOD_HEAD)
+        out->transport = TRANSPORT_POLL;
+    else if (feed_request_accepts_sse(param(ctx, "HTTP_ACCEPT")))
         out->transport = TRANSPORT_SSE;
     else if (wait > 0)
         out->transport = TRANSPORT_LONG_POLL;
@@ -245,14 +325,32 @@ static int resolve_cursors(feed_param_fn param, void *ctx, const query_params *q
     for (size_t i = 0; i < n; i++)
         out->cursors[i] = sse ? CURSOR_NOW : CURSOR_OLDEST;
 
+    /*
+     * If-None-Match may list several tags (a cache holding several answers):
+     * every one counts for the 304, and of those that are our cursors the
+     * newest version per channel is where the poll continues. Tags from
+     * something else are not our cursor, and not an error.
+     */
     const char *tag;
     size_t tag_len;
-    if (cursor_from_if_none_match(param(ctx, "HTTP_IF_NONE_MATCH"), &tag, &tag_len)) {
-        out->if_none_match = xstrndup(tag, tag_len);
-        if (cursor_parse(tag, tag_len, n, names, out->cursors) < 0) {
-            /* A cached ETag from something else: not our cursor, and not an error. */
+    const char *list = param(ctx, "HTTP_IF_NONE_MATCH");
+    int64_t *parsed = xcalloc(n, sizeof *parsed);
+    bool any_cursor = false;
+    while (out->n_etags < MAX_ETAGS && cursor_from_if_none_match(list, &tag, &tag_len)) {
+        out->etags = xrealloc(out->etags, (out->n_etags + 1) * sizeof *out->etags);
+        out->etags[out->n_etags++] = xstrndup(tag, tag_len);
+        if (cursor_parse(tag, tag_len, n, names, parsed) == 0) {
+            for (size_t i = 0; i < n; i++)
+                if (!any_cursor || parsed[i] > out->cursors[i])
+                    out->cursors[i] = parsed[i];
+            any_cursor = true;
         }
+        list = strchr(tag + tag_len + 1, ','); /* the tag's closing quote, then ',' or the end */
+        if (list == NULL)
+            break;
     }
+    free(parsed);
+    out->if_none_match = out->n_etags ? out->etags[0] : NULL;
 
     const char *since = NULL;
     if (single_param(q, "since", &since, err) < 0)
@@ -328,6 +426,8 @@ void feed_request_free(feed_request *req)
         free(req->channels[i]);
     free(req->channels);
     free(req->cursors);
-    free(req->if_none_match);
+    for (size_t i = 0; i < req->n_etags; i++)
+        free(req->etags[i]);
+    free(req->etags);
     memset(req, 0, sizeof *req);
 }

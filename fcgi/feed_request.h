@@ -46,8 +46,10 @@ typedef struct feed_request {
     int64_t *cursors; /* per channel: last version the client has, CURSOR_NOW or CURSOR_OLDEST */
     int limit;
     int wait; /* seconds, 0 unless TRANSPORT_LONG_POLL */
-    /* If-None-Match's tag (without quotes), owned, NULL when unconditional. */
-    char *if_none_match;
+    /* If-None-Match's first tag (without quotes), NULL when unconditional; points into etags. */
+    const char *if_none_match;
+    char **etags; /* every tag of If-None-Match (at most 16), owned */
+    size_t n_etags;
 } feed_request;
 
 typedef struct feed_error {
@@ -76,12 +78,15 @@ typedef const char *(*feed_param_fn)(void *ctx, const char *name);
  *     by the time the channel is read) and CURSOR_NOW for SSE (a new stream
  *     starts at the live edge). A bad Last-Event-ID or since= is a 400; an If-None-Match that is
  *     not a cursor for these channels is only not used as one.
- *   - if_none_match keeps the first entity-tag whenever there is one, cursor
- *     or not, for the 304 comparison; "*" and malformed values leave it NULL.
+ *   - etags keeps every entity-tag of If-None-Match (a list, RFC 9110
+ *     section 13.1.2), cursor or not, for the 304 comparison; if_none_match
+ *     is the first; "*" and malformed values leave them empty. Of the tags
+ *     that are cursors, the highest version per channel is the cursor.
  *   - limit= 1..max_limit, default default_limit; wait= 0..; clamped to max_wait.
  *     since=, limit= and wait= given twice: 400.
- *   - transport: SSE when Accept contains text/event-stream, else long poll
- *     when wait > 0, else poll.
+ *   - transport: HEAD is always a poll (answered at once, no body); else SSE
+ *     when Accept names text/event-stream with a weight above 0, else long
+ *     poll when wait > 0, else poll.
  *   - unknown parameters are ignored (cache busters such as _=1700000000).
  *   - checked in this order: QUERY_STRING length, route, method, query
  *     encoding, channels, limit/wait, cursors. /_health and /_metrics stop
@@ -92,5 +97,12 @@ typedef const char *(*feed_param_fn)(void *ctx, const char *name);
 int feed_request_parse(feed_param_fn param, void *ctx, const feed_limits *limits, feed_request *out,
                        feed_error *err) __attribute__((warn_unused_result));
 void feed_request_free(feed_request *req);
+
+/* True when If-None-Match listed this tag (weak comparison: W/ is ignored). */
+bool feed_request_etag_matches(const feed_request *req, const char *tag);
+/* True when Accept names text/event-stream and does not weigh it q=0. */
+bool feed_request_accepts_sse(const char *accept);
+/* True for a Content-Type of application/json, with or without parameters. */
+bool feed_request_is_json(const char *content_type);
 
 #endif

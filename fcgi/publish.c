@@ -12,7 +12,9 @@ static void publish_on_result(void *ctx, const db_publish_result *res)
     request *r = ctx;
     r->query = NULL;
     if (!res->ok) {
-        if (res->client_error)
+        if (res->forbidden)
+            request_fail(r, 403, "pgfeed may not publish to this channel", NULL);
+        else if (res->client_error)
             request_fail(r, 400, res->error ? res->error : "the event was refused", NULL);
         else
             request_fail_unavailable(r);
@@ -38,7 +40,7 @@ void publish_start(request *r)
         }
     }
     const char *content_type = fcgi_conn_param(r->conn, "CONTENT_TYPE");
-    if (!content_type || strncasecmp(content_type, "application/json", 16) != 0) {
+    if (!feed_request_is_json(content_type)) {
         request_fail(r, 415, "POST a JSON body with Content-Type: application/json", NULL);
         return;
     }

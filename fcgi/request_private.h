@@ -69,6 +69,7 @@ struct request_registry {
 typedef struct history {
     int64_t head;
     int64_t oldest;
+    bool complete; /* every event up to head is here (versions may have holes) */
     size_t n_events;
     feed_event **events;
 } history;
@@ -156,6 +157,9 @@ subscription_source subscription_source_of(const subscription *s);
 bool subscription_needs_read(const subscription *s);
 /* The prepared event after version, or NULL; the cache or s->hist owns it. */
 const feed_event *subscription_event_after(const subscription *s, int64_t version);
+/* Past the source's last event the cursor may jump to its head: versions can have holes. */
+int64_t subscription_caught_up(const subscription *s, const subscription_source *src,
+                               int64_t cursor);
 void subscription_format_cursor(request *r, const int64_t *versions, buf *out);
 
 /* feed_poll.c: short and long polls. */

@@ -59,6 +59,12 @@ static void server_on_notify(void *ctx, const char *channel, int64_t version)
     feed_cache_on_notify(s->cache, channel, version);
 }
 
+static void server_on_reset(void *ctx, const char *channel)
+{
+    server *s = ctx;
+    feed_cache_on_reset(s->cache, channel);
+}
+
 static void server_on_pruned(void *ctx, const char *channel, int64_t oldest)
 {
     server *s = ctx;
@@ -135,7 +141,8 @@ int server_run(const pgfeed_config *cfg)
                               .up = server_on_db_up,
                               .down = server_on_db_down,
                               .notify = server_on_notify,
-                              .pruned = server_on_pruned};
+                              .pruned = server_on_pruned,
+                              .reset = server_on_reset};
     s.database = db_new(s.loop, cfg->db, &callbacks);
     feed_cache_limits limits = {.ring_events = (size_t)cfg->ring_events,
                                 .ring_bytes = (size_t)cfg->ring_bytes,

@@ -45,6 +45,7 @@ static void sse_id(request *r, buf *id)
 static void sse_reset(request *r, subscription *s, const subscription_source *src, buf *frames)
 {
     s->cursor = src->head;
+    s->node.reset = false;
     buf id = BUF_INIT;
     sse_id(r, &id);
     feed_format_sse_reset(frames, id.data, feed_channel_name(s->node.channel), src->oldest,
@@ -77,6 +78,7 @@ static size_t sse_write_ready(request *r, size_t high_water)
                 feed_format_sse_event(&frames, id.data, NULL, e->json, e->json_len);
                 r->reg->stats->events_delivered++;
             }
+            s->cursor = subscription_caught_up(s, &src, s->cursor);
         }
         if (s->hist && (src.gone || src.ahead || !subscription_event_after(s, s->cursor))) {
             subscription_history_free(s->hist);

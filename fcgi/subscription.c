@@ -45,6 +45,7 @@ static void subscription_on_history(void *ctx, const db_read_result *res)
     history *h = xcalloc(1, sizeof *h);
     h->head = res->head;
     h->oldest = res->oldest;
+    h->complete = res->complete;
     h->events = xcalloc(res->n_events ? res->n_events : 1, sizeof *h->events);
     for (size_t i = 0; i < res->n_events; i++) {
         const db_event *e = &res->events[i];
@@ -128,6 +129,7 @@ subscription_source subscription_source_of(const subscription *s)
         src.oldest = feed_channel_oldest(s->node.channel);
         src.gone = src.ahead = false; /* the cache covers the cursor */
     }
+    src.ahead |= s->node.reset; /* the cursor counted the channel's previous incarnation */
     return src;
 }
 
@@ -140,9 +142,15 @@ const feed_event *subscription_event_after(const subscription *s, int64_t versio
                 return s->hist->events[i];
         return NULL;
     }
-    if (version >= feed_channel_head(s->node.channel))
-        return NULL;
-    return feed_channel_event(s->node.channel, version + 1);
+    return feed_channel_event_after(s->node.channel, version);
+}
+
+int64_t subscription_caught_up(const subscription *s, const subscription_source *src,
+                               int64_t cursor)
+{
+    bool complete = s->hist ? s->hist->complete : true;
+    return complete && cursor < src->head && !subscription_event_after(s, cursor) ? src->head
+                                                                                  : cursor;
 }
 
 void subscription_format_cursor(request *r, const int64_t *versions, buf *out)

@@ -7,9 +7,9 @@ CREATE SCHEMA IF NOT EXISTS pgfeed;
 COMMENT ON SCHEMA pgfeed IS
 'pgfeed: versioned change feeds served to browsers (short poll, long poll, SSE). '
 'Publish with pgfeed.publish() or pgfeed.track(); the responder reads with pgfeed.read(). '
-'Grants: readers need USAGE on the schema and SELECT on pgfeed.channel and pgfeed.event; '
-'publishers also need INSERT and UPDATE on pgfeed.channel, INSERT on pgfeed.event and '
-'SELECT on pgfeed.setting (the functions run with the caller''s rights).';
+'Owned by role pgfeed_owner; nobody else has table privileges. Grant pgfeed_reader to the '
+'responder''s login, pgfeed_publisher to roles that publish or track tables, pgfeed_pruner to '
+'whoever runs pgfeed.prune() (see sql/grants.sql).';
 
 CREATE TABLE IF NOT EXISTS pgfeed.schema_version (
     version integer PRIMARY KEY,

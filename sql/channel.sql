@@ -2,12 +2,12 @@
 
 -- Kept in step with the CHECK on pgfeed.channel.name and with
 -- fcgi/channel_name.c, which validates names before they reach SQL.
+-- A SQL-standard body (RETURN): its names are resolved once, at CREATE time,
+-- under install.sql's pinned search_path, and it stays inlinable.
 CREATE OR REPLACE FUNCTION pgfeed.valid_channel_name(p_name text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT coalesce(p_name ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$', false)
-$$;
+RETURN coalesce(p_name ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$', false);
 COMMENT ON FUNCTION pgfeed.valid_channel_name(text) IS
 'True when p_name may name a channel: 1 to 128 characters from [A-Za-z0-9_.:-], the first '
 'a letter or digit (so names never start with "_", which the HTTP routes keep for themselves).';
@@ -17,6 +17,7 @@ COMMENT ON FUNCTION pgfeed.valid_channel_name(text) IS
 CREATE OR REPLACE FUNCTION pgfeed.check_channel_name(p_name text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT pgfeed.valid_channel_name(p_name) THEN
@@ -33,6 +34,7 @@ COMMENT ON FUNCTION pgfeed.check_channel_name(text) IS
 CREATE OR REPLACE FUNCTION pgfeed.check_retention(p_keep_events integer, p_keep_for interval)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_keep_events < 0 THEN
@@ -53,6 +55,7 @@ COMMENT ON FUNCTION pgfeed.check_retention(integer, interval) IS
 CREATE OR REPLACE FUNCTION pgfeed.ensure_channel(p_channel text)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pgfeed.check_channel_name(p_channel);
@@ -63,12 +66,15 @@ END
 $$;
 COMMENT ON FUNCTION pgfeed.ensure_channel(text) IS
 'Creates channel p_channel (head 0, oldest 1, the default retention of pgfeed.setting) '
-'unless it exists. Raises 22023 for an invalid name. pgfeed.publish calls it on first use.';
+'unless it exists. Raises 22023 for an invalid name. pgfeed.publish calls it on first use '
+'(internal: only the pgfeed owner may call it).';
 
 CREATE OR REPLACE FUNCTION pgfeed.set_retention(p_channel text, p_keep_events integer,
                                                 p_keep_for interval)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pgfeed.check_retention(p_keep_events, p_keep_for);
@@ -83,12 +89,15 @@ COMMENT ON FUNCTION pgfeed.set_retention(text, integer, interval) IS
 'p_keep_events latest events (NULL = no limit; 0 = keep none) and only events younger than '
 'p_keep_for (NULL = no age limit). An event is pruned when either limit drops it. Nothing is '
 'deleted until the next pgfeed.prune(). Locks the channel row (and so its publishers) until '
-'the transaction ends. Raises 22023 for an invalid name or limit.';
+'the transaction ends. Raises 22023 for an invalid name or limit. Runs as the pgfeed owner; '
+'only the owner (and roles it is granted to) may call it.';
 
 CREATE OR REPLACE FUNCTION pgfeed.set_default_retention(p_keep_events integer,
                                                         p_keep_for interval)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM pgfeed.check_retention(p_keep_events, p_keep_for);
@@ -98,4 +107,5 @@ $$;
 COMMENT ON FUNCTION pgfeed.set_default_retention(integer, interval) IS
 'Sets the retention given to channels created from now on (installed default: keep the last '
 '10000 events, no age limit; NULL = no limit). Existing channels keep theirs: change them '
-'with pgfeed.set_retention(). Raises 22023 for an invalid limit.';
+'with pgfeed.set_retention(). Raises 22023 for an invalid limit. Runs as the pgfeed owner; '
+'only the owner (and roles it is granted to) may call it.';

@@ -17,6 +17,14 @@
 --   * Functions live in one file per job and are re-created with CREATE OR
 --     REPLACE on every run, which leaves them as they were when nothing changed.
 --
+-- Who runs it: a superuser, or a role that may create roles (roles.sql creates
+-- pgfeed_owner, pgfeed_reader, pgfeed_publisher and pgfeed_pruner when missing
+-- and makes the installer a member of pgfeed_owner). Migrations run as the
+-- installer; everything after them as pgfeed_owner, which so owns every
+-- function (the SECURITY DEFINER ones run as it). search_path is pinned to
+-- pg_catalog, pg_temp for the whole run: SQL-standard function bodies resolve
+-- their names now, once, and nothing of the installer's path leaks into them.
+--
 -- Adding a migration: write migrations/NNNN_what.sql (it must end by inserting
 -- its row into pgfeed.schema_version), add an \if block for it below, and raise
 -- pgfeed_schema_version. If it changes a function's signature or return type,
@@ -24,13 +32,15 @@
 
 \set ON_ERROR_STOP 1
 -- The newest migration this file knows.
-\set pgfeed_schema_version 1
+\set pgfeed_schema_version 2
 
 BEGIN ISOLATION LEVEL READ COMMITTED;
 -- Keep re-runs quiet: "already exists, skipping" notices are expected.
 SET LOCAL client_min_messages = warning;
+SET LOCAL search_path = pg_catalog, pg_temp;
 DO $$ BEGIN PERFORM pg_advisory_xact_lock(1885824613, 1); END $$;
 
+\ir roles.sql
 \ir bootstrap.sql
 
 -- Refuse to downgrade: older function files would replace newer ones.
@@ -48,6 +58,12 @@ SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 1) AS pgfee
 \if :pgfeed_migrate
 \ir migrations/0001_tables.sql
 \endif
+SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 2) AS pgfeed_migrate \gset
+\if :pgfeed_migrate
+\ir migrations/0002_least_privilege.sql
+\endif
+
+SET LOCAL ROLE pgfeed_owner;
 
 -- Functions, re-created on every run. channel.sql comes first: the others
 -- call its checks.
@@ -56,5 +72,7 @@ SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 1) AS pgfee
 \ir read.sql
 \ir track.sql
 \ir prune.sql
+\ir reset.sql
+\ir grants.sql
 
 COMMIT;

@@ -17,9 +17,17 @@
 -- deleting the same rows. Because channel rows are locked in name order, only
 -- a transaction that publishes to several channels out of that order can
 -- deadlock with prune; PostgreSQL then aborts one of the two.
+--
+-- It runs as the pgfeed owner (SECURITY DEFINER, pinned search_path): callers
+-- need EXECUTE (pgfeed_pruner) and no table privilege. pgfeed.pruning = on
+-- while it deletes tells reset.sql's trigger that these deletions are
+-- announced on pgfeed_pruned, not as resets. (A SET clause would say it more
+-- simply, but PostgreSQL 15 lets only superusers put a custom setting there.)
 CREATE OR REPLACE FUNCTION pgfeed.prune()
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_channel record;
@@ -31,6 +39,7 @@ DECLARE
     v_targets bigint[] := '{}';
 BEGIN
     PERFORM pg_advisory_xact_lock(1885824613, 2);
+    PERFORM set_config('pgfeed.pruning', 'on', true);
 
     FOR v_channel IN
         SELECT name, head, oldest, keep_events, keep_for
@@ -79,6 +88,7 @@ BEGIN
         PERFORM pg_notify('pgfeed_pruned', t.target || ' ' || t.name)
            FROM unnest(v_names, v_targets) AS t (name, target);
     END IF;
+    PERFORM set_config('pgfeed.pruning', 'off', true);
     RETURN v_deleted;
 END
 $$;
@@ -89,4 +99,4 @@ COMMENT ON FUNCTION pgfeed.prune() IS
 'pg_cron) as a transaction of its own: it locks the pruned channels'' rows only for its last '
 'statement, so publishers wait at most from then to its commit. Concurrent calls queue. '
 'At commit it sends NOTIFY on channel "pgfeed_pruned" with payload "<new oldest> <channel>" '
-'for every pruned channel.';
+'for every pruned channel. Runs as the pgfeed owner: callers need only EXECUTE.';

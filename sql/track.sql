@@ -10,9 +10,7 @@
 CREATE OR REPLACE FUNCTION pgfeed.template_parts(p_template text)
 RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT regexp_split_to_array(p_template, '[{}]')
-$$;
+RETURN regexp_split_to_array(p_template, '[{}]');
 COMMENT ON FUNCTION pgfeed.template_parts(text) IS
 'Splits a channel template into {literal, column, literal, ..., literal} (internal).';
 
@@ -21,6 +19,7 @@ COMMENT ON FUNCTION pgfeed.template_parts(text) IS
 CREATE OR REPLACE FUNCTION pgfeed.render_channel(p_template text, p_row jsonb)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_parts text[];
@@ -63,12 +62,12 @@ COMMENT ON FUNCTION pgfeed.render_channel(text, jsonb) IS
 CREATE OR REPLACE FUNCTION pgfeed.table_label(p_table regclass)
 RETURNS text
 LANGUAGE sql STABLE
-AS $$
+BEGIN ATOMIC
     SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END
       FROM pg_catalog.pg_class c
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = coalesce(pg_catalog.pg_partition_root(p_table), p_table)
-$$;
+     WHERE c.oid = coalesce(pg_catalog.pg_partition_root(p_table), p_table);
+END;
 COMMENT ON FUNCTION pgfeed.table_label(regclass) IS
 'How events name a table: "table" in schema public, else "schema.table" (unquoted); a '
 'partition is named by its root. Independent of search_path.';
@@ -83,9 +82,17 @@ COMMENT ON FUNCTION pgfeed.table_label(regclass) IS
 --   DELETE           delete {"table", "old"}          on the old row's channel
 -- An UPDATE that changes nothing publishes nothing; a row whose template
 -- columns are NULL belongs to no channel and publishes nothing.
+--
+-- It runs as the pgfeed owner (SECURITY DEFINER, pinned search_path), so a
+-- role that may write the table publishes through it with no privilege on
+-- pgfeed's tables and no EXECUTE on pgfeed.publish. Who decided where the
+-- events go is whoever put the trigger there, the table's owner: that role's
+-- publish prefixes apply (pgfeed.publish_prefix).
 CREATE OR REPLACE FUNCTION pgfeed.track_trigger()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_template text := TG_ARGV[0];
@@ -94,6 +101,7 @@ DECLARE
     v_new jsonb;
     v_old_channel text;
     v_new_channel text;
+    v_owner oid := (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID);
 BEGIN
     IF pg_catalog.pg_partition_root(TG_RELID) IS NOT NULL THEN
         v_table := pgfeed.table_label(TG_RELID);
@@ -111,9 +119,16 @@ BEGIN
         v_new_channel := pgfeed.render_channel(v_template, v_new);
     END IF;
 
+    IF v_old_channel IS NOT NULL THEN
+        PERFORM pgfeed.check_may_publish(v_owner, v_old_channel);
+    END IF;
+    IF v_new_channel IS NOT NULL AND v_new_channel IS DISTINCT FROM v_old_channel THEN
+        PERFORM pgfeed.check_may_publish(v_owner, v_new_channel);
+    END IF;
+
     IF TG_OP = 'UPDATE' AND v_old_channel IS NOT DISTINCT FROM v_new_channel THEN
         IF v_new_channel IS NOT NULL AND v_old <> v_new THEN
-            PERFORM pgfeed.publish(v_new_channel, 'update',
+            PERFORM pgfeed.append(v_new_channel, 'update',
                                    jsonb_build_object('table', v_table,
                                                       'old', v_old, 'new', v_new));
         END IF;
@@ -123,16 +138,16 @@ BEGIN
     -- INSERT, DELETE, or an UPDATE that moved the row between channels.
     IF v_old_channel IS NOT NULL
        AND (v_new_channel IS NULL OR v_old_channel COLLATE "C" < v_new_channel COLLATE "C") THEN
-        PERFORM pgfeed.publish(v_old_channel, 'delete',
+        PERFORM pgfeed.append(v_old_channel, 'delete',
                                jsonb_build_object('table', v_table, 'old', v_old));
         v_old_channel := NULL;
     END IF;
     IF v_new_channel IS NOT NULL THEN
-        PERFORM pgfeed.publish(v_new_channel, 'insert',
+        PERFORM pgfeed.append(v_new_channel, 'insert',
                                jsonb_build_object('table', v_table, 'new', v_new));
     END IF;
     IF v_old_channel IS NOT NULL THEN
-        PERFORM pgfeed.publish(v_old_channel, 'delete',
+        PERFORM pgfeed.append(v_old_channel, 'delete',
                                jsonb_build_object('table', v_table, 'old', v_old));
     END IF;
     RETURN NULL;
@@ -140,11 +155,15 @@ END
 $$;
 COMMENT ON FUNCTION pgfeed.track_trigger() IS
 'The row trigger that pgfeed.track installs (as pgfeed_track); its argument is the channel '
-'template. Not meant to be called otherwise.';
+'template. Not meant to be called otherwise. Runs as the pgfeed owner; raises 42501 when '
+'pgfeed.publish_prefix does not let the table''s owner publish to the row''s channel.';
 
+-- Runs as its caller, who must own the table (CREATE TRIGGER checks that) and
+-- hold EXECUTE on pgfeed.track_trigger (pgfeed_publisher).
 CREATE OR REPLACE FUNCTION pgfeed.track(p_table regclass, p_channel_template text)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_parts text[];
@@ -211,6 +230,7 @@ COMMENT ON FUNCTION pgfeed.track(regclass, text) IS
 CREATE OR REPLACE FUNCTION pgfeed.untrack(p_table regclass)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS pgfeed_track ON %s', p_table);

@@ -25,7 +25,8 @@ describe('pgfeed.read failing while the database is up (SELECT revoked), through
   before(async () => {
     await sql(`CREATE ROLE ${role} LOGIN;
       GRANT USAGE ON SCHEMA pgfeed TO ${role};
-      GRANT SELECT ON pgfeed.channel, pgfeed.event TO ${role}`);
+      GRANT SELECT ON pgfeed.channel, pgfeed.event TO ${role};
+      GRANT EXECUTE ON FUNCTION pgfeed.read(text, bigint, integer) TO ${role}`);
   });
   after(async () => {
     await sql(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch((err) => process.stderr.write(`${err.message}\n`));

@@ -124,8 +124,8 @@ static long long now_ms(void)
 }
 
 /* The libpq way: wait for the socket, PQconsumeInput, then drain PQnotifies. */
-bool pg_test_wait_notify(PGconn *conn, const char *channel, int timeout_ms, char *payload,
-                         size_t size)
+bool pg_test_wait_notify_on(PGconn *conn, const char *pg_channel, const char *channel,
+                            int timeout_ms, char *payload, size_t size)
 {
     long long deadline = now_ms() + timeout_ms;
     size_t channel_len = strlen(channel);
@@ -136,10 +136,10 @@ bool pg_test_wait_notify(PGconn *conn, const char *channel, int timeout_ms, char
         PGnotify *notify;
         while ((notify = PQnotifies(conn)) != NULL) {
             size_t len = strlen(notify->extra);
-            bool ours = len > channel_len && notify->extra[len - channel_len - 1] == ' ' &&
+            bool ours = strcmp(notify->relname, pg_channel) == 0 && len > channel_len &&
+                        notify->extra[len - channel_len - 1] == ' ' &&
                         strcmp(notify->extra + len - channel_len, channel) == 0;
             if (ours) {
-                assert_string_equal(notify->relname, "pgfeed");
                 snprintf(payload, size, "%s", notify->extra);
             }
             PQfreemem(notify);
@@ -154,4 +154,10 @@ bool pg_test_wait_notify(PGconn *conn, const char *channel, int timeout_ms, char
         struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
         poll(&pfd, 1, (int)left);
     }
+}
+
+bool pg_test_wait_notify(PGconn *conn, const char *channel, int timeout_ms, char *payload,
+                         size_t size)
+{
+    return pg_test_wait_notify_on(conn, "pgfeed", channel, timeout_ms, payload, size);
 }

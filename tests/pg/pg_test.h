@@ -52,4 +52,8 @@ char *pg_test_name(const char *prefix);
 bool pg_test_wait_notify(PGconn *conn, const char *channel, int timeout_ms, char *payload,
                          size_t size);
 
+/* The same for notifications on PostgreSQL channel pg_channel (e.g. "pgfeed_reset"). */
+bool pg_test_wait_notify_on(PGconn *conn, const char *pg_channel, const char *channel,
+                            int timeout_ms, char *payload, size_t size);
+
 #endif

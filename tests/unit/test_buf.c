@@ -9,7 +9,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "buf.h"
 
@@ -262,6 +266,36 @@ static void test_free_then_reuse(void **state)
     buf_free(&b);
 }
 
+/* Runs buf_append(len bytes) in a child and returns how the child ended. */
+static int append_in_child(size_t len)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, STDERR_FILENO);
+        alarm(5); /* the old doubling spun forever: fail by SIGALRM, not a hung test */
+        buf b = BUF_INIT;
+        buf_append(&b, "x", 1);
+        buf_append(&b, "", len);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+/* A length no buffer can reach is a bug upstream: abort, as the allocator does, never loop. */
+static void test_impossible_size_aborts(void **state)
+{
+    const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX / 2 + 10, SIZE_MAX / 2};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        int status = append_in_child(sizes[i]);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), SIGABRT);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_consume_as_a_queue),
         cmocka_unit_test(test_reset_keeps_memory_for_reuse),
         cmocka_unit_test(test_free_then_reuse),
+        cmocka_unit_test(test_impossible_size_aborts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

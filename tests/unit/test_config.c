@@ -431,6 +431,22 @@ static void test_usage_names_every_option(void **state)
     free(text);
 }
 
+/* --default-limit above --max-limit would make every request without limit= a 400 or worse. */
+static void test_options_checked_against_each_other(void **state)
+{
+    pgfeed_config cfg;
+    assert_int_equal(LOAD(&cfg, "--default-limit", "500", "--max-limit", "100"), -1);
+    assert_int_equal(LOAD(&cfg, "--max-limit=100", "--default-limit=101"), -1);
+    setenv("PGFEED_DEFAULT_LIMIT", "500", 1);
+    assert_int_equal(LOAD(&cfg, "--max-limit", "100"), -1);
+    unsetenv("PGFEED_DEFAULT_LIMIT");
+    /* Not given, the default follows a lower maximum. */
+    LOAD_OK(&cfg, "--max-limit", "50");
+    assert_int_equal(cfg.default_limit, 50);
+    LOAD_OK(&cfg, "--default-limit", "100", "--max-limit", "100");
+    assert_int_equal(cfg.default_limit, 100);
+}
+
 #define TEST(f) cmocka_unit_test_setup(f, clear_pgfeed_env)
 
 int main(void)
@@ -451,6 +467,7 @@ int main(void)
         TEST(test_bool_flag_without_a_value),
         TEST(test_missing_values),
         TEST(test_unknown_and_malformed_arguments),
+        TEST(test_options_checked_against_each_other),
         TEST(test_help_and_version),
         TEST(test_usage_names_every_option),
     };

@@ -28,6 +28,7 @@ typedef struct pending_read {
 static pending_read reads[8];
 static size_t n_reads;
 static bool refuse_reads; /* db_read returns NULL, as when the database is down */
+static int64_t epoch;     /* the channel incarnation answers report */
 static char dummy_query;
 
 db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb,
@@ -48,8 +49,8 @@ db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, d
     return (db_query *)&dummy_query;
 }
 
-/* Answers the oldest pending read with head, oldest and events first..last. */
-static void answer(int64_t head, int64_t oldest, int64_t first, int64_t last)
+/* Answers the oldest pending read with head, oldest and the listed events (0 ends the list). */
+static void answer_versions(int64_t head, int64_t oldest, const int64_t *versions)
 {
     assert_true(n_reads > 0);
     pending_read r = reads[0];
@@ -58,14 +59,32 @@ static void answer(int64_t head, int64_t oldest, int64_t first, int64_t last)
     db_event events[16];
     char texts[16][32];
     size_t n = 0;
-    for (int64_t v = first; v <= last && first > 0; v++, n++) {
+    for (; versions[n] > 0; n++) {
+        assert_true(n < 16);
+        int64_t v = versions[n];
         snprintf(texts[n], sizeof texts[n], "{\"version\":%lld}", (long long)v);
         events[n] = (db_event){.version = v, .json = texts[n], .json_len = strlen(texts[n])};
     }
-    db_read_result res = {
-        .ok = true, .head = head, .oldest = oldest, .n_events = n, .events = events};
+    db_read_result res = {.ok = true,
+                          .head = head,
+                          .oldest = oldest,
+                          .epoch = epoch,
+                          .complete = n < (size_t)r.limit,
+                          .n_events = n,
+                          .events = events};
     r.cb(r.ctx, &res);
 }
+
+/* Answers the oldest pending read with head, oldest and events first..last. */
+static void answer(int64_t head, int64_t oldest, int64_t first, int64_t last)
+{
+    int64_t versions[17] = {0};
+    for (int64_t v = first, i = 0; v <= last && first > 0; v++, i++)
+        versions[i] = v;
+    answer_versions(head, oldest, versions);
+}
+
+#define VERSIONS(...) ((const int64_t[]){__VA_ARGS__, 0})
 
 static void answer_failure(void)
 {
@@ -96,6 +115,7 @@ static int setup(void **state)
 {
     n_reads = 0;
     refuse_reads = false;
+    epoch = 1;
     feed_cache_limits limits = {
         .ring_events = 4, .ring_bytes = 1 << 20, .read_batch = 100, .idle_ms = 60000};
     cache = feed_cache_new(NULL, &limits);
@@ -113,7 +133,8 @@ static void expect_event(const feed_channel *ch, int64_t version)
 {
     char want[32];
     snprintf(want, sizeof want, "{\"version\":%lld}", (long long)version);
-    const feed_event *e = feed_channel_event(ch, version);
+    const feed_event *e = feed_channel_event_after(ch, version - 1);
+    assert_non_null(e);
     assert_int_equal(e->version, version);
     assert_string_equal(e->json, want);
     assert_int_equal(e->json_len, strlen(want));
@@ -234,18 +255,17 @@ static void test_reconnect_rereads_what_has_subscribers(void **state)
     assert_false(feed_channel_known(watched));
     assert_false(feed_channel_covers(watched, 2));
     feed_cache_on_db_up(cache);
-    /* The idle channel is forgotten; the watched one is read again from its head. */
+    /* The idle channel is forgotten; the watched one is rebuilt from what its ring
+     * covered (deletions and resets may have gone unnoticed meanwhile). */
     assert_int_equal(feed_cache_channel_count(cache), 1);
     assert_int_equal(n_reads, 1);
     assert_string_equal(reads[0].channel, "watched");
-    assert_int_equal(reads[0].after, 2);
-    answer(3, 1, 3, 3);
+    assert_int_equal(reads[0].after, 0);
+    answer(3, 1, 1, 3);
     assert_true(feed_channel_known(watched));
-    /* What the code does today: the read after a reconnect replaces the ring
-     * (the channel was unknown), although on_db_up's comment says it stays. */
-    assert_true(feed_channel_covers(watched, 2));
-    assert_false(feed_channel_covers(watched, 0));
-    expect_event(watched, 3);
+    assert_true(feed_channel_covers(watched, 0));
+    for (int64_t v = 1; v <= 3; v++)
+        expect_event(watched, v);
     feed_channel_unsubscribe(&w.node);
 }
 
@@ -255,12 +275,82 @@ static void test_pruned_events_leave_memory(void **state)
     assert_true(feed_channel_load(ch, 0));
     answer(4, 1, 1, 4);
     feed_cache_on_pruned(cache, "orders", 3);
-    assert_int_equal(feed_channel_oldest(ch), 3);
     assert_false(feed_channel_covers(ch, 1));
     assert_true(feed_channel_covers(ch, 2));
     expect_event(ch, 3);
-    feed_cache_on_pruned(cache, "orders", 2); /* never lowered */
+    /* The notification is a hint: the oldest clients are told comes from a read. */
+    assert_int_equal(n_reads, 1);
+    assert_int_equal(reads[0].after, 4);
+    answer(4, 3, 0, 0);
     assert_int_equal(feed_channel_oldest(ch), 3);
+    feed_cache_on_pruned(cache, "orders", 2); /* never lowered, and no read */
+    assert_int_equal(feed_channel_oldest(ch), 3);
+    assert_int_equal(n_reads, 0);
+}
+
+/* Versions with holes (a head moved by hand, an event deleted): the ring holds what exists. */
+static void test_holes_are_served_as_the_events_that_exist(void **state)
+{
+    feed_channel *ch = feed_cache_channel(cache, "orders");
+    assert_true(feed_channel_load(ch, 0));
+    answer(4, 1, 1, 4);
+    feed_cache_on_notify(cache, "orders", 8);
+    answer_versions(8, 1, VERSIONS(6, 8));
+    assert_int_equal(feed_channel_head(ch), 8);
+    for (int64_t cursor = 4; cursor <= 7; cursor++)
+        assert_true(feed_channel_covers(ch, cursor));
+    assert_int_equal(feed_channel_event_after(ch, 4)->version, 6);
+    assert_int_equal(feed_channel_event_after(ch, 5)->version, 6);
+    assert_int_equal(feed_channel_event_after(ch, 6)->version, 8);
+    assert_int_equal(feed_channel_event_after(ch, 7)->version, 8);
+    assert_null(feed_channel_event_after(ch, 8));
+    /* A head with no event behind it is complete, not "more to come": no read. */
+    feed_cache_on_notify(cache, "orders", 10);
+    answer_versions(10, 1, VERSIONS(9));
+    assert_int_equal(feed_channel_head(ch), 10);
+    assert_true(feed_channel_covers(ch, 9));
+    assert_null(feed_channel_event_after(ch, 9));
+    assert_int_equal(n_reads, 0);
+}
+
+/* Any role can NOTIFY: a version beyond the head costs one read, which is believed. */
+static void test_forged_notification_costs_one_read(void **state)
+{
+    feed_channel *ch = feed_cache_channel(cache, "orders");
+    assert_true(feed_channel_load(ch, 0));
+    answer(1, 1, 1, 1);
+    feed_cache_on_notify(cache, "orders", 999999);
+    assert_int_equal(n_reads, 1);
+    answer(1, 1, 0, 0);
+    assert_int_equal(feed_channel_head(ch), 1);
+    assert_int_equal(n_reads, 0);
+}
+
+/* A new epoch (re-created or reset channel) rebuilds the ring and marks subscribers reset. */
+static void test_reset_marks_subscribers(void **state)
+{
+    feed_channel *ch = feed_cache_channel(cache, "orders");
+    waiter w = {.node.wake = on_wake};
+    feed_channel_subscribe(ch, &w.node);
+    assert_true(feed_channel_load(ch, 0));
+    answer(3, 1, 1, 3);
+    assert_false(w.node.reset);
+    feed_cache_on_reset(cache, "orders");
+    assert_int_equal(n_reads, 1);
+    assert_int_equal(reads[0].after, 0);
+    epoch = 2;
+    answer(1, 1, 1, 1);
+    assert_true(w.node.reset);
+    assert_int_equal(feed_channel_head(ch), 1);
+    assert_true(feed_channel_covers(ch, 0));
+    assert_null(feed_channel_event_after(ch, 1));
+    /* A deletion within one incarnation only rebuilds the ring. */
+    w.node.reset = false;
+    feed_cache_on_reset(cache, "*");
+    answer(1, 1, 0, 0);
+    assert_false(w.node.reset);
+    assert_null(feed_channel_event_after(ch, 0));
+    feed_channel_unsubscribe(&w.node);
 }
 
 static void test_feed_event_new_copies(void **state)
@@ -286,6 +376,9 @@ int main(void)
         TEST(test_reconnect_rereads_what_has_subscribers),
         TEST(test_pruned_events_leave_memory),
         TEST(test_feed_event_new_copies),
+        TEST(test_holes_are_served_as_the_events_that_exist),
+        TEST(test_forged_notification_costs_one_read),
+        TEST(test_reset_marks_subscribers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -594,6 +594,70 @@ static void test_sse_starts_at_the_live_edge(void **state)
     }
 }
 
+/* A weight of zero means "not this" (RFC 9110 section 12.4.2); wildcards are what fetch sends. */
+static void test_accept_weights_and_wildcards(void **state)
+{
+    const char *sse[] = {"text/event-stream;q=1", "text/event-stream ; q=0.5",
+                         "text/event-stream;charset=utf-8;q=0.001", "*/*;q=0.1, text/event-stream",
+                         "text/event-stream;q=0, text/event-stream"};
+    const char *poll[] = {"text/event-stream;q=0",
+                          "text/event-stream; q=0.0",
+                          "text/event-stream;Q=0.000",
+                          "text/event-stream ;q=0 ",
+                          "*/*",
+                          "text/*",
+                          "text/event-streamx",
+                          "application/json, text/event-stream-ish",
+                          "",
+                          "x-text/event-stream"};
+    for (size_t i = 0; i < sizeof sse / sizeof *sse; i++) {
+        if (!feed_request_accepts_sse(sse[i]))
+            fail_msg("Accept: %s should select SSE", sse[i]);
+    }
+    for (size_t i = 0; i < sizeof poll / sizeof *poll; i++) {
+        if (feed_request_accepts_sse(poll[i]))
+            fail_msg("Accept: %s should not select SSE", poll[i]);
+    }
+    assert_false(feed_request_accepts_sse(NULL));
+    feed_request req;
+    parse(REQ("REQUEST_METHOD", "GET", "PATH_INFO", "/orders", "HTTP_ACCEPT",
+              "text/event-stream;q=0"),
+          &req);
+    assert_int_equal(req.transport, TRANSPORT_POLL);
+    feed_request_free(&req);
+}
+
+/* HEAD answers at once with the headers alone: neither a stream nor a held long poll. */
+static void test_head_is_never_held(void **state)
+{
+    feed_request req;
+    parse(REQ("REQUEST_METHOD", "HEAD", "PATH_INFO", "/orders", "HTTP_ACCEPT", "text/event-stream"),
+          &req);
+    assert_int_equal(req.transport, TRANSPORT_POLL);
+    feed_request_free(&req);
+    parse(REQ("REQUEST_METHOD", "HEAD", "PATH_INFO", "/orders", "QUERY_STRING", "wait=25"), &req);
+    assert_int_equal(req.transport, TRANSPORT_POLL);
+    assert_int_equal(req.wait, 0);
+    feed_request_free(&req);
+}
+
+static void test_json_content_types(void **state)
+{
+    const char *json[] = {"application/json", "Application/JSON", "application/json; charset=utf-8",
+                          "application/json;charset=UTF-8", " application/json "};
+    const char *other[] = {"application/jsonfoo",       "application/json-seq",
+                           "application/jso",           "text/json",
+                           "application/x-json",        "",
+                           "application/json,text/html"};
+    for (size_t i = 0; i < sizeof json / sizeof *json; i++)
+        assert_true(feed_request_is_json(json[i]));
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        if (feed_request_is_json(other[i]))
+            fail_msg("Content-Type: %s is not JSON", other[i]);
+    }
+    assert_false(feed_request_is_json(NULL));
+}
+
 static void test_other_accept_is_a_poll(void **state)
 {
     feed_request req;
@@ -645,6 +709,41 @@ static void test_if_none_match_is_a_cursor(void **state)
     /* with no since= or Last-Event-ID even a stream resumes from it */
     expect_cursors(ORDERS("HTTP_ACCEPT", "text/event-stream", "HTTP_IF_NONE_MATCH", "\"12\""), 1,
                    WANT(12), "12");
+}
+
+/* Every tag of a list counts for the 304 (RFC 9110 section 13.1.2), not only the first. */
+static void test_if_none_match_lists(void **state)
+{
+    feed_request req;
+    parse(ORDERS("HTTP_IF_NONE_MATCH", "\"1\", \"3\""), &req);
+    assert_int_equal(req.n_etags, 2);
+    assert_true(feed_request_etag_matches(&req, "1"));
+    assert_true(feed_request_etag_matches(&req, "3"));
+    assert_false(feed_request_etag_matches(&req, "2"));
+    assert_int_equal(req.cursors[0], 3); /* the newest of the cursors */
+    assert_string_equal(req.if_none_match, "1");
+    feed_request_free(&req);
+
+    parse(ORDERS("HTTP_IF_NONE_MATCH", "W/\"abc\",, \"7\" ,W/\"5\""), &req);
+    assert_int_equal(req.n_etags, 3);
+    assert_true(feed_request_etag_matches(&req, "abc"));
+    assert_true(feed_request_etag_matches(&req, "5"));
+    assert_int_equal(req.cursors[0], 7);
+    feed_request_free(&req);
+
+    /* A malformed element ends the list; what came before it counts. */
+    parse(ORDERS("HTTP_IF_NONE_MATCH", "\"4\", garbage, \"9\""), &req);
+    assert_int_equal(req.n_etags, 1);
+    assert_int_equal(req.cursors[0], 4);
+    feed_request_free(&req);
+
+    /* A long list is cut, never grows without bound. */
+    char many[2048] = "";
+    for (int i = 0; i < 100; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"%d\"", i ? ", " : "", i);
+    parse(ORDERS("HTTP_IF_NONE_MATCH", many), &req);
+    assert_int_equal(req.n_etags, 16);
+    feed_request_free(&req);
 }
 
 static void test_since_beats_if_none_match(void **state)
@@ -729,6 +828,10 @@ int main(void)
         cmocka_unit_test(test_if_none_match_is_a_cursor),
         cmocka_unit_test(test_since_beats_if_none_match),
         cmocka_unit_test(test_if_none_match_that_is_not_a_cursor),
+        cmocka_unit_test(test_if_none_match_lists),
+        cmocka_unit_test(test_accept_weights_and_wildcards),
+        cmocka_unit_test(test_head_is_never_held),
+        cmocka_unit_test(test_json_content_types),
         cmocka_unit_test(test_error_leaves_no_partial_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,7 +50,8 @@ static int teardown(void **state)
 static feed_channel *loaded(const char *name, int64_t head)
 {
     feed_channel *ch = feed_cache_channel(cache, name);
-    assert_true(feed_channel_load(ch, 0));
+    /* Read from just before those events, as pgfeed.read would return them. */
+    assert_true(feed_channel_load(ch, head - 3));
     db_event events[3];
     char texts[3][24];
     size_t n = 0;
@@ -58,7 +59,13 @@ static feed_channel *loaded(const char *name, int64_t head)
         snprintf(texts[n], sizeof texts[n], "{\"v\":%lld}", (long long)v);
         events[n] = (db_event){.version = v, .json = texts[n], .json_len = strlen(texts[n])};
     }
-    db_read_result res = {.ok = true, .head = head, .oldest = 1, .n_events = n, .events = events};
+    db_read_result res = {.ok = true,
+                          .head = head,
+                          .oldest = 1,
+                          .epoch = 1,
+                          .complete = true,
+                          .n_events = n,
+                          .events = events};
     last_cb(last_ctx, &res);
     return ch;
 }

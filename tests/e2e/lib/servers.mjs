@@ -27,8 +27,10 @@ const CONF_DIR = path.join(E2E_DIR, 'conf');
  * The server of the enclosing describe(): started by start() before its first
  * test, stopped and cleaned up after its last (then onStop, if given, runs
  * first). Returns a getter, since the server exists only once before() ran.
+ * With checkCrashes, the suite fails if pgfeed logged a crash, a leak or
+ * undefined behaviour (sanitizer builds) meanwhile, whatever the answers were.
  * @param {() => Promise<Server>} start
- * @param {{onStop?: () => Promise<void>}} [options]
+ * @param {{onStop?: () => Promise<void>, checkCrashes?: boolean}} [options]
  * @returns {() => Server}
  */
 export function serverFor(start, options = {}) {
@@ -40,7 +42,9 @@ export function serverFor(start, options = {}) {
     await options.onStop?.();
     if (!server) return;
     await server.stop();
+    const crashes = options.checkCrashes ? crashLines(server.logsSince()) : [];
     server.cleanup();
+    if (crashes.length) throw new Error(`pgfeed logged a crash:\n${crashes.join('\n')}`);
   });
   return () => server;
 }

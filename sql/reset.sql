@@ -1,0 +1,69 @@
+-- reset.sql — telling responders that stored events went away other than by
+-- pruning, so none keeps serving them from memory.
+--
+-- Responders cache recent events and learn of changes only by NOTIFY. Events
+-- deleted by hand (a data-protection request), a channel deleted (and perhaps
+-- re-created) or reset (its head moved back) send "<epoch> <channel>" on
+-- PostgreSQL channel "pgfeed_reset" at commit ("0 *" after a TRUNCATE: every
+-- channel). A responder then re-reads the channel; when its epoch changed, the
+-- clients following it are answered as for a gone cursor. pgfeed.prune
+-- deletes with pgfeed.pruning set and says what it pruned on "pgfeed_pruned".
+
+-- BEFORE UPDATE of a head that moves back: a new incarnation. AFTER DELETE of
+-- a channel: it is gone (epoch 0).
+CREATE OR REPLACE FUNCTION pgfeed.channel_reset_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        NEW.epoch := nextval('pgfeed.channel_epoch');
+        PERFORM pg_notify('pgfeed_reset', NEW.epoch || ' ' || NEW.name);
+        RETURN NEW;
+    END IF;
+    PERFORM pg_notify('pgfeed_reset', '0 ' || OLD.name);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pgfeed.channel_reset_trigger() IS
+'Trigger on pgfeed.channel: a head moved back gets a new epoch; a reset or a deleted channel '
+'sends NOTIFY pgfeed_reset "<epoch> <channel>" (internal).';
+
+CREATE OR REPLACE TRIGGER pgfeed_channel_reset
+    BEFORE UPDATE OF head ON pgfeed.channel
+    FOR EACH ROW WHEN (NEW.head < OLD.head)
+    EXECUTE FUNCTION pgfeed.channel_reset_trigger();
+CREATE OR REPLACE TRIGGER pgfeed_channel_deleted
+    AFTER DELETE ON pgfeed.channel
+    FOR EACH ROW EXECUTE FUNCTION pgfeed.channel_reset_trigger();
+
+-- One notification per channel and transaction: PostgreSQL folds identical
+-- payloads of one transaction into one.
+CREATE OR REPLACE FUNCTION pgfeed.event_deleted_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        PERFORM pg_notify('pgfeed_reset', '0 *');
+    ELSE
+        PERFORM pg_notify('pgfeed_reset',
+                          coalesce((SELECT c.epoch FROM pgfeed.channel c
+                                     WHERE c.name = OLD.channel), 0) || ' ' || OLD.channel);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pgfeed.event_deleted_trigger() IS
+'Trigger on pgfeed.event: an event deleted other than by pgfeed.prune sends NOTIFY '
+'pgfeed_reset "<epoch> <channel>"; TRUNCATE sends "0 *" (internal).';
+
+CREATE OR REPLACE TRIGGER pgfeed_event_deleted
+    AFTER DELETE ON pgfeed.event
+    FOR EACH ROW WHEN (current_setting('pgfeed.pruning', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION pgfeed.event_deleted_trigger();
+CREATE OR REPLACE TRIGGER pgfeed_event_truncated
+    AFTER TRUNCATE ON pgfeed.event
+    FOR EACH STATEMENT EXECUTE FUNCTION pgfeed.event_deleted_trigger();
