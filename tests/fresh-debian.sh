@@ -39,7 +39,7 @@ readonly WORK=${PGFEED_FRESH_DIR:-/var/tmp/pgfeed-fresh}
 readonly MIRROR=${PGFEED_FRESH_MIRROR:-http://deb.debian.org/debian}
 readonly DEMO_PORT=${PGFEED_DEMO_PORT:-8080}
 readonly DEMO_PGPORT=${PGFEED_DEMO_PGPORT:-55433}
-readonly TEST_PGPORT=${PGFEED_TEST_PGPORT:-55432}
+readonly TEST_PGPORT=${PGFEED_TEST_PGPORT:-25432}
 readonly SITE_CA_DIR=${PGFEED_FRESH_CA:-/usr/local/share/ca-certificates}
 readonly CLEAN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
