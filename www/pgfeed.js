@@ -49,12 +49,13 @@
  */
 
 /**
+ * One change, as the server sends it. Versions are per channel, gapless, from 1.
  * @typedef {object} FeedEvent
  * @property {string} channel
  * @property {number} version
- * @property {string} type
- * @property {unknown} data
- * @property {string} time
+ * @property {string} type  e.g. 'insert', 'update', 'delete' from a tracked table, or the publisher's own
+ * @property {any} data  the JSON published (tracked tables: {table, new} / {table, old, new} / {table, old})
+ * @property {string} time  ISO 8601 publish time, e.g. "2026-11-22T05:30:33.123456Z"
  */
 
 /**
@@ -87,14 +88,21 @@
 
 /**
  * @typedef {object} FeedOptions
- * @property {(event: FeedEvent) => void} [onEvent]
- * @property {(info: ResetInfo) => void} [onReset]
- * @property {(status: FeedStatus, transport: Transport | null) => void} [onStatus]
- * @property {(error: FeedError) => void} [onError]
- * @property {TransportMode} [transport]
- * @property {number | string | Record<string, number | 'now'>} [since]
+ * @property {(event: FeedEvent) => void} [onEvent]  each event exactly once, in version order per channel
+ * @property {(info: ResetInfo) => void} [onReset]  a channel's cursor was pruned away (410, or
+ *   SSE `event: reset`): reload your snapshot; events after info.head follow
+ * @property {(status: FeedStatus, transport: Transport | null) => void} [onStatus]  the status
+ *   or the transport changed
+ * @property {(error: FeedError) => void} [onError]  every failed request or stream, for
+ *   logging; the feed recovers by itself, except from a 403 (error.channel is dropped)
+ * @property {TransportMode} [transport]  default 'auto': sse → longpoll → poll and back
+ * @property {number | string | Record<string, number | 'now'>} [since]  where to start:
+ *   'now' (default: only events published from now on), a version (for every
+ *   channel), a cursor string as `feed.cursor` returns it ("45" or
+ *   "orders=45,user:42=9"), or { channel: version | 'now' }. Channels it does
+ *   not name start at 'now'.
  * @property {number} [limit]  events per poll answer (server default otherwise)
- * @property {number} [wait]  long-poll hold, seconds
+ * @property {number} [wait]  long-poll hold, seconds (the server may cap it); default 25
  * @property {boolean} [withCredentials]  send cookies cross-origin (EventSource
  *   withCredentials, fetch credentials 'include')
  * @property {string | (() => string | Promise<string>)} [token]  sent as
@@ -900,6 +908,21 @@ function hubFor(base, d) {
 }
 
 /**
+ * What a SharedFeed lets its hub do: read its channels and cursors, hand it
+ * what the leader broadcast.
+ * @typedef {object} Port
+ * @property {FeedOptions} options
+ * @property {() => string[]} channels
+ * @property {() => Map<string, number | null>} positions
+ * @property {(event: any) => void} deliver
+ * @property {(info: ResetInfo) => void} gone
+ * @property {(cursor: Record<string, number>) => void} adopt
+ * @property {(e: ErrorMessage) => void} error
+ * @property {(status: FeedStatus, transport: Transport | null) => void} show
+ */
+/** @typedef {{message: string, status: number, retryAfter: number, channel: string | null}} ErrorMessage */
+
+/**
  * Messages on the BroadcastChannel `pgfeed:<base URL>`:
  *   {t:'hello', tab, subs, need}  a tab's channels, and cursors it needs replayed from
  *   {t:'bye', tab}                a tab has no subscription left
@@ -925,7 +948,8 @@ class Hub {
   #d;
   #forget;
   #tab = Math.random().toString(36).slice(2);
-  /** @type {Set<SharedFeed>} */ #feeds = new Set();
+  /** What this tab's subscriptions let the hub do to them. */
+  /** @type {Map<SharedFeed, Port>} */ #feeds = new Map();
   /** @type {any} */ #bc = null;
   /** @type {AbortController | null} */ #queued = null;
   /** @type {(() => void) | null} */ #release = null;
@@ -965,10 +989,12 @@ class Hub {
    * @param {FeedOptions} options
    */
   attach(channels, options) {
-    const feed = new SharedFeed(this, channels, options);
-    this.#feeds.add(feed);
+    /** @type {Port | null} */
+    let port = null;
+    const feed = new SharedFeed(this, channels, options, (p) => { port = p; });
+    this.#feeds.set(feed, /** @type {Port} */ (/** @type {unknown} */ (port)));
     if (this.#feeds.size === 1) this.#open();
-    this.#announce([feed]);
+    this.#announce([/** @type {Port} */ (/** @type {unknown} */ (port))]);
     return feed;
   }
 
@@ -1042,13 +1068,13 @@ class Hub {
     this.#refused.clear();
     this.#setStatus('connecting', this.transport);
     this.#post({ t: 'who' });
-    this.#announce(this.#feeds);
+    this.#announce(this.#feeds.values());
   }
 
   /**
    * Says which channels this tab follows, and which cursors of `fresh` feeds
    * must be replayed from (all of them after a 'who').
-   * @param {Iterable<SharedFeed>} fresh
+   * @param {Iterable<Port>} fresh
    */
   #announce(fresh) {
     /** @type {Record<string, number>} */
@@ -1056,7 +1082,7 @@ class Hub {
     for (const feed of fresh) {
       for (const [channel, v] of feed.positions()) if (v !== null && !((need[channel] ?? Infinity) <= v)) need[channel] = v;
     }
-    const subs = [...new Set([...this.#feeds].flatMap((f) => f.channels()))];
+    const subs = [...new Set([...this.#feeds.values()].flatMap((f) => f.channels()))];
     const hello = { t: 'hello', tab: this.#tab, subs, need };
     if (this.#release) this.#hello(hello);
     else this.#post(hello);
@@ -1075,7 +1101,7 @@ class Hub {
     }
     if (m.t === 'who') {
       this.#setStatus('connecting', this.transport);
-      this.#announce(this.#feeds);
+      this.#announce(this.#feeds.values());
     } else this.#dispatch(m);
   }
 
@@ -1096,7 +1122,7 @@ class Hub {
       this.mode = m.mode;
       return this.#setStatus(m.status, m.transport);
     }
-    for (const feed of [...this.#feeds]) {
+    for (const feed of [...this.#feeds.values()]) {
       if (m.t === 'event') feed.deliver(m.event);
       else if (m.t === 'reset') feed.gone(m.info);
       else if (m.t === 'cursor') feed.adopt(m.cursor);
@@ -1111,7 +1137,7 @@ class Hub {
   #setStatus(status, transport) {
     this.status = status;
     this.transport = transport;
-    for (const feed of [...this.#feeds]) feed.show(status, transport);
+    for (const feed of [...this.#feeds.values()]) feed.show(status, transport);
   }
 
   // ---- the leader ----
@@ -1171,7 +1197,7 @@ class Hub {
     this.#need.clear();
     // Tabs that start at 'now' start where the connection does.
     if (this.#position.size) this.#broadcast({ t: 'cursor', cursor: Object.fromEntries(this.#position) });
-    const options = [...this.#feeds][0].options;
+    const options = [...this.#feeds.values()][0].options;
     /** @type {Feed} */
     const conn = new Feed(this.#base, channels, {
       ...options,
@@ -1217,29 +1243,41 @@ class Hub {
  */
 export class SharedFeed {
   /** @type {Hub} */ #hub;
+  /** @type {FeedOptions} */ #o;
   /** @type {string[]} */ #names;
   /** @type {Map<string, number | null>} */ #cursor = new Map();
   /** @type {FeedStatus} */ #status = 'connecting';
   /** @type {Transport | null} */ #transport = null;
 
   /**
+   * Use subscribe().
    * @param {Hub} hub
    * @param {string | string[]} channels
    * @param {FeedOptions} options
+   * @param {(port: Port) => void} connect  receives what the hub may call
    */
-  constructor(hub, channels, options) {
+  constructor(hub, channels, options, connect) {
     this.#hub = hub;
+    this.#o = options;
     this.#names = channelList(channels);
-    /** @internal the options of this subscription (the leader uses them for the connection) */
-    this.options = options;
     for (const [name, version] of parseSince(options.since ?? DEFAULTS.since, this.#names)) this.#cursor.set(name, version);
     if (options.transport !== undefined && options.transport !== 'auto' && !LADDER.includes(/** @type {Transport} */ (options.transport))) {
       throw new TypeError(`pgfeed: unknown transport ${JSON.stringify(options.transport)}`);
     }
     this.#status = hub.status;
     this.#transport = hub.transport;
+    connect({
+      options,
+      channels: () => this.#names,
+      positions: () => this.#cursor,
+      deliver: (event) => this.#deliver(event),
+      gone: (info) => this.#gone(info),
+      adopt: (cursor) => this.#adopt(cursor),
+      error: (e) => this.#error(e),
+      show: (status, transport) => this.#show(status, transport),
+    });
     queueMicrotask(() => {
-      if (this.#status !== 'closed') emit(this.options.onStatus, this.#status, this.#transport);
+      if (this.#status !== 'closed') emit(options.onStatus, this.#status, this.#transport);
     });
   }
 
@@ -1249,6 +1287,8 @@ export class SharedFeed {
   get transport() { return this.#transport; }
   /** 'auto' or the forced transport of the shared connection. */
   get mode() { return this.#hub.mode; }
+  /** The channels followed (a 403 removes the one it refused). */
+  get channels() { return [...this.#names]; }
   /** Where this subscription stands ("45", "orders=45,user:42=9"); null while a channel's position is unknown. */
   get cursor() {
     if ([...this.#cursor.values()].includes(null)) return null;
@@ -1272,56 +1312,49 @@ export class SharedFeed {
     this.#status = 'closed';
     this.#transport = null;
     this.#hub.detach(this);
-    emit(this.options.onStatus, 'closed', null);
+    emit(this.#o.onStatus, 'closed', null);
   }
 
-  // ---- called by the hub ----
-
-  /** @internal */
-  channels() { return this.#names; }
-  /** @internal */
-  positions() { return this.#cursor; }
-
-  /** @internal @param {any} event */
-  deliver(event) {
+  /** @param {any} event */
+  #deliver(event) {
     const last = this.#cursor.get(event?.channel);
     if (last === undefined || last === null || !Number.isSafeInteger(event.version) || event.version <= last) return;
     this.#cursor.set(event.channel, event.version);
-    emit(this.options.onEvent, event);
+    emit(this.#o.onEvent, event);
   }
 
-  /** @internal @param {ResetInfo} info */
-  gone(info) {
+  /** @param {ResetInfo} info */
+  #gone(info) {
     if (!this.#cursor.has(info.channel) || this.#cursor.get(info.channel) === null) return;
     this.#cursor.set(info.channel, info.head);
-    emit(this.options.onReset, info);
+    emit(this.#o.onReset, info);
   }
 
-  /** @internal @param {Record<string, number>} cursor */
-  adopt(cursor) {
+  /** @param {Record<string, number>} cursor */
+  #adopt(cursor) {
     for (const [channel, v] of Object.entries(cursor)) {
       if (this.#cursor.get(channel) === null) this.#cursor.set(channel, v);
     }
   }
 
-  /** @internal @param {{message: string, status: number, retryAfter: number, channel: string | null}} e */
-  error(e) {
+  /** @param {ErrorMessage} e */
+  #error(e) {
     if (e.channel !== null && !this.#cursor.has(e.channel)) return;
     const error = new FeedError(e.message, e.status, e.retryAfter);
     error.channel = e.channel;
-    emit(this.options.onError, error);
+    emit(this.#o.onError, error);
     if (e.status !== 403 || e.channel === null) return;
     this.#names = this.#names.filter((n) => n !== e.channel);
     this.#cursor.delete(e.channel);
     if (this.#names.length === 0) this.close();
   }
 
-  /** @internal @param {FeedStatus} status @param {Transport | null} transport */
-  show(status, transport) {
+  /** @param {FeedStatus} status @param {Transport | null} transport */
+  #show(status, transport) {
     if (this.#status === 'closed' || (status === this.#status && transport === this.#transport)) return;
     this.#status = status;
     this.#transport = transport;
-    emit(this.options.onStatus, status, transport);
+    emit(this.#o.onStatus, status, transport);
   }
 }
 

@@ -234,14 +234,24 @@ export class FakeDocument {
   /** @type {Set<() => void>} */
   listeners = new Set();
 
+  /** Page-lifecycle listeners (freeze, resume). @type {Map<string, Set<() => void>>} */
+  lifecycle = new Map();
+
   /** @param {string} type @param {() => void} fn */
   addEventListener(type, fn) {
     if (type === 'visibilitychange') this.listeners.add(fn);
+    else this.lifecycle.set(type, (this.lifecycle.get(type) ?? new Set()).add(fn));
   }
 
   /** @param {string} type @param {() => void} fn */
   removeEventListener(type, fn) {
     if (type === 'visibilitychange') this.listeners.delete(fn);
+    else this.lifecycle.get(type)?.delete(fn);
+  }
+
+  /** Dispatches a page-lifecycle event such as 'freeze'. @param {string} type */
+  fire(type) {
+    for (const fn of [...(this.lifecycle.get(type) ?? [])]) fn();
   }
 
   /** @param {'visible' | 'hidden'} state */
@@ -321,30 +331,44 @@ export class FakeLockManager {
 /**
  * BroadcastChannel between fake tabs: a message reaches every other open
  * instance of the same name, asynchronously and as a structured clone.
+ * tab() gives a tab its own constructor, so that closeTab() can silence
+ * exactly that tab's instances (the browser discarding it).
  */
 export function fakeBroadcastBus() {
   /** @type {Set<any>} */
   const open = new Set();
-  class FakeBroadcastChannel {
-    /** @type {((e: {data: any}) => void) | null} */ onmessage = null;
-    /** @param {string} name */
-    constructor(name) {
-      this.name = name;
-      open.add(this);
-    }
-    /** @param {any} data */
-    postMessage(data) {
-      for (const other of open) {
-        if (other === this || other.name !== this.name) continue;
-        const copy = structuredClone(data);
-        queueMicrotask(() => open.has(other) && other.onmessage?.({ data: copy }));
+  const tab = () => {
+    /** @type {Set<any>} */
+    const mine = new Set();
+    class FakeBroadcastChannel {
+      static instances = mine;
+      /** @type {((e: {data: any}) => void) | null} */ onmessage = null;
+      /** @param {string} name */
+      constructor(name) {
+        this.name = name;
+        open.add(this);
+        mine.add(this);
+      }
+      /** @param {any} data */
+      postMessage(data) {
+        if (!open.has(this)) return;
+        for (const other of open) {
+          if (other === this || other.name !== this.name) continue;
+          const copy = structuredClone(data);
+          queueMicrotask(() => open.has(other) && other.onmessage?.({ data: copy }));
+        }
+      }
+      close() {
+        open.delete(this);
       }
     }
-    close() {
-      open.delete(this);
-    }
-  }
-  return FakeBroadcastChannel;
+    return FakeBroadcastChannel;
+  };
+  /** @param {any} cls a constructor tab() returned */
+  const closeTab = (cls) => {
+    for (const bc of cls.instances) open.delete(bc);
+  };
+  return { tab, closeTab };
 }
 
 /**
