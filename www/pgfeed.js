@@ -1151,6 +1151,8 @@ class Hub {
     // A tab starting at 'now' on a channel already followed starts here.
     const known = Object.fromEntries([...this.#position].filter(([c]) => m.subs.includes(c)));
     if (Object.keys(known).length) this.#broadcast({ t: 'cursor', cursor: known });
+    // A tab that just arrived learns where the connection stands.
+    this.#post({ t: 'status', status: this.status, transport: this.transport, mode: this.mode });
     this.#schedule();
   }
 

@@ -180,6 +180,7 @@ describe('shared connection', () => {
     await b.settle();
     assert.equal(b.streams().length, 1, 'no reconnect for a channel already followed');
     assert.equal(b.streams()[0], es);
+    assert.equal(fc.status, 'live', 'a tab arriving later learns the status');
     es.message(ev('orders', 9), '9');
     await b.settle();
     assert.deepEqual(versions(a.events), ['orders:8', 'orders:9']);
