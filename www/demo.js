@@ -300,6 +300,7 @@ const STATUS_TEXT = {
   connecting: 'Connecting…',
   live: 'Live',
   polling: 'Polling',
+  degraded: 'Degraded — database unreachable',
   offline: 'Offline — retrying',
   closed: 'Closed',
 };

@@ -300,6 +300,25 @@ export type FeedOptions = {
     deps?: Deps | undefined;
 };
 /**
+ * A poll answer as the feed uses it.
+ */
+export type Answer = {
+    status: number;
+    /**
+     * parsed JSON; null for a 304 or a body that is not JSON
+     */
+    body: any;
+    etag: string | null;
+    /**
+     * seconds
+     */
+    retryAfter: number;
+    /**
+     * `Pgfeed-Database: down`
+     */
+    databaseDown: boolean;
+};
+/**
  * What a shared connection's leader learns from the Feed it runs.
  */
 export type FeedHooks = {

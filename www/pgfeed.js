@@ -124,6 +124,16 @@
  */
 
 /**
+ * A poll answer as the feed uses it.
+ * @typedef {object} Answer
+ * @property {number} status
+ * @property {any} body  parsed JSON; null for a 304 or a body that is not JSON
+ * @property {string | null} etag
+ * @property {number} retryAfter  seconds
+ * @property {boolean} databaseDown  `Pgfeed-Database: down`
+ */
+
+/**
  * What a shared connection's leader learns from the Feed it runs.
  * @typedef {object} FeedHooks
  * @property {(cursor: Map<string, number>) => void} [onResolved]  heads learned for since 'now'
@@ -747,7 +757,7 @@ export class Feed {
    * @param {Run} run
    * @param {Record<string, string | number | undefined>} params
    * @param {boolean} conditional  send If-None-Match with the cursor
-   * @returns {Promise<{status: number, body: any, etag: string | null, retryAfter: number}>}
+   * @returns {Promise<Answer>}
    */
   async #get(run, params, conditional) {
     /** @type {Record<string, string>} */
@@ -766,16 +776,20 @@ export class Feed {
       body: res.status === 304 ? null : await res.json().catch(() => null),
       etag: res.headers.get('ETag'),
       retryAfter: retryAfter(res),
+      databaseDown: res.headers.get('Pgfeed-Database') === 'down',
     };
   }
 
   /**
    * Applies a poll answer: how many events were new and whether to ask again
    * at once. Throws for an answer that is a failure.
-   * @param {{status: number, body: any, etag: string | null, retryAfter: number}} res
+   * @param {Answer} res
    * @returns {{count: number, more: boolean}}
    */
   #take(res) {
+    // A held poll that timed out while pgfeed could not reach its database
+    // says so in a header (a 304 has no body) and in a 200's body.
+    this.#degraded = res.databaseDown || res.body?.database === 'down';
     if (res.status === 304) return { count: 0, more: false };
     if (res.status === 410 && res.body) {
       this.#gone(res.body);
@@ -783,8 +797,6 @@ export class Feed {
     }
     if (res.status !== 200 || !res.body) throw httpError(res);
     const body = res.body;
-    // A held poll that timed out while pgfeed could not reach its database.
-    this.#degraded = body.database === 'down';
     let count = 0;
     for (const event of body.events ?? []) {
       if (this.#status === 'closed') break;

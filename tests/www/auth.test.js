@@ -199,6 +199,21 @@ describe('degraded', () => {
     feed.close();
   });
 
+  test('a conditional long poll timing out with Pgfeed-Database: down (a 304) is degraded', async () => {
+    const env = makeEnv();
+    const feed = subscribe('/feed', 'orders', { ...env.callbacks, since: 1, transport: 'longpoll' });
+    await flush();
+    await env.clock.advance(25_000);
+    env.server.last.respond(304, undefined, { 'Pgfeed-Database': 'down' });
+    await flush();
+    assert.equal(feed.status, 'degraded');
+    await env.clock.advance(25_000);
+    env.server.last.respond(304);
+    await flush();
+    assert.equal(feed.status, 'live');
+    feed.close();
+  });
+
   test('503 with database: down is degraded, a plain 503 is offline', async () => {
     const env = makeEnv();
     const feed = subscribe('/feed', 'orders', { ...env.callbacks, since: 1, transport: 'poll' });
