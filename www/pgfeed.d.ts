@@ -3,10 +3,9 @@
  * @param {string} base
  * @param {string | string[]} channels
  * @param {FeedOptions} [options]
- * @returns {Feed | SharedFeed}  the same interface either way; a SharedFeed
- *   unless `shared: false` or the browser lacks Web Locks or BroadcastChannel
+ * @returns {Subscription}
  */
-export function subscribe(base: string, channels: string | string[], options?: FeedOptions): Feed | SharedFeed;
+export function subscribe(base: string, channels: string | string[], options?: FeedOptions): Subscription;
 /**
  * @typedef {Required<Pick<FeedOptions, 'transport' | 'since' | 'wait' | 'withCredentials' | 'stallMs' |
  *   'probeMs' | 'graceMs' | 'minIntervalMs' | 'maxIntervalMs' | 'backoffMs' | 'maxBackoffMs' |
@@ -299,6 +298,12 @@ export type FeedOptions = {
     minHoldMs?: number | undefined;
     deps?: Deps | undefined;
 };
+/**
+ * What subscribe() returns: a SharedFeed (the connection shared by the tabs
+ * of the origin) unless `shared: false` or the browser lacks Web Locks or
+ * BroadcastChannel, then a Feed of its own. Both have the same interface.
+ */
+export type Subscription = Feed | SharedFeed;
 /**
  * A poll answer as the feed uses it.
  */

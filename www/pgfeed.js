@@ -124,6 +124,13 @@
  */
 
 /**
+ * What subscribe() returns: a SharedFeed (the connection shared by the tabs
+ * of the origin) unless `shared: false` or the browser lacks Web Locks or
+ * BroadcastChannel, then a Feed of its own. Both have the same interface.
+ * @typedef {Feed | SharedFeed} Subscription
+ */
+
+/**
  * A poll answer as the feed uses it.
  * @typedef {object} Answer
  * @property {number} status
@@ -195,8 +202,7 @@ export class FeedError extends Error {
  * @param {string} base
  * @param {string | string[]} channels
  * @param {FeedOptions} [options]
- * @returns {Feed | SharedFeed}  the same interface either way; a SharedFeed
- *   unless `shared: false` or the browser lacks Web Locks or BroadcastChannel
+ * @returns {Subscription}
  */
 export function subscribe(base, channels, options = {}) {
   const d = withDefaults(options.deps);
