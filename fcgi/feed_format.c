@@ -111,6 +111,16 @@ void feed_format_sse_reset(buf *out, const char *id, const char *channel, int64_
     buf_free(&data);
 }
 
+void feed_format_sse_status(buf *out, bool database_up)
+{
+    buf_printf(out, "event: status\ndata: {\"database\":\"%s\"}\n\n", database_up ? "up" : "down");
+}
+
+void feed_format_database_down(buf *out)
+{
+    feed_format_header(out, "Pgfeed-Database", "down");
+}
+
 void feed_format_published(buf *out, const char *channel, int64_t version)
 {
     buf_printf(out, "{\"channel\":\"%s\",\"version\":%" PRId64 "}", channel, version);

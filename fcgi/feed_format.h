@@ -60,5 +60,13 @@ void feed_format_sse_head(buf *out, int retry_ms);
  */
 void feed_format_sse_reset(buf *out, const char *id, const char *channel, int64_t oldest,
                            int64_t head, const char *reason);
+/*
+ * "event: status" with {"database":"down"} or {"database":"up"}: whether
+ * pgfeed can reach PostgreSQL, so a client can tell a quiet feed from one
+ * that cannot deliver. No id: the client's cursor does not move.
+ */
+void feed_format_sse_status(buf *out, bool database_up);
+/* The header that says the same on a poll or 503 answered while the database is down. */
+void feed_format_database_down(buf *out);
 
 #endif

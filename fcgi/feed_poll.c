@@ -87,6 +87,8 @@ static void feed_poll_answer(request *r, bool timed_out)
     subscription_format_cursor(r, next, &cursor);
     buf headers = BUF_INIT;
     feed_format_etag(&headers, cursor.data);
+    if (!db_is_up(r->reg->database))
+        feed_format_database_down(&headers); /* a 304 has no body to say it in */
     if (used == 0 && feed_request_etag_matches(&r->fr, cursor.data)) {
         request_respond(r, 304, NULL, headers.data, NULL, 0);
     } else {

@@ -89,6 +89,8 @@ static void request_problem(request *r, int status, const char *detail, json_obj
     if (status == 503) {
         int64_t ms = db_retry_after_ms(r->reg->database, clock_now_ms());
         feed_format_retry_after(&headers, ms / 1000 + 1);
+        if (!db_is_up(r->reg->database))
+            feed_format_database_down(&headers);
     } else if (allow) {
         feed_format_header(&headers, "Allow", allow);
     }
@@ -117,11 +119,16 @@ void request_fail_unavailable(request *r)
 {
     int status;
     const char *detail;
+    json_object *extra = NULL;
     if (!db_read_failure(r->reg->database, &status, &detail)) {
         status = 503;
         detail = "the database is unreachable; retry shortly";
+        /* What pgfeed.js reads to show "degraded" rather than "offline". */
+        extra = json_object_new_object();
+        json_object_object_add(extra, "database", json_object_new_string("down"));
     }
-    request_problem(r, status, detail, NULL, NULL, LOG_DEBUG);
+    request_problem(r, status, detail, extra, NULL, LOG_DEBUG);
+    json_object_put(extra);
 }
 
 bool request_reads_failing(const request *r)
@@ -300,6 +307,15 @@ void request_sweep(request_registry *reg, int64_t now_ms)
     for (r = reg->streaming.head; r; r = next) {
         next = r->next;
         sse_sweep(r, now_ms);
+    }
+}
+
+void request_on_database(request_registry *reg, bool up)
+{
+    request *r, *next;
+    for (r = reg->streaming.head; r; r = next) {
+        next = r->next; /* a failed write closes r, which moves it to another list */
+        sse_send_status(r, up);
     }
 }
 

@@ -49,5 +49,11 @@ void request_run_ready(request_registry *reg);
 void request_reap(request_registry *reg);
 /* SIGTERM: answers held long polls as timeouts and ends streams; new requests get 503. */
 void request_shutdown(request_registry *reg);
+/*
+ * The database went down or came back: streams are told (`event: status`).
+ * Held long polls keep waiting (a short restart then costs no re-poll); if
+ * their wait ends during the outage, the answer says so (Pgfeed-Database).
+ */
+void request_on_database(request_registry *reg, bool up);
 
 #endif

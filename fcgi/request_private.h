@@ -171,6 +171,8 @@ void sse_start(request *r);
 void sse_pump(request *r);
 void sse_end(request *r);
 void sse_sweep(request *r, int64_t now_ms);
+/* Writes an `event: status` frame: the database went down or came back. */
+void sse_send_status(request *r, bool database_up);
 
 /* publish.c: POST /{channel}. */
 void publish_start(request *r);

@@ -44,12 +44,16 @@ static void server_on_db_up(void *ctx)
 {
     server *s = ctx;
     feed_cache_on_db_up(s->cache);
+    if (s->requests)
+        request_on_database(s->requests, true);
 }
 
 static void server_on_db_down(void *ctx)
 {
     server *s = ctx;
     feed_cache_on_db_down(s->cache);
+    if (s->requests)
+        request_on_database(s->requests, false);
 }
 
 static void server_on_notify(void *ctx, const char *channel, int64_t version)

@@ -23,9 +23,20 @@ static void sse_begin(request *r)
     buf head = BUF_INIT;
     feed_format_sse_head(&head, r->reg->cfg->sse_retry_ms);
     metrics_count_status(r->reg->stats, 200);
+    /* A stream served from memory while the database is away says so at once. */
+    if (!db_is_up(r->reg->database))
+        feed_format_sse_status(&head, false);
     request_set_state(r, REQ_STREAMING);
     sse_send(r, &head);
     buf_free(&head);
+}
+
+void sse_send_status(request *r, bool database_up)
+{
+    buf frame = BUF_INIT;
+    feed_format_sse_status(&frame, database_up);
+    sse_send(r, &frame);
+    buf_free(&frame);
 }
 
 /* Runs once per event per stream: no allocation for the usual handful of channels. */

@@ -43,7 +43,7 @@ const state = {
   /** @type {FeedEvent[] | null} */
   replay: null,
   reloadAgain: false,
-  /** @type {import('./pgfeed.js').Feed | null} */
+  /** @type {import('./pgfeed.js').Subscription | null} */
   feed: null,
   received: 0,
 };
@@ -300,6 +300,7 @@ const STATUS_TEXT = {
   connecting: 'Connecting…',
   live: 'Live',
   polling: 'Polling',
+  degraded: 'Degraded — database unreachable',
   offline: 'Offline — retrying',
   closed: 'Closed',
 };

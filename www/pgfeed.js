@@ -16,22 +16,46 @@
  * server restart never loses or repeats an event. Reconnects wait with
  * exponential backoff and full jitter, so clients do not return in a herd.
  *
+ * Tabs of one origin share one connection (see SharedFeed below): one tab,
+ * elected with the Web Locks API, holds the transport for the union of every
+ * tab's channels and forwards each event over a BroadcastChannel; each
+ * subscription keeps its own cursor and drops what it already delivered, so
+ * a new leader can resume from the lowest cursor without anyone seeing an
+ * event twice.
+ *
+ * Tokens: `token` (a string, or a function returning a fresh one) goes out as
+ * `Authorization: Bearer` on every request; with a token the event stream is
+ * read with fetch, because EventSource cannot send headers. A 401 or an SSE
+ * `event: auth` asks for a fresh token once and resumes from the cursor; a 403
+ * drops the channel it names (onError) and the feed goes on with the rest.
+ *
  * Everything that touches time or the network (timers, fetch, EventSource,
- * document visibility, randomness) is taken from `options.deps`, so tests run
- * the whole state machine on a fake clock. No dependencies, no build step.
+ * document visibility, randomness, locks, BroadcastChannel) is taken from
+ * `options.deps`, so tests run the whole state machine on a fake clock. No
+ * dependencies, no build step.
  */
 
 /** @typedef {'sse' | 'longpoll' | 'poll'} Transport */
 /** @typedef {'auto' | Transport} TransportMode */
-/** @typedef {'connecting' | 'live' | 'polling' | 'offline' | 'closed'} FeedStatus */
+/**
+ * connecting: learning the cursor or opening a transport;
+ * live: an event stream or long poll is up (events arrive as published);
+ * polling: short polls succeed (events arrive within the poll interval);
+ * degraded: pgfeed answers but cannot reach its database, so no event can
+ *   arrive until it can (the feed resumes by itself);
+ * offline: the last attempt failed, retrying with backoff;
+ * closed: close() was called, or every channel was refused (403).
+ * @typedef {'connecting' | 'live' | 'polling' | 'degraded' | 'offline' | 'closed'} FeedStatus
+ */
 
 /**
+ * One change, as the server sends it. Versions are per channel, gapless, from 1.
  * @typedef {object} FeedEvent
  * @property {string} channel
  * @property {number} version
- * @property {string} type
- * @property {unknown} data
- * @property {string} time
+ * @property {string} type  e.g. 'insert', 'update', 'delete' from a tracked table, or the publisher's own
+ * @property {any} data  the JSON published (tracked tables: {table, new} / {table, old, new} / {table, old})
+ * @property {string} time  ISO 8601 publish time, e.g. "2026-11-22T05:30:33.123456Z"
  */
 
 /**
@@ -52,19 +76,40 @@
  * @property {() => number} [random]  in [0, 1)
  * @property {() => number} [now]  milliseconds
  * @property {{visibilityState: string, addEventListener: Function, removeEventListener: Function} | null} [document]
+ * @property {LockManagerLike | null} [locks]  navigator.locks; null: no sharing between tabs
+ * @property {any} [BroadcastChannel]  a constructor like the DOM's; null: no sharing between tabs
+ */
+
+/**
+ * What the feed uses of the Web Locks API (navigator.locks).
+ * @typedef {object} LockManagerLike
+ * @property {(name: string, options: {signal?: AbortSignal}, callback: () => Promise<void>) => Promise<void>} request
  */
 
 /**
  * @typedef {object} FeedOptions
- * @property {(event: FeedEvent) => void} [onEvent]
- * @property {(info: ResetInfo) => void} [onReset]
- * @property {(status: FeedStatus, transport: Transport | null) => void} [onStatus]
- * @property {(error: FeedError) => void} [onError]
- * @property {TransportMode} [transport]
- * @property {number | string | Record<string, number | 'now'>} [since]
+ * @property {(event: FeedEvent) => void} [onEvent]  each event exactly once, in version order per channel
+ * @property {(info: ResetInfo) => void} [onReset]  a channel's cursor was pruned away (410, or
+ *   SSE `event: reset`): reload your snapshot; events after info.head follow
+ * @property {(status: FeedStatus, transport: Transport | null) => void} [onStatus]  the status
+ *   or the transport changed
+ * @property {(error: FeedError) => void} [onError]  every failed request or stream, for
+ *   logging; the feed recovers by itself, except from a 403 (error.channel is dropped)
+ * @property {TransportMode} [transport]  default 'auto': sse → longpoll → poll and back
+ * @property {number | string | Record<string, number | 'now'>} [since]  where to start:
+ *   'now' (default: only events published from now on), a version (for every
+ *   channel), a cursor string as `feed.cursor` returns it ("45" or
+ *   "orders=45,user:42=9"), or { channel: version | 'now' }. Channels it does
+ *   not name start at 'now'.
  * @property {number} [limit]  events per poll answer (server default otherwise)
- * @property {number} [wait]  long-poll hold, seconds
- * @property {boolean} [withCredentials]  send cookies cross-origin
+ * @property {number} [wait]  long-poll hold, seconds (the server may cap it); default 25
+ * @property {boolean} [withCredentials]  send cookies cross-origin (EventSource
+ *   withCredentials, fetch credentials 'include')
+ * @property {string | (() => string | Promise<string>)} [token]  sent as
+ *   `Authorization: Bearer`; a function is asked again after a 401 or an SSE
+ *   `event: auth`. With a token the event stream is read with fetch.
+ * @property {boolean} [shared]  share one connection with the other tabs of
+ *   this origin (default true where Web Locks and BroadcastChannel exist)
  * @property {number} [stallMs]  SSE must open within this, else it counts as stalled
  * @property {number} [probeMs]  a silent SSE stream is checked against the server after this
  * @property {number} [graceMs]  how long the stream may lag behind a probe
@@ -76,6 +121,29 @@
  * @property {number} [climbMs]  how long to stay below SSE before trying it again
  * @property {number} [minHoldMs]  an empty long poll answered faster means the wait is not honoured
  * @property {Deps} [deps]
+ */
+
+/**
+ * What subscribe() returns: a SharedFeed (the connection shared by the tabs
+ * of the origin) unless `shared: false` or the browser lacks Web Locks or
+ * BroadcastChannel, then a Feed of its own. Both have the same interface.
+ * @typedef {Feed | SharedFeed} Subscription
+ */
+
+/**
+ * A poll answer as the feed uses it.
+ * @typedef {object} Answer
+ * @property {number} status
+ * @property {any} body  parsed JSON; null for a 304 or a body that is not JSON
+ * @property {string | null} etag
+ * @property {number} retryAfter  seconds
+ * @property {boolean} databaseDown  `Pgfeed-Database: down`
+ */
+
+/**
+ * What a shared connection's leader learns from the Feed it runs.
+ * @typedef {object} FeedHooks
+ * @property {(cursor: Map<string, number>) => void} [onResolved]  heads learned for since 'now'
  */
 
 const LADDER = /** @type {const} */ (['sse', 'longpoll', 'poll']);
@@ -117,8 +185,15 @@ export class FeedError extends Error {
   constructor(message, status = 0, retryAfter = 0) {
     super(message);
     this.name = 'FeedError';
+    /** The HTTP status, or 0 for a network error, timeout or stream failure. */
     this.status = status;
+    /** Seconds from Retry-After (0 if none). */
     this.retryAfter = retryAfter;
+    /** The channel a 403 refused (null: not about one channel). */
+    /** @type {string | null} */
+    this.channel = null;
+    /** True when pgfeed said it cannot reach its database. */
+    this.databaseDown = false;
   }
 }
 
@@ -127,9 +202,11 @@ export class FeedError extends Error {
  * @param {string} base
  * @param {string | string[]} channels
  * @param {FeedOptions} [options]
- * @returns {Feed}
+ * @returns {Subscription}
  */
 export function subscribe(base, channels, options = {}) {
+  const d = withDefaults(options.deps);
+  if (options.shared !== false && d.locks && d.BroadcastChannel) return hubFor(base, d).attach(channels, options);
   return new Feed(base, channels, options);
 }
 
@@ -140,7 +217,7 @@ export function subscribe(base, channels, options = {}) {
  * @typedef {object} Run
  * @property {Set<any>} timers
  * @property {AbortController} abort
- * @property {any} es  the EventSource, if this run opened one
+ * @property {{close: () => void} | null} es  the EventSource (or fetch reader), if this run opened one
  * @property {string} kind  'resolve' | 'check' | a transport
  * @property {any} next  short poll: the pending timer
  * @property {boolean} paused  short poll: waiting for the tab to be shown
@@ -164,20 +241,25 @@ export class Feed {
   #pollDelay = 0;
   /** @type {Run | null} */ #run = null;
   /** @type {any} */ #climbTimer = null;
+  /** The bearer token in use; null: ask options.token (again). */
+  /** @type {string | null} */ #token = null;
+  /** A fresh token was already fetched for a 401 since the last success. */
+  #refreshed = false;
+  /** pgfeed said it cannot reach its database. */
+  #degraded = false;
+  /** @type {FeedHooks} */ #hooks;
   #onVisibility = () => this.#visibilityChanged();
 
   /**
    * @param {string} base
    * @param {string | string[]} channels
    * @param {FeedOptions} options
+   * @param {FeedHooks} [hooks]  for SharedFeed's leader
    */
-  constructor(base, channels, options) {
+  constructor(base, channels, options, hooks = {}) {
+    this.#hooks = hooks;
     this.#base = String(base).replace(/\/+$/, '');
-    this.#names = [...new Set(typeof channels === 'string' ? [channels] : channels)];
-    if (this.#names.length === 0) throw new TypeError('pgfeed: no channel given');
-    for (const name of this.#names) {
-      if (!CHANNEL_NAME.test(name)) throw new TypeError(`pgfeed: invalid channel name ${JSON.stringify(name)}`);
-    }
+    this.#names = channelList(channels);
     this.#o = { ...DEFAULTS, ...options };
     this.#d = withDefaults(options.deps);
     this.#pollDelay = this.#o.minIntervalMs;
@@ -200,6 +282,8 @@ export class Feed {
   get transport() { return this.#transport; }
   /** 'auto' or the forced transport. */
   get mode() { return this.#mode; }
+  /** The channels followed (a 403 removes the one it refused). */
+  get channels() { return [...this.#names]; }
   /**
    * Where the feed stands, in the server's cursor syntax ("45", or
    * "orders=45,user:42=9"); pass it as `since` to pick up later. Null while a
@@ -312,7 +396,23 @@ export class Feed {
    */
   #fail(run, error, stalled = false) {
     if (run !== this.#run) return;
+    if (error.status === 403) return this.#refuse(error);
     this.#emit(this.#o.onError, error);
+    if (error.status === 401) {
+      this.#token = null;
+      // Once per success: a fresh token and straight back. A token that is
+      // refused again waits out the backoff like any failure.
+      if (!this.#refreshed && typeof this.#o.token === 'function') {
+        this.#refreshed = true;
+        this.#setStatus('connecting');
+        return this.#connect();
+      }
+      this.#refreshed = false;
+      this.#begin('wait');
+      this.#setStatus('offline');
+      this.#later(this.#backoff() + error.retryAfter * 1000, () => this.#connect());
+      return;
+    }
     const canStep = this.#mode === 'auto' && this.#rung < LADDER.length - 1;
     if (stalled && canStep) {
       this.#stepDown();
@@ -321,9 +421,48 @@ export class Feed {
     }
     const check = canStep && ['sse', 'longpoll', 'check'].includes(run.kind);
     const next = this.#begin(check ? 'check' : 'wait');
-    this.#setStatus('offline');
+    this.#degraded = error.databaseDown;
+    this.#setStatus(error.databaseDown ? 'degraded' : 'offline');
     const delay = this.#backoff() + error.retryAfter * 1000;
     this.#later(delay, () => (check ? this.#check(next) : this.#connect()));
+  }
+
+  /**
+   * A 403: the channel it names (all of them when it names none) is dropped
+   * for good and reported; the feed goes on with the others, or closes.
+   * @param {FeedError} error
+   */
+  #refuse(error) {
+    const named = error.channel !== null && this.#names.includes(error.channel) ? [error.channel] : null;
+    const refused = named ?? (this.#names.length === 1 ? this.#names : [...this.#names]);
+    for (const channel of refused) {
+      const e = new FeedError(error.message, 403);
+      e.channel = channel;
+      this.#emit(this.#o.onError, e);
+    }
+    this.#names = this.#names.filter((n) => !refused.includes(n));
+    for (const channel of refused) this.#cursor.delete(channel);
+    if (this.#names.length === 0) return this.close();
+    this.#setStatus('connecting');
+    this.#connect();
+  }
+
+  /** Success of any request or stream: a later 401 may refresh again. */
+  #ok() {
+    this.#attempt = 0;
+    this.#refreshed = false;
+  }
+
+  /** @returns {Promise<string | null>} the Authorization header, if a token is set */
+  async #authorization() {
+    const source = this.#o.token;
+    if (source == null) return null;
+    if (this.#token === null) {
+      const token = typeof source === 'function' ? await source() : source;
+      if (typeof token !== 'string' || token === '') throw new FeedError('pgfeed: the token function gave no token');
+      this.#token = token;
+    }
+    return `Bearer ${this.#token}`;
   }
 
   /** Full jitter: uniform in [0, min(max, base * 2^attempt)). */
@@ -391,55 +530,138 @@ export class Feed {
     } catch (e) {
       return this.#fail(run, asFeedError(e));
     }
+    this.#refreshed = false;
+    this.#hooks.onResolved?.(new Map(/** @type {Map<string, number>} */ (this.#cursor)));
     this.#connect();
   }
 
   // ---- SSE ----
 
-  /** @param {Run} run */
+  /**
+   * Opens the stream: EventSource where cookies (or nothing) authenticate,
+   * fetch where a token must go in a header. Both end up in #sseOpened,
+   * #sseFrame and #sseEnded.
+   * @param {Run} run
+   */
   #openSse(run) {
+    const url = this.#url({ since: this.#format() });
+    const state = { opened: false, stall: /** @type {any} */ (null) };
+    state.stall = this.#later(this.#o.stallMs, () =>
+      this.#fail(run, new FeedError(`pgfeed: no first byte from the stream within ${this.#o.stallMs} ms`), true));
+    if (this.#o.token != null) return void this.#fetchSse(run, url, state);
     let es;
     try {
-      es = new this.#d.EventSource(this.#url({ since: this.#format() }), { withCredentials: this.#o.withCredentials });
+      es = new this.#d.EventSource(url, { withCredentials: this.#o.withCredentials });
     } catch (e) {
       return this.#fail(run, asFeedError(e));
     }
     run.es = es;
-    let opened = false;
-    const stall = this.#later(this.#o.stallMs, () =>
-      this.#fail(run, new FeedError(`pgfeed: no first byte from the stream within ${this.#o.stallMs} ms`), true));
-    es.onopen = () => {
-      if (run !== this.#run || opened) return;
-      opened = true;
-      this.#cancel(stall);
-      this.#failures = 0;
-      // Backoff resets only once a stream has stayed up, so one that opens and
-      // drops at once still backs off.
-      this.#later(this.#o.stallMs, () => { this.#attempt = 0; });
-      this.#setStatus('live');
-      this.#watch(run);
-    };
-    es.onmessage = (/** @type {MessageEvent} */ e) => {
+    es.onopen = () => this.#sseOpened(run, state);
+    es.onmessage = (/** @type {MessageEvent} */ e) => this.#sseFrame(run, 'message', e.data);
+    for (const type of ['reset', 'status', 'auth']) {
+      es.addEventListener(type, (/** @type {MessageEvent} */ e) => this.#sseFrame(run, type, e.data));
+    }
+    es.onerror = () => this.#sseEnded(run, state, null);
+  }
+
+  /**
+   * The stream read with fetch, so it can carry `Authorization`. Its status
+   * is visible here (unlike EventSource's), so a 401 or 403 is handled as
+   * for polls.
+   * @param {Run} run
+   * @param {string} url
+   * @param {{opened: boolean, stall: any}} state
+   */
+  async #fetchSse(run, url, state) {
+    /** @type {any} */
+    let res;
+    try {
+      /** @type {Record<string, string>} */
+      const headers = { Accept: 'text/event-stream' };
+      const auth = await this.#authorization();
+      if (auth) headers.Authorization = auth;
       if (run !== this.#run) return;
-      const event = parseJson(e.data);
-      if (event) this.#deliver(event);
-      this.#watch(run);
-    };
-    es.addEventListener('reset', (/** @type {MessageEvent} */ e) => {
+      res = await this.#d.fetch(url, {
+        headers,
+        signal: run.abort.signal,
+        cache: 'no-store',
+        credentials: this.#o.withCredentials ? 'include' : 'same-origin',
+      });
+    } catch (e) {
+      return this.#sseEnded(run, state, asFeedError(e));
+    }
+    if (run !== this.#run) return;
+    const type = res.headers.get('Content-Type') ?? '';
+    if (res.status !== 200 || !res.body || !type.startsWith('text/event-stream')) {
+      const body = await res.json().catch(() => null);
+      return this.#fail(run, httpError({ status: res.status, body, retryAfter: retryAfter(res) }));
+    }
+    this.#sseOpened(run, state);
+    try {
+      await readEventStream(res.body, (t, data) => this.#sseFrame(run, t, data));
+    } catch (e) {
       if (run !== this.#run) return;
-      const info = parseJson(e.data);
-      if (info) this.#gone(info);
-      this.#watch(run);
-    });
-    es.onerror = () => {
-      if (run !== this.#run) return;
-      if (!opened) return this.#fail(run, new FeedError('pgfeed: the event stream could not be opened'));
-      // The stream ended (its lifetime, or the server went away). Reconnect
-      // ourselves rather than let EventSource do it: ours carries since= and
-      // jitter; status stays as it is unless the reconnect fails.
-      this.#begin('wait');
-      this.#later(this.#backoff(), () => this.#connect());
-    };
+    }
+    this.#sseEnded(run, state, null);
+  }
+
+  /**
+   * @param {Run} run
+   * @param {{opened: boolean, stall: any}} state
+   */
+  #sseOpened(run, state) {
+    if (run !== this.#run || state.opened) return;
+    state.opened = true;
+    this.#cancel(state.stall);
+    this.#failures = 0;
+    this.#refreshed = false;
+    // Backoff resets only once a stream has stayed up, so one that opens and
+    // drops at once still backs off.
+    this.#later(this.#o.stallMs, () => { this.#attempt = 0; });
+    this.#degraded = false;
+    this.#setStatus('live');
+    this.#watch(run);
+  }
+
+  /**
+   * One frame: an event (no `event:` field), `reset`, `status` (the
+   * database went down or came back) or `auth` (the token is about to run
+   * out: the server ends the stream after it).
+   * @param {Run} run
+   * @param {string} type
+   * @param {string} data
+   */
+  #sseFrame(run, type, data) {
+    if (run !== this.#run) return;
+    const body = parseJson(data);
+    if (type === 'message' && body) this.#deliver(body);
+    else if (type === 'reset' && body) this.#gone(body);
+    else if (type === 'status' && body) {
+      this.#degraded = body.database === 'down';
+      this.#setStatus(this.#degraded ? 'degraded' : 'live');
+    } else if (type === 'auth') {
+      // Not a failure: fetch a fresh token and resume from the cursor at once.
+      this.#token = null;
+      this.#refreshed = false;
+      this.#connect();
+      return;
+    }
+    this.#watch(run);
+  }
+
+  /**
+   * The stream ended (its lifetime, or the server went away) or never opened.
+   * Reconnect ourselves rather than let EventSource do it: ours carries
+   * since= and jitter; status stays as it is unless the reconnect fails.
+   * @param {Run} run
+   * @param {{opened: boolean}} state
+   * @param {FeedError | null} error
+   */
+  #sseEnded(run, state, error) {
+    if (run !== this.#run) return;
+    if (!state.opened) return this.#fail(run, error ?? new FeedError('pgfeed: the event stream could not be opened'));
+    this.#begin('wait');
+    this.#later(this.#backoff(), () => this.#connect());
   }
 
   /**
@@ -495,7 +717,7 @@ export class Feed {
       : null;
     // A long poll the server is holding is as live as a stream: say so once it
     // has been held a moment, not after the first answer up to `wait` later.
-    const held = long ? this.#later(this.#o.minHoldMs, () => this.#setStatus('live')) : null;
+    const held = long ? this.#later(this.#o.minHoldMs, () => this.#setStatus(this.#degraded ? 'degraded' : 'live')) : null;
     let page;
     try {
       const res = await this.#get(run, { since: this.#format(), wait: long ? this.#o.wait : undefined }, true);
@@ -511,9 +733,9 @@ export class Feed {
       // Probably a proxy or config that ignores wait=: looping would hammer the server.
       return this.#fail(run, new FeedError('pgfeed: the server answered a long poll without holding it'));
     }
-    this.#attempt = 0;
+    this.#ok();
     this.#failures = 0;
-    this.#setStatus(long ? 'live' : 'polling');
+    this.#setStatus(this.#degraded ? 'degraded' : long ? 'live' : 'polling');
     if (!this.#known()) return this.#connect();
     if (page.more || long) return this.#request(run);
     this.#pollDelay = page.count > 0 ? this.#o.minIntervalMs : Math.min(this.#o.maxIntervalMs, this.#pollDelay * 1.5);
@@ -541,12 +763,14 @@ export class Feed {
    * @param {Run} run
    * @param {Record<string, string | number | undefined>} params
    * @param {boolean} conditional  send If-None-Match with the cursor
-   * @returns {Promise<{status: number, body: any, etag: string | null, retryAfter: number}>}
+   * @returns {Promise<Answer>}
    */
   async #get(run, params, conditional) {
     /** @type {Record<string, string>} */
     const headers = { Accept: 'application/json' };
     if (conditional) headers['If-None-Match'] = `"${this.#format()}"`;
+    // Without a token nothing is awaited: the request goes out in this turn.
+    if (this.#o.token != null) headers.Authorization = /** @type {string} */ (await this.#authorization());
     const res = await this.#d.fetch(this.#url({ ...params, limit: params.limit ?? this.#o.limit }), {
       headers,
       signal: run.abort.signal,
@@ -557,17 +781,21 @@ export class Feed {
       status: res.status,
       body: res.status === 304 ? null : await res.json().catch(() => null),
       etag: res.headers.get('ETag'),
-      retryAfter: Number.parseInt(res.headers.get('Retry-After') ?? '', 10) || 0,
+      retryAfter: retryAfter(res),
+      databaseDown: res.headers.get('Pgfeed-Database') === 'down',
     };
   }
 
   /**
    * Applies a poll answer: how many events were new and whether to ask again
    * at once. Throws for an answer that is a failure.
-   * @param {{status: number, body: any, etag: string | null, retryAfter: number}} res
+   * @param {Answer} res
    * @returns {{count: number, more: boolean}}
    */
   #take(res) {
+    // A held poll that timed out while pgfeed could not reach its database
+    // says so in a header (a 304 has no body) and in a 200's body.
+    this.#degraded = res.databaseDown || res.body?.database === 'down';
     if (res.status === 304) return { count: 0, more: false };
     if (res.status === 410 && res.body) {
       this.#gone(res.body);
@@ -668,18 +896,519 @@ export class Feed {
    * @param {...any} args
    */
   #emit(fn, ...args) {
-    if (!fn) return;
-    try {
-      fn(...args);
-    } catch (e) {
-      const report = /** @type {any} */ (globalThis).reportError;
-      if (report) report(e);
-      else console.error(e);
+    emit(fn, ...args);
+  }
+}
+
+// ---- one connection for every tab of an origin ----
+
+/**
+ * Hubs of this tab, by locks object and base URL (tests run several "tabs"
+ * in one realm, each with its own locks).
+ * @type {WeakMap<object, Map<string, Hub>>}
+ */
+const HUBS = new WeakMap();
+/** A new leader waits this long for the other tabs to say what they follow. */
+const GATHER_MS = 50;
+
+/**
+ * @param {string} base
+ * @param {Required<Deps>} d
+ */
+function hubFor(base, d) {
+  const g = /** @type {any} */ (globalThis);
+  const key = new URL(String(base).replace(/\/+$/, '') || '/', g.location?.href ?? 'http://localhost/').href;
+  let byBase = HUBS.get(/** @type {object} */ (d.locks));
+  if (!byBase) HUBS.set(/** @type {object} */ (d.locks), (byBase = new Map()));
+  let hub = byBase.get(key);
+  if (!hub) byBase.set(key, (hub = new Hub(base, key, d, () => byBase?.delete(key))));
+  return hub;
+}
+
+/**
+ * What a SharedFeed lets its hub do: read its channels and cursors, hand it
+ * what the leader broadcast.
+ * @typedef {object} Port
+ * @property {FeedOptions} options
+ * @property {() => string[]} channels
+ * @property {() => Map<string, number | null>} positions
+ * @property {(event: any) => void} deliver
+ * @property {(info: ResetInfo) => void} gone
+ * @property {(cursor: Record<string, number>) => void} adopt
+ * @property {(e: ErrorMessage) => void} error
+ * @property {(status: FeedStatus, transport: Transport | null) => void} show
+ */
+/** @typedef {{message: string, status: number, retryAfter: number, channel: string | null}} ErrorMessage */
+
+/**
+ * Messages on the BroadcastChannel `pgfeed:<base URL>`:
+ *   {t:'hello', tab, subs, need}  a tab's channels, and cursors it needs replayed from
+ *   {t:'bye', tab}                a tab has no subscription left
+ *   {t:'who'}                     a new leader asks every tab for a hello
+ *   {t:'cursor', cursor}          the leader's position per channel (for since 'now')
+ *   {t:'event', event} / {t:'reset', info} / {t:'error', error} / {t:'status', status, transport, mode}
+ *   {t:'mode', mode}              a follower's setTransport, for the leader
+ * @typedef {{t: string, [key: string]: any}} HubMessage
+ */
+
+/**
+ * One tab's side of the shared connection for one base URL. Every tab asks
+ * for the same Web Lock; the one holding it is the leader and runs a Feed for
+ * the union of every tab's channels, starting each channel at the lowest
+ * cursor any tab needs. Each SharedFeed drops what it already delivered, so
+ * replaying from the lowest cursor is harmless and a new leader loses
+ * nothing. The lock is released when the leader's tab closes (the browser
+ * does it), is frozen (page lifecycle `freeze`), or closes its last feed.
+ */
+class Hub {
+  #base;
+  #key;
+  #d;
+  #forget;
+  #tab = Math.random().toString(36).slice(2);
+  /** What this tab's subscriptions let the hub do to them. */
+  /** @type {Map<SharedFeed, Port>} */ #feeds = new Map();
+  /** @type {any} */ #bc = null;
+  /** @type {AbortController | null} */ #queued = null;
+  /** @type {(() => void) | null} */ #release = null;
+  // leader only:
+  /** @type {Feed | null} */ #conn = null;
+  /** @type {Map<string, Set<string>>} */ #tabs = new Map();
+  /** Lowest cursor per channel some tab asked to be replayed from. */
+  /** @type {Map<string, number>} */ #need = new Map();
+  /** Last version broadcast per channel. */
+  /** @type {Map<string, number>} */ #position = new Map();
+  /** @type {Set<string>} */ #refused = new Set();
+  /** @type {any} */ #restartTimer = null;
+  /** @type {TransportMode | null} */ #mode = null;
+  // every tab:
+  /** @type {FeedStatus} */ status = 'connecting';
+  /** @type {Transport | null} */ transport = null;
+  /** @type {TransportMode} */ mode = 'auto';
+  #onFreeze = () => this.#stepDown(true);
+  #onResume = () => this.#queue();
+  #onHide = () => this.#post({ t: 'bye', tab: this.#tab });
+
+  /**
+   * @param {string} base
+   * @param {string} key  the absolute base URL
+   * @param {Required<Deps>} d
+   * @param {() => void} forget
+   */
+  constructor(base, key, d, forget) {
+    this.#base = base;
+    this.#key = key;
+    this.#d = d;
+    this.#forget = forget;
+  }
+
+  /**
+   * @param {string | string[]} channels
+   * @param {FeedOptions} options
+   */
+  attach(channels, options) {
+    /** @type {Port | null} */
+    let port = null;
+    const feed = new SharedFeed(this, channels, options, (p) => { port = p; });
+    this.#feeds.set(feed, /** @type {Port} */ (/** @type {unknown} */ (port)));
+    if (this.#feeds.size === 1) this.#open();
+    this.#announce([/** @type {Port} */ (/** @type {unknown} */ (port))]);
+    return feed;
+  }
+
+  /** @param {SharedFeed} feed */
+  detach(feed) {
+    if (!this.#feeds.delete(feed)) return;
+    if (this.#feeds.size > 0) return this.#announce([]);
+    this.#post({ t: 'bye', tab: this.#tab });
+    this.#stepDown(false);
+    this.#bc.close();
+    this.#bc = null;
+    this.#d.document?.removeEventListener('freeze', this.#onFreeze);
+    this.#d.document?.removeEventListener('resume', this.#onResume);
+    /** @type {any} */ (globalThis).removeEventListener?.('pagehide', this.#onHide);
+    this.#forget();
+  }
+
+  /** @param {TransportMode} mode */
+  setTransport(mode) {
+    if (this.#release) this.#useMode(mode);
+    else this.#post({ t: 'mode', mode });
+  }
+
+  #open() {
+    this.#bc = new this.#d.BroadcastChannel(`pgfeed:${this.#key}`);
+    this.#bc.onmessage = (/** @type {MessageEvent} */ e) => this.#receive(e.data);
+    this.#d.document?.addEventListener('freeze', this.#onFreeze);
+    this.#d.document?.addEventListener('resume', this.#onResume);
+    /** @type {any} */ (globalThis).addEventListener?.('pagehide', this.#onHide);
+    this.#queue();
+  }
+
+  /** Waits in line for the lock; holding it is being the leader. */
+  #queue() {
+    if (this.#queued || this.#release || this.#feeds.size === 0) return;
+    const queued = new AbortController();
+    this.#queued = queued;
+    /** @type {LockManagerLike} */ (this.#d.locks)
+      .request(`pgfeed:${this.#key}`, { signal: queued.signal }, () => new Promise((resolve) => {
+        if (this.#queued !== queued) return resolve(undefined);
+        this.#queued = null;
+        this.#release = () => resolve(undefined);
+        this.#lead();
+      }))
+      .catch(() => {}); // aborted while waiting
+  }
+
+  /**
+   * Gives the lock up: when this tab closes its last feed, or is frozen
+   * (then it queues again on resume, behind the tabs already waiting).
+   * @param {boolean} frozen
+   */
+  #stepDown(frozen) {
+    this.#queued?.abort();
+    this.#queued = null;
+    if (!this.#release) return;
+    const release = this.#release;
+    this.#release = null;
+    this.#conn?.close();
+    this.#conn = null;
+    this.#d.clearTimeout(this.#restartTimer);
+    this.#restartTimer = null;
+    release();
+    if (frozen) this.#setStatus('connecting', null);
+  }
+
+  #lead() {
+    this.#tabs.clear();
+    this.#need.clear();
+    this.#position.clear();
+    this.#refused.clear();
+    this.#setStatus('connecting', this.transport);
+    this.#post({ t: 'who' });
+    this.#announce(this.#feeds.values());
+  }
+
+  /**
+   * Says which channels this tab follows, and which cursors of `fresh` feeds
+   * must be replayed from (all of them after a 'who').
+   * @param {Iterable<Port>} fresh
+   */
+  #announce(fresh) {
+    /** @type {Record<string, number>} */
+    const need = {};
+    for (const feed of fresh) {
+      for (const [channel, v] of feed.positions()) if (v !== null && !((need[channel] ?? Infinity) <= v)) need[channel] = v;
     }
+    const subs = [...new Set([...this.#feeds.values()].flatMap((f) => f.channels()))];
+    const hello = { t: 'hello', tab: this.#tab, subs, need };
+    if (this.#release) this.#hello(hello);
+    else this.#post(hello);
+  }
+
+  /** @param {HubMessage} m */
+  #receive(m) {
+    if (!m || typeof m.t !== 'string') return;
+    if (this.#release) {
+      if (m.t === 'hello') this.#hello(m);
+      else if (m.t === 'bye') {
+        this.#tabs.delete(m.tab);
+        this.#schedule();
+      } else if (m.t === 'mode') this.#useMode(m.mode);
+      return;
+    }
+    if (m.t === 'who') {
+      this.#setStatus('connecting', this.transport);
+      this.#announce(this.#feeds.values());
+    } else this.#dispatch(m);
+  }
+
+  /** What the leader sends: to the other tabs, and to its own feeds. @param {HubMessage} m */
+  #broadcast(m) {
+    this.#post(m);
+    this.#dispatch(m);
+  }
+
+  /** @param {HubMessage} m */
+  #post(m) {
+    this.#bc?.postMessage(m);
+  }
+
+  /** @param {HubMessage} m */
+  #dispatch(m) {
+    if (m.t === 'status') {
+      this.mode = m.mode;
+      return this.#setStatus(m.status, m.transport);
+    }
+    for (const feed of [...this.#feeds.values()]) {
+      if (m.t === 'event') feed.deliver(m.event);
+      else if (m.t === 'reset') feed.gone(m.info);
+      else if (m.t === 'cursor') feed.adopt(m.cursor);
+      else if (m.t === 'error') feed.error(m.error);
+    }
+  }
+
+  /**
+   * @param {FeedStatus} status
+   * @param {Transport | null} transport
+   */
+  #setStatus(status, transport) {
+    this.status = status;
+    this.transport = transport;
+    for (const feed of [...this.#feeds.values()]) feed.show(status, transport);
+  }
+
+  // ---- the leader ----
+
+  /** @param {HubMessage} m */
+  #hello(m) {
+    this.#tabs.set(m.tab, new Set(m.subs));
+    for (const [channel, v] of Object.entries(m.need ?? {})) {
+      if (Number.isSafeInteger(v) && !((this.#need.get(channel) ?? Infinity) <= v)) this.#need.set(channel, v);
+    }
+    // A tab starting at 'now' on a channel already followed starts here.
+    const known = Object.fromEntries([...this.#position].filter(([c]) => m.subs.includes(c)));
+    if (Object.keys(known).length) this.#broadcast({ t: 'cursor', cursor: known });
+    // A tab that just arrived learns where the connection stands.
+    this.#post({ t: 'status', status: this.status, transport: this.transport, mode: this.mode });
+    this.#schedule();
+  }
+
+  /** @param {TransportMode} mode */
+  #useMode(mode) {
+    this.#mode = mode;
+    this.#restart();
+  }
+
+  /** Restarts soon if the channels changed or a tab needs an older cursor. */
+  #schedule() {
+    if (this.#restartTimer !== null) return;
+    this.#restartTimer = this.#d.setTimeout(() => {
+      this.#restartTimer = null;
+      if (this.#release && this.#stale()) this.#restart();
+    }, GATHER_MS);
+  }
+
+  #wanted() {
+    const union = new Set([...this.#tabs.values()].flatMap((s) => [...s]));
+    return [...union].filter((c) => !this.#refused.has(c)).sort();
+  }
+
+  #stale() {
+    const wanted = this.#wanted();
+    const now = this.#conn?.channels ?? [];
+    if (this.#conn === null || wanted.join('\n') !== [...now].sort().join('\n')) return true;
+    return [...this.#need].some(([c, v]) => !((this.#position.get(c) ?? Infinity) <= v));
+  }
+
+  /** (Re)opens the leader's connection at the lowest cursor each channel needs. */
+  #restart() {
+    this.#conn?.close();
+    this.#conn = null;
+    const channels = this.#wanted();
+    if (channels.length === 0) return this.#setStatus('connecting', null);
+    /** @type {Record<string, number | 'now'>} */
+    const since = {};
+    for (const c of channels) {
+      const candidates = [this.#position.get(c), this.#need.get(c)].filter((v) => v !== undefined);
+      since[c] = candidates.length ? Math.min(.../** @type {number[]} */ (candidates)) : 'now';
+      if (since[c] !== 'now') this.#position.set(c, /** @type {number} */ (since[c]));
+    }
+    this.#need.clear();
+    // Tabs that start at 'now' start where the connection does.
+    if (this.#position.size) this.#broadcast({ t: 'cursor', cursor: Object.fromEntries(this.#position) });
+    const options = [...this.#feeds.values()][0].options;
+    /** @type {Feed} */
+    const conn = new Feed(this.#base, channels, {
+      ...options,
+      transport: this.#mode ?? options.transport ?? 'auto',
+      since,
+      onEvent: (event) => {
+        if (conn !== this.#conn) return;
+        this.#position.set(event.channel, event.version);
+        this.#broadcast({ t: 'event', event });
+      },
+      onReset: (info) => {
+        if (conn !== this.#conn) return;
+        if (info.head !== null) this.#position.set(info.channel, info.head);
+        else this.#position.delete(info.channel);
+        this.#broadcast({ t: 'reset', info });
+      },
+      onStatus: (status, transport) => {
+        if (conn !== this.#conn || status === 'closed') return;
+        this.#broadcast({ t: 'status', status, transport, mode: conn.mode });
+      },
+      onError: (error) => {
+        if (conn !== this.#conn) return;
+        if (error.status === 403 && error.channel) this.#refused.add(error.channel);
+        this.#broadcast({ t: 'error', error: { message: error.message, status: error.status, retryAfter: error.retryAfter, channel: error.channel } });
+      },
+    }, {
+      onResolved: (cursor) => {
+        if (conn !== this.#conn) return;
+        for (const [c, v] of cursor) if (!this.#position.has(c)) this.#position.set(c, v);
+        this.#broadcast({ t: 'cursor', cursor: Object.fromEntries(this.#position) });
+      },
+    });
+    this.#conn = conn;
+  }
+}
+
+/**
+ * A subscription whose connection is shared with the other tabs of the
+ * origin (see Hub). It has the Feed's interface; its own cursor decides what
+ * it delivers, so every event reaches it once, in order, whichever tab holds
+ * the connection. The connection's options (transport, token, wait, ...)
+ * are those of the leader tab's first subscription.
+ */
+export class SharedFeed {
+  /** @type {Hub} */ #hub;
+  /** @type {FeedOptions} */ #o;
+  /** @type {string[]} */ #names;
+  /** @type {Map<string, number | null>} */ #cursor = new Map();
+  /** @type {FeedStatus} */ #status = 'connecting';
+  /** @type {Transport | null} */ #transport = null;
+
+  /**
+   * Use subscribe().
+   * @param {Hub} hub
+   * @param {string | string[]} channels
+   * @param {FeedOptions} options
+   * @param {(port: Port) => void} connect  receives what the hub may call
+   */
+  constructor(hub, channels, options, connect) {
+    this.#hub = hub;
+    this.#o = options;
+    this.#names = channelList(channels);
+    for (const [name, version] of parseSince(options.since ?? DEFAULTS.since, this.#names)) this.#cursor.set(name, version);
+    if (options.transport !== undefined && options.transport !== 'auto' && !LADDER.includes(/** @type {Transport} */ (options.transport))) {
+      throw new TypeError(`pgfeed: unknown transport ${JSON.stringify(options.transport)}`);
+    }
+    this.#status = hub.status;
+    this.#transport = hub.transport;
+    connect({
+      options,
+      channels: () => this.#names,
+      positions: () => this.#cursor,
+      deliver: (event) => this.#deliver(event),
+      gone: (info) => this.#gone(info),
+      adopt: (cursor) => this.#adopt(cursor),
+      error: (e) => this.#error(e),
+      show: (status, transport) => this.#show(status, transport),
+    });
+    queueMicrotask(() => {
+      if (this.#status !== 'closed') emit(options.onStatus, this.#status, this.#transport);
+    });
+  }
+
+  /** Connection state for an indicator. */
+  get status() { return this.#status; }
+  /** The transport the shared connection uses; null once closed. */
+  get transport() { return this.#transport; }
+  /** 'auto' or the forced transport of the shared connection. */
+  get mode() { return this.#hub.mode; }
+  /** The channels followed (a 403 removes the one it refused). */
+  get channels() { return [...this.#names]; }
+  /** Where this subscription stands ("45", "orders=45,user:42=9"); null while a channel's position is unknown. */
+  get cursor() {
+    if ([...this.#cursor.values()].includes(null)) return null;
+    if (this.#names.length === 1) return String(this.#cursor.get(this.#names[0]));
+    return this.#names.map((n) => `${n}=${this.#cursor.get(n)}`).join(',');
+  }
+
+  /**
+   * Switches the shared connection's transport, for every tab.
+   * @param {TransportMode} mode
+   */
+  setTransport(mode) {
+    if (this.#status === 'closed') return;
+    if (mode !== 'auto' && !LADDER.includes(/** @type {Transport} */ (mode))) throw new TypeError(`pgfeed: unknown transport ${JSON.stringify(mode)}`);
+    this.#hub.setTransport(mode);
+  }
+
+  /** Stops this subscription; the connection goes on while other subscriptions need it. */
+  close() {
+    if (this.#status === 'closed') return;
+    this.#status = 'closed';
+    this.#transport = null;
+    this.#hub.detach(this);
+    emit(this.#o.onStatus, 'closed', null);
+  }
+
+  /** @param {any} event */
+  #deliver(event) {
+    const last = this.#cursor.get(event?.channel);
+    if (last === undefined || last === null || !Number.isSafeInteger(event.version) || event.version <= last) return;
+    this.#cursor.set(event.channel, event.version);
+    emit(this.#o.onEvent, event);
+  }
+
+  /** @param {ResetInfo} info */
+  #gone(info) {
+    if (!this.#cursor.has(info.channel) || this.#cursor.get(info.channel) === null) return;
+    this.#cursor.set(info.channel, info.head);
+    emit(this.#o.onReset, info);
+  }
+
+  /** @param {Record<string, number>} cursor */
+  #adopt(cursor) {
+    for (const [channel, v] of Object.entries(cursor)) {
+      if (this.#cursor.get(channel) === null) this.#cursor.set(channel, v);
+    }
+  }
+
+  /** @param {ErrorMessage} e */
+  #error(e) {
+    if (e.channel !== null && !this.#cursor.has(e.channel)) return;
+    const error = new FeedError(e.message, e.status, e.retryAfter);
+    error.channel = e.channel;
+    emit(this.#o.onError, error);
+    if (e.status !== 403 || e.channel === null) return;
+    this.#names = this.#names.filter((n) => n !== e.channel);
+    this.#cursor.delete(e.channel);
+    if (this.#names.length === 0) this.close();
+  }
+
+  /** @param {FeedStatus} status @param {Transport | null} transport */
+  #show(status, transport) {
+    if (this.#status === 'closed' || (status === this.#status && transport === this.#transport)) return;
+    this.#status = status;
+    this.#transport = transport;
+    emit(this.#o.onStatus, status, transport);
   }
 }
 
 // ---- helpers without state ----
+
+/**
+ * Calls an app callback; an exception there is reported but never breaks
+ * the feed's own state.
+ * @param {Function | undefined} fn
+ * @param {...any} args
+ */
+function emit(fn, ...args) {
+  if (!fn) return;
+  try {
+    fn(...args);
+  } catch (e) {
+    const report = /** @type {any} */ (globalThis).reportError;
+    if (report) report(e);
+    else console.error(e);
+  }
+}
+
+/**
+ * The channels option as a list without repeats; throws for a bad name.
+ * @param {string | string[]} channels
+ */
+function channelList(channels) {
+  const names = [...new Set(typeof channels === 'string' ? [channels] : channels)];
+  if (names.length === 0) throw new TypeError('pgfeed: no channel given');
+  for (const name of names) {
+    if (!CHANNEL_NAME.test(name)) throw new TypeError(`pgfeed: invalid channel name ${JSON.stringify(name)}`);
+  }
+  return names;
+}
 
 /**
  * Defaults call through globalThis at call time: browsers reject a bare
@@ -697,6 +1426,8 @@ function withDefaults(deps = {}) {
     random: deps.random ?? Math.random,
     now: deps.now ?? (() => Date.now()),
     document: deps.document !== undefined ? deps.document : g.document ?? null,
+    locks: deps.locks !== undefined ? deps.locks : g.navigator?.locks ?? null,
+    BroadcastChannel: deps.BroadcastChannel !== undefined ? deps.BroadcastChannel : g.BroadcastChannel ?? null,
   };
 }
 
@@ -792,10 +1523,60 @@ function parseJson(text) {
   }
 }
 
-/** @param {{status: number, body: any, retryAfter: number}} res */
+/**
+ * A failed answer as a FeedError: a 403's problem body names the channel
+ * refused, a 503's says whether the database is what is missing.
+ * @param {{status: number, body: any, retryAfter: number}} res
+ */
 function httpError(res) {
   const detail = res.body?.detail ?? res.body?.title ?? '';
-  return new FeedError(`pgfeed: HTTP ${res.status}${detail ? `: ${detail}` : ''}`, res.status, res.retryAfter);
+  const error = new FeedError(`pgfeed: HTTP ${res.status}${detail ? `: ${detail}` : ''}`, res.status, res.retryAfter);
+  if (typeof res.body?.channel === 'string') error.channel = res.body.channel;
+  error.databaseDown = res.status === 503 && res.body?.database === 'down';
+  return error;
+}
+
+/** @param {{headers: {get: (name: string) => string | null}}} res */
+function retryAfter(res) {
+  return Number.parseInt(res.headers.get('Retry-After') ?? '', 10) || 0;
+}
+
+/**
+ * Reads a text/event-stream body and calls onFrame(type, data) per event,
+ * type 'message' when the frame has no `event:` field. Comments and `id:`
+ * are not needed: the feed's own cursor is what it resumes from.
+ * @param {ReadableStream<Uint8Array>} body
+ * @param {(type: string, data: string) => void} onFrame
+ */
+async function readEventStream(body, onFrame) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  let type = '';
+  /** @type {string[]} */
+  let data = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let nl;
+    while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(buffer[nl] === '\r' && buffer[nl + 1] === '\n' ? nl + 2 : nl + 1);
+      if (line === '') {
+        if (data.length) onFrame(type || 'message', data.join('\n'));
+        type = '';
+        data = [];
+        continue;
+      }
+      const colon = line.indexOf(':');
+      if (colon === 0) continue; // a comment: the heartbeat
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? '' : line.slice(colon + (line[colon + 1] === ' ' ? 2 : 1));
+      if (field === 'event') type = value;
+      else if (field === 'data') data.push(value);
+    }
+  }
 }
 
 /** @param {unknown} e */

@@ -17,25 +17,12 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { lit, sql } from '../e2e/lib/pg.mjs';
+import { sql } from '../e2e/lib/pg.mjs';
 import { cluster } from '../e2e/lib/resilience.mjs';
 import { crashLines } from '../e2e/lib/servers.mjs';
 import { loadDemoSchema, startDemoServer } from './demo_server.mjs';
+import { assertExactlyOnce, insertOrder, insertOrderRetrying, launchChromium, listed, recordErrors, waitForOrders, waitStatus } from './pages.mjs';
 
-// From tests/node_modules (npm ci --prefix tests, which tests/run does).
-const { chromium } = await import('playwright-core').catch((err) => {
-  throw new Error(`browser: cannot load playwright-core; run: npm ci --prefix tests (${err.message})`);
-});
-
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const SHOT = path.join(process.env.PGFEED_BROWSER_OUT || process.cwd(), 'demo.png');
 
 let server;
@@ -44,32 +31,6 @@ let browser;
 const opened = [];
 /** pgfeed processes the tests killed on purpose (their deaths are logged). */
 const killed = [];
-let itemNo = 0;
-
-const MENU = ['Espresso', 'Cortado', 'Iced tea', 'Croissant', 'Cappuccino', 'Banana bread', 'Flat white'];
-
-/** Inserts one order with SQL and returns its id. */
-async function insertOrder() {
-  itemNo++;
-  const item = MENU[itemNo % MENU.length];
-  const quantity = 1 + (itemNo % 4);
-  const out = await sql(`INSERT INTO demo.orders (item, quantity) VALUES (${lit(item)}, ${quantity}) RETURNING id`);
-  return Number(out);
-}
-
-/** insertOrder, retried while the database is coming back. */
-async function insertOrderRetrying(timeoutMs = 15000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await insertOrder();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(200);
-    }
-  }
-}
-
 /**
  * Opens the demo page in a fresh context and waits until its feed is up.
  * @param {string} [query]  e.g. '?transport=poll'
@@ -85,69 +46,10 @@ async function openDemo(query = '', statuses = ['live']) {
       record.requests.push({ url: req.url(), type: req.resourceType(), headers: req.headers(), at: Date.now() });
     }
   });
-  page.on('pageerror', (err) => record.errors.push(`pageerror: ${err.message}`));
-  page.on('console', (msg) => {
-    // Chromium logs every failed request (a killed stream, a 503 while the
-    // database restarts, the refused order): expected here, not script errors.
-    if (msg.type() === 'error' && !/Failed to load resource|net::ERR_|EventSource/.test(msg.text())) {
-      record.errors.push(`console: ${msg.text()}`);
-    }
-  });
+  record.errors = recordErrors(page);
   await page.goto(`${server.base}/${query}`);
   await waitStatus(page, statuses);
   return record;
-}
-
-/** Waits until the connection badge shows one of statuses (and transport, if given). */
-async function waitStatus(page, statuses, transport, timeout = 15000) {
-  await page.waitForFunction(
-    ([s, t]) => {
-      const conn = document.getElementById('conn');
-      return s.includes(conn.dataset.status) && (!t || conn.dataset.transport === t);
-    },
-    [statuses, transport],
-    { timeout },
-  );
-}
-
-/** The live events the page listed, oldest first: [{version, title}]. */
-function listed(page) {
-  return page.$$eval('#activity li[data-version]', (lis) =>
-    lis.reverse().map((li) => ({ version: Number(li.dataset.version), title: li.querySelector('strong')?.textContent ?? '' })),
-  );
-}
-
-/** Waits until the page listed a "New order #id" for each id. */
-async function waitForOrders(page, ids, timeout = 15000) {
-  try {
-    await page.waitForFunction(
-      (want) => {
-        const titles = new Set([...document.querySelectorAll('#activity li[data-version] strong')].map((s) => s.textContent));
-        return want.every((id) => titles.has(`New order #${id}`));
-      },
-      ids,
-      { timeout },
-    );
-  } catch (err) {
-    const got = (await listed(page).catch(() => [])).map((e) => `${e.version}:${e.title}`);
-    throw new Error(`the page did not list orders ${ids.join(', ')} within ${timeout} ms; it listed [${got.join(', ')}]\n${err.message}`);
-  }
-}
-
-/**
- * Asserts the page listed exactly these new orders, in this order, each once,
- * and that the versions it listed are consecutive (nothing skipped).
- */
-async function assertExactlyOnce(page, ids) {
-  const events = await listed(page);
-  const inserts = events.filter((e) => e.title.startsWith('New order #')).map((e) => Number(e.title.slice('New order #'.length)));
-  assert.deepEqual(inserts, ids, `new orders listed, in order: ${events.map((e) => `${e.version}:${e.title}`).join(', ')}`);
-  const versions = events.map((e) => e.version);
-  for (let i = 1; i < versions.length; i++) {
-    assert.equal(versions[i], versions[i - 1] + 1, `consecutive versions, got ${versions.join(',')}`);
-  }
-  const received = await page.evaluate(() => window.pgfeedDemo.received);
-  assert.equal(received, events.length, 'the page received as many events as it listed');
 }
 
 /** Counts what the page shows and what the table holds. */
@@ -199,7 +101,7 @@ describe('demo page in Chromium', () => {
     // Short heartbeats: a closed page's held stream frees its pgfeed process
     // (one per held request under mod_fcgid) within seconds.
     server = await startDemoServer({ defines: { PGFEED_HEARTBEAT: 3 } });
-    browser = await chromium.launch({ executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
 
   after(async () => {

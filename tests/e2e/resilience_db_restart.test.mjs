@@ -99,7 +99,7 @@ function startPollClient(base, channel, id, wait, log) {
  * Ends once it has seen an event of type "end".
  */
 function startStreamClient(base, channel, id, log) {
-  const c = { id, channel, versions: [], events: [], connects: 0, statuses: {}, problems: [], lastId: null, finished: false };
+  const c = { id, channel, versions: [], events: [], connects: 0, statuses: {}, database: [], problems: [], lastId: null, finished: false };
   c.run = (async () => {
     const deadline = Date.now() + 120000;
     while (Date.now() < deadline && !c.finished && !stopAll) {
@@ -124,6 +124,11 @@ function startStreamClient(base, channel, id, log) {
               else if (line.startsWith('event: ')) name = line.slice(7);
             }
             if (data === null) continue;
+            if (name === 'status') {
+              // The database went away or came back (README "While PostgreSQL is unreachable").
+              c.database.push(JSON.parse(data).database);
+              continue;
+            }
             if (name !== null) {
               c.problems.push(`unexpected "${name}" event: ${data}`);
               continue;
@@ -322,6 +327,11 @@ describe('long polls through lighttpd survive PostgreSQL restarting and going aw
       for (const c of clients.filter((x) => x.channel === ch)) {
         assert.deepEqual(c.problems, [], `client ${c.id}: unexpected answers`);
         assert.deepEqual(c.bad503 ?? [], [], `client ${c.id}: malformed 503 answers`);
+        if (c.database) {
+          // Each stream open through an outage says "down", then "up" once it is back.
+          assert.ok(c.database.every((s, i) => s === (i % 2 ? 'up' : 'down')), `client ${c.id}: database states ${c.database}`);
+          assert.notEqual(c.database.at(-1), 'down', `client ${c.id}: the last state a stream gave is not "down"`);
+        }
         assert.deepEqual(c.versions, rows.map((r) => r.version), `client ${c.id} on ${ch}: every committed version once, in order (statuses ${JSON.stringify(c.statuses)})`);
         c.events.forEach((e, i) => {
           assert.equal(e.type, rows[i].type, `client ${c.id}: type of version ${e.version}`);

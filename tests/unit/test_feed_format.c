@@ -438,6 +438,20 @@ static void test_sse_reset_frame(void **state)
     buf_free(&b);
 }
 
+/* The database's state on a stream: a named event without an id (the cursor stays). */
+static void test_sse_status_frame(void **state)
+{
+    buf b = BUF_INIT;
+    feed_format_sse_status(&b, false);
+    feed_format_sse_status(&b, true);
+    expect_text(&b, "event: status\ndata: {\"database\":\"down\"}\n\n"
+                    "event: status\ndata: {\"database\":\"up\"}\n\n");
+    buf_free(&b);
+    feed_format_database_down(&b);
+    expect_text(&b, "Pgfeed-Database: down\r\n");
+    buf_free(&b);
+}
+
 static void test_published_and_health_bodies(void **state)
 {
     buf b = BUF_INIT;
@@ -489,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_sse_retry_and_comments),
         cmocka_unit_test(test_sse_stream_start),
         cmocka_unit_test(test_sse_reset_frame),
+        cmocka_unit_test(test_sse_status_frame),
         cmocka_unit_test(test_published_and_health_bodies),
         cmocka_unit_test(test_etag_and_retry_after_headers),
     };

@@ -72,6 +72,8 @@ export class FakeClock {
  * @property {boolean} aborted
  * @property {(status: number, body?: any, headers?: Record<string, string>) => void} respond
  * @property {(error?: Error) => void} fail
+ * @property {() => {send: (text: string) => void, end: () => void}} stream
+ *   answers 200 text/event-stream and returns the writer of its body
  */
 
 export class FakeServer {
@@ -102,6 +104,24 @@ export class FakeServer {
           if (req.settled) return;
           settle();
           reject(error);
+        },
+        stream() {
+          /** @type {ReadableStreamDefaultController<Uint8Array>} */
+          let controller;
+          const body = new ReadableStream({ start: (c) => { controller = c; } });
+          const encoder = new TextEncoder();
+          let open = true;
+          // Aborting the request errors the body, as a browser's fetch does.
+          init.signal?.addEventListener('abort', () => {
+            if (open) controller.error(new DOMException('The operation was aborted.', 'AbortError'));
+            open = false;
+          }, { once: true });
+          req.settled = true;
+          resolve({ ...fakeResponse(200, undefined, { 'Content-Type': 'text/event-stream' }), body });
+          return {
+            send: (text) => { if (open) controller.enqueue(encoder.encode(text)); },
+            end: () => { if (open) controller.close(); open = false; },
+          };
         },
       };
       const onAbort = () => {
@@ -214,14 +234,24 @@ export class FakeDocument {
   /** @type {Set<() => void>} */
   listeners = new Set();
 
+  /** Page-lifecycle listeners (freeze, resume). @type {Map<string, Set<() => void>>} */
+  lifecycle = new Map();
+
   /** @param {string} type @param {() => void} fn */
   addEventListener(type, fn) {
     if (type === 'visibilitychange') this.listeners.add(fn);
+    else this.lifecycle.set(type, (this.lifecycle.get(type) ?? new Set()).add(fn));
   }
 
   /** @param {string} type @param {() => void} fn */
   removeEventListener(type, fn) {
     if (type === 'visibilitychange') this.listeners.delete(fn);
+    else this.lifecycle.get(type)?.delete(fn);
+  }
+
+  /** Dispatches a page-lifecycle event such as 'freeze'. @param {string} type */
+  fire(type) {
+    for (const fn of [...(this.lifecycle.get(type) ?? [])]) fn();
   }
 
   /** @param {'visible' | 'hidden'} state */
@@ -232,12 +262,122 @@ export class FakeDocument {
 }
 
 /**
+ * The Web Locks API as far as the feed uses it: exclusive locks granted in
+ * request order. Each tab gets its own handle (tab()); closing a tab
+ * releases what it holds and drops its place in line, as a browser does
+ * when a document goes away.
+ */
+export class FakeLockManager {
+  /** @type {Map<string, {tab: object, grant: () => void, abort: () => void}[]>} */
+  #queues = new Map();
+  /** @type {Map<string, {tab: object, release: () => void}>} */
+  held = new Map();
+
+  tab() {
+    const handle = {
+      request: (/** @type {string} */ name, /** @type {{signal?: AbortSignal}} */ opts, /** @type {() => Promise<void>} */ cb) =>
+        new Promise((resolve, reject) => {
+          const entry = {
+            tab: handle,
+            grant: () => {
+              let done = false;
+              const release = () => {
+                if (done) return;
+                done = true;
+                if (this.held.get(name)?.release === release) this.held.delete(name);
+                resolve(undefined);
+                this.#next(name);
+              };
+              this.held.set(name, { tab: handle, release });
+              cb().then(release, release);
+            },
+            abort: () => reject(new DOMException('aborted', 'AbortError')),
+          };
+          opts.signal?.addEventListener('abort', () => {
+            const q = this.#queues.get(name) ?? [];
+            if (q.includes(entry)) {
+              q.splice(q.indexOf(entry), 1);
+              entry.abort();
+            }
+          }, { once: true });
+          const q = this.#queues.get(name) ?? [];
+          this.#queues.set(name, q);
+          q.push(entry);
+          if (!this.held.has(name)) this.#next(name);
+        }),
+    };
+    return handle;
+  }
+
+  /** @param {string} name */
+  #next(name) {
+    if (this.held.has(name)) return;
+    const entry = this.#queues.get(name)?.shift();
+    entry?.grant();
+  }
+
+  /** The tab holding a lock (its handle), if any. @param {string} name */
+  holder(name) {
+    return this.held.get(name)?.tab ?? null;
+  }
+
+  /** The browser discards a tab: its locks go, its requests leave the line. @param {object} tab */
+  closeTab(tab) {
+    for (const [name, q] of this.#queues) this.#queues.set(name, q.filter((e) => e.tab !== tab));
+    for (const [, h] of [...this.held]) if (h.tab === tab) h.release();
+  }
+}
+
+/**
+ * BroadcastChannel between fake tabs: a message reaches every other open
+ * instance of the same name, asynchronously and as a structured clone.
+ * tab() gives a tab its own constructor, so that closeTab() can silence
+ * exactly that tab's instances (the browser discarding it).
+ */
+export function fakeBroadcastBus() {
+  /** @type {Set<any>} */
+  const open = new Set();
+  const tab = () => {
+    /** @type {Set<any>} */
+    const mine = new Set();
+    class FakeBroadcastChannel {
+      static instances = mine;
+      /** @type {((e: {data: any}) => void) | null} */ onmessage = null;
+      /** @param {string} name */
+      constructor(name) {
+        this.name = name;
+        open.add(this);
+        mine.add(this);
+      }
+      /** @param {any} data */
+      postMessage(data) {
+        if (!open.has(this)) return;
+        for (const other of open) {
+          if (other === this || other.name !== this.name) continue;
+          const copy = structuredClone(data);
+          queueMicrotask(() => open.has(other) && other.onmessage?.({ data: copy }));
+        }
+      }
+      close() {
+        open.delete(this);
+      }
+    }
+    return FakeBroadcastChannel;
+  };
+  /** @param {any} cls a constructor tab() returned */
+  const closeTab = (cls) => {
+    for (const bc of cls.instances) open.delete(bc);
+  };
+  return { tab, closeTab };
+}
+
+/**
  * Everything a test needs: fakes wired as deps, plus recorders for callbacks.
- * @param {{random?: () => number, EventSource?: any}} [opts]
+ * @param {{random?: () => number, EventSource?: any, locks?: any, BroadcastChannel?: any, clock?: FakeClock, server?: FakeServer}} [opts]
  */
 export function makeEnv(opts = {}) {
-  const clock = new FakeClock();
-  const server = new FakeServer();
+  const clock = opts.clock ?? new FakeClock();
+  const server = opts.server ?? new FakeServer();
   const ES = opts.EventSource === undefined ? fakeEventSource() : opts.EventSource;
   const doc = new FakeDocument();
   /** @type {any[]} */ const events = [];
@@ -252,6 +392,9 @@ export function makeEnv(opts = {}) {
     random: opts.random ?? (() => 0.5),
     now: () => clock.now,
     document: doc,
+    // Sharing between tabs only where a test sets it up.
+    locks: opts.locks ?? null,
+    BroadcastChannel: opts.BroadcastChannel ?? null,
   };
   const callbacks = {
     onEvent: (/** @type {any} */ e) => events.push(e),
