@@ -6,6 +6,7 @@
  */
 #include "config.h"
 #include "log.h"
+#include "relay.h"
 #include "server.h"
 
 int main(int argc, char **argv)
@@ -20,5 +21,8 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(level);
+    /* issue 11: under mod_fcgid with --hub, relay to the host's hub (relay.h) */
+    if (relay_wanted(&cfg))
+        return relay_run(&cfg);
     return server_run(&cfg);
 }
