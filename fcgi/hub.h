@@ -15,12 +15,9 @@
  * suexec user get another hub, and a secret in the configuration shows only
  * as part of a hash inside the user's own directory.
  *
- * Starting one: the first relay that cannot connect takes the lock file
- * (flock), tries once more, replaces a socket nobody listens on (a hub that
- * died), and execs the same binary detached with `--listen SOCKET`, the
- * configuration passed through the environment (never on the command line),
- * then waits until the socket answers. Relays that come meanwhile wait on the
- * lock, then connect. A hub peers' uid must be its own (SO_PEERCRED): anyone
+ Starting one is the relay's job (hub_link.h): under a lock file, the same
+ * pgfeed binary is exec'd detached with `--listen SOCKET`, the configuration
+ * passed through the environment. A hub's peers' uid must be its own (SO_PEERCRED): anyone
  * who could reach it could pass a forged REMOTE_USER. It leaves after
  * --hub-idle seconds without requests, unlinking its socket under the lock.
  */
@@ -47,10 +44,13 @@ void hub_free(hub *h);
 /* The hub's socket path (valid while h lives). */
 const char *hub_socket_path(const hub *h);
 /*
- * A connected, blocking socket to the hub, starting the hub first if none
- * listens. -1 with the reason logged when there is no hub to be had.
+ * The process mod_fcgid spawned becomes a relay (relay.h): finds the hub's
+ * socket, then execs pgfeed-relay from pgfeed's own directory, a program
+ * without libpq, json-c or libcrypto, so a relay keeps little private memory;
+ * without it relays in this process. No safe directory: serves fd 0 itself
+ * (server_run). Returns the exit status.
  */
-int hub_connect(hub *h) __attribute__((warn_unused_result));
+int hub_relay(const pgfeed_config *cfg, char **argv);
 
 /*
  * Hex key of a configuration for a uid (out: HUB_KEY_HEX + 1 bytes). env is

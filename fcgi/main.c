@@ -6,6 +6,7 @@
  */
 #include "config.h"
 #include "log.h"
+#include "hub.h"
 #include "relay.h"
 #include "server.h"
 
@@ -23,6 +24,6 @@ int main(int argc, char **argv)
     log_set_level(level);
     /* issue 11: under mod_fcgid with --hub, relay to the host's hub (relay.h) */
     if (relay_wanted(&cfg))
-        return relay_run(&cfg);
+        return hub_relay(&cfg, argv);
     return server_run(&cfg);
 }

@@ -4,10 +4,7 @@
 #define _GNU_SOURCE /* accept4 */
 #include "relay.h"
 #include "buf.h"
-#include "hub.h"
 #include "log.h"
-#include "problem.h"
-#include "server.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -103,15 +100,14 @@ static bool answer_hub_lost(pipe_buf *down, const unsigned char *first, size_t f
     if (first_len < sizeof(FCGI_Header) || first[1] != FCGI_BEGIN_REQUEST)
         return false;
     int request_id = (first[2] << 8) | first[3];
-    buf body = BUF_INIT, out = BUF_INIT;
-    problem_body(&body, 503,
-                 "the pgfeed hub went away; retry (a new one starts on the next request)", NULL);
-    buf head = BUF_INIT;
-    buf_printf(&head,
-               "Status: 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-               "Retry-After: 1\r\nCache-Control: no-store\r\n\r\n%s",
-               body.data);
-    frame_record(&out, FCGI_STDOUT, request_id, head.data, head.len);
+    /* A constant problem+json: pgfeed-relay has no JSON library to build one. */
+    static const char answer[] =
+        "Status: 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+        "Retry-After: 1\r\nCache-Control: no-store\r\n\r\n"
+        "{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,"
+        "\"detail\":\"the pgfeed hub went away; retry (a new one starts on the next request)\"}";
+    buf out = BUF_INIT;
+    frame_record(&out, FCGI_STDOUT, request_id, answer, sizeof answer - 1);
     frame_record(&out, FCGI_STDOUT, request_id, NULL, 0);
     FCGI_EndRequestBody end = {.protocolStatus = FCGI_REQUEST_COMPLETE};
     frame_record(&out, FCGI_END_REQUEST, request_id, (const char *)&end, sizeof end);
@@ -121,8 +117,6 @@ static bool answer_hub_lost(pipe_buf *down, const unsigned char *first, size_t f
         down->start = 0;
         down->len = out.len;
     }
-    buf_free(&body);
-    buf_free(&head);
     buf_free(&out);
     return fits;
 }
@@ -262,18 +256,12 @@ static int set_nonblocking(int fd)
     return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-int relay_run(const pgfeed_config *cfg)
+int relay_run(const pgfeed_config *cfg, const hub_link *link)
 {
     install_signals();
-    hub *h = hub_open(cfg);
-    if (!h) {
-        log_warn(0, "relay: no hub (reason above); this process serves its requests itself");
-        return server_run(cfg);
-    }
     if (set_nonblocking(STDIN_FILENO) < 0) {
         log_error(0, "relay: cannot make fd 0 non-blocking: %s", strerror(errno));
-        hub_free(h);
-        return 1;
+        return -1;
     }
     unsigned long relayed = 0;
     while (!stop_requested) {
@@ -281,13 +269,10 @@ int relay_run(const pgfeed_config *cfg)
         if (poll(&p, 1, -1) <= 0)
             continue; /* a signal: the loop condition decides */
         /* The hub first: if there is none, the connection waiting on fd 0 is
-         * still there for the server loop to accept and serve. */
-        int hub_fd = hub_connect(h);
-        if (hub_fd < 0) {
-            log_warn(0, "relay: no hub (reason above); this process serves its requests itself");
-            hub_free(h);
-            return server_run(cfg);
-        }
+         * still there for whoever serves it instead. */
+        int hub_fd = hub_link_connect(link);
+        if (hub_fd < 0)
+            return -1;
         int conn = accept4(STDIN_FILENO, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (conn < 0 || set_nonblocking(hub_fd) < 0) {
             if (conn >= 0)
@@ -307,6 +292,5 @@ int relay_run(const pgfeed_config *cfg)
         linger_close(conn);
     }
     log_debug(0, "relay: stopping after %lu connections", relayed);
-    hub_free(h);
     return 0;
 }

@@ -14,6 +14,11 @@
  * hub instead of getting Apache's 500. If no hub can be had at all (unsafe
  * socket directory, a hub that does not start), the process logs why and
  * serves requests itself, as without --hub.
+ *
+ * It runs as pgfeed-relay (relay_main.c), exec'd by pgfeed once the hub's
+ * socket is known (hub_relay): that program links nothing but libc, since
+ * the relocated data of libpq's and OpenSSL's libraries would otherwise be
+ * most of a relay's private memory.
  */
 #ifndef PGFEED_RELAY_H
 #define PGFEED_RELAY_H
@@ -22,6 +27,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "hub_link.h"
 
 /* How one relayed connection ended. */
 typedef enum relay_end {
@@ -34,8 +40,12 @@ typedef enum relay_end {
 
 /* True when this process should relay: --hub, no --listen, fd 0 a listening socket. */
 bool relay_wanted(const pgfeed_config *cfg);
-/* Serves fd 0 until SIGTERM; returns the exit status. */
-int relay_run(const pgfeed_config *cfg);
+/*
+ * Relays fd 0's connections to the hub until SIGTERM (returns 0), or until no
+ * hub can be had (returns -1, reason logged, the waiting connection still on
+ * fd 0 for whoever serves it instead).
+ */
+int relay_run(const pgfeed_config *cfg, const hub_link *link) __attribute__((warn_unused_result));
 /*
  * Copies bytes between a web server's connection and the hub's, both
  * non-blocking, buffering at most buffer_size per direction, until one of the

@@ -145,13 +145,15 @@ class Server {
     for (const [pid, start] of processTree(this.child.pid)) this.known.set(pid, start);
   }
 
-  /** pids of pgfeed processes in this server's tree right now. */
+  /** pids of pgfeed processes (pgfeed-relay included) in this server's tree right now. */
   pgfeedPids() {
     const bin = fs.realpathSync(testEnv().bin);
+    const relay = path.join(path.dirname(bin), 'pgfeed-relay');
     const pids = [];
     for (const [pid] of processTree(this.child.pid)) {
       try {
-        if (fs.readlinkSync(`/proc/${pid}/exe`) === bin) pids.push(pid);
+        const exe = fs.readlinkSync(`/proc/${pid}/exe`);
+        if (exe === bin || exe === relay) pids.push(pid);
       } catch {
         // gone, or not ours to read
       }
