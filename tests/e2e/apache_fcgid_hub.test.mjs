@@ -190,7 +190,6 @@ describe('Apache mod_fcgid with the hub: an unsafe socket directory is refused',
       });
       after(async () => {
         await stopAll(() => server)();
-        for (const pid of hubPidsUnder(`${dir}/`)) process.kill(pid, 'SIGKILL');
         fs.rmSync(parent, { recursive: true, force: true });
       });
 
@@ -214,6 +213,49 @@ describe('Apache mod_fcgid with the hub: an unsafe socket directory is refused',
       });
     });
   }
+});
+
+describe('Apache mod_fcgid with the hub: something else where the socket belongs', () => {
+  let server;
+  let parent;
+  let dir;
+  const check = checkWith(() => server);
+  let file;
+  before(async () => {
+    parent = fs.mkdtempSync(path.join(os.tmpdir(), 'pgfeed-e2e-hubdir-'));
+    fs.chmodSync(parent, 0o755);
+    if (serverUser()) fs.chownSync(parent, serverUser().uid, serverUser().gid); // the relay makes dir
+    dir = path.join(parent, 'hub');
+    const defines = { PGFEED_HUB_DIR: dir };
+    // The same configuration twice gets the same hub path: learn it, then put a file there.
+    const first = await startApache('fcgid', { defines });
+    assert.equal((await client(first.base).get('/feed/_health')).status, 200);
+    const [socket] = hubSockets(dir);
+    await first.stop();
+    first.cleanup();
+    assert.ok(socket, 'the first server started a hub');
+    file = path.join(dir, socket);
+    fs.rmSync(file, { force: true });
+    fs.writeFileSync(file, 'not a socket\n', { mode: 0o600 });
+    if (serverUser()) fs.chownSync(file, serverUser().uid, serverUser().gid); // as if the user put it there
+    server = await startApache('fcgid', { defines });
+  });
+  after(async () => {
+    await stopAll(() => server)();
+    fs.rmSync(parent, { recursive: true, force: true });
+  });
+
+  check('a file that is not a socket is left alone, and the relay serves the request itself', async () => {
+    const http = client(server.base);
+    const ch = unique('e2e_hub_file');
+    await publish(ch, 'one', {});
+    assertFeed(await http.get(`/feed/${ch}`), ch, 'answered without a hub');
+    const log = server.logsSince();
+    assert.match(log, /is not a socket; refusing to replace it/);
+    assert.match(log, /serves its requests itself/);
+    assert.equal(fs.readFileSync(file, 'utf8'), 'not a socket\n', 'the file is untouched');
+    assert.deepEqual(hubPidsUnder(`${dir}/`), [], 'no hub started');
+  });
 });
 
 describe('Apache mod_fcgid with the hub: two vhosts with two databases get two hubs', () => {

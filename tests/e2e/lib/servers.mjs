@@ -161,9 +161,9 @@ class Server {
     return pids;
   }
 
-  /** pids of the hubs started for this server (sockets under its root). */
+  /** pids of the hubs started for this server (sockets under hubDir, else its root). */
   hubPids() {
-    return hubPidsUnder(`${this.root}/`);
+    return hubPidsUnder(`${this.hubDir ?? this.root}/`);
   }
 
   /** The size of each log now, to show only what a test added. */
@@ -321,6 +321,7 @@ export async function startApache(mode, options = {}) {
     const child = spawnServer(`apache ${mode}`, root, bin, args, snippetEnv(options.env));
     const logs = ['error.log', 'stderr.log', 'access.log'].map((f) => path.join(root, f));
     const server = new Server({ kind: `apache ${mode}`, root, port, child, logs });
+    server.hubDir = defines.PGFEED_HUB_DIR;
     try {
       return await waitReady(server);
     } catch (err) {
