@@ -1,5 +1,6 @@
 /*
- * hub — locating, locking, starting and checking the per-host hub (see hub.h).
+ * hub — the hub's key and directory, handing over to the relay, and the hub's
+ * own checks (see hub.h).
  */
 #define _GNU_SOURCE /* struct ucred */
 #include "hub.h"
@@ -13,7 +14,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +21,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 extern char **environ;

@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { asServerUser, checkServerUserAccess, serverUser, testEnv } from '../e2e/lib/env.mjs';
 import { request } from '../e2e/lib/http.mjs';
-import { freePort } from '../e2e/lib/servers.mjs';
+import { freePort, hubPidsUnder } from '../e2e/lib/servers.mjs';
 
 /** Loads www/demo/schema.sql (idempotent) into the test database. */
 export function loadDemoSchema() {
@@ -80,6 +80,7 @@ export async function startDemoServer(options = {}) {
     DEMO_WWW: www,
     DEMO_SNIPPET: path.join(env.sourceDir, 'apache', 'pgfeed-fcgid.conf'),
     PGFEED_BIN: env.bin,
+    PGFEED_HUB_DIR: path.join(root, 'hub'), // the hub outlives httpd: keep it findable
     ...env.pg,
     ...options.defines,
   };
@@ -156,7 +157,16 @@ class DemoServer {
         // the group is empty
       }
     };
+    // The hub is in no process group of httpd's (it is detached on purpose).
+    const hubs = hubPidsUnder(`${this.root}/hub/`);
     signal('SIGTERM');
+    for (const pid of hubs) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // gone
+      }
+    }
     // pgfeed answers held requests and exits within its 5 s grace period.
     for (let i = 0; i < 100 && groupMembers(this.pgrp).length; i++) await sleep(100);
     if (groupMembers(this.pgrp).length) {
