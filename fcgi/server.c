@@ -37,7 +37,7 @@ typedef struct server {
     db *database;
     feed_cache *cache;
     metrics stats;
-    request_registry requests;
+    request_registry *requests;
     event_watch listener;
 } server;
 
@@ -82,7 +82,7 @@ static void server_on_listener(void *data, uint32_t events)
             fcgi_conn_close(conn);
             continue;
         }
-        request_start(&s->requests, conn);
+        request_start(s->requests, conn);
     }
 }
 
@@ -118,7 +118,7 @@ static int server_open_listener(server *s)
 
 static void server_free(server *s)
 {
-    request_reap(&s->requests);
+    request_registry_free(s->requests);
     feed_cache_free(s->cache);
     db_free(s->database);
     event_loop_free(s->loop);
@@ -148,8 +148,7 @@ int server_run(const pgfeed_config *cfg)
                                 .read_batch = cfg->max_limit,
                                 .idle_ms = 60000};
     s.cache = feed_cache_new(s.database, &limits);
-    s.requests = (request_registry){
-        .loop = s.loop, .cache = s.cache, .database = s.database, .cfg = cfg, .stats = &s.stats};
+    s.requests = request_registry_new(s.loop, s.cache, s.database, cfg, &s.stats);
     s.listener.fd = -1;
 
     /* A daemon that cannot listen says so before it touches the database. */
@@ -160,25 +159,25 @@ int server_run(const pgfeed_config *cfg)
     int64_t now = clock_now_ms();
     db_tick(s.database, now);
     if (cgi)
-        request_start(&s.requests, fcgi_io_cgi((size_t)cfg->max_body));
+        request_start(s.requests, fcgi_io_cgi((size_t)cfg->max_body));
 
     int64_t last_cache_sweep = now, last_prune = now, last_sweep = now, stop_deadline = 0;
     int64_t busy_at = now;
     while (true) {
         /* Streams with more to write must not wait a tick for the next turn. */
-        event_loop_run_once(s.loop, s.requests.ready ? 0 : TICK_MS);
+        event_loop_run_once(s.loop, request_registry_has_ready(s.requests) ? 0 : TICK_MS);
         now = clock_now_ms();
         db_tick(s.database, now);
         /* The sweep walks every request: once a tick, not once per wake-up. */
         if (now - last_sweep >= TICK_MS) {
-            request_sweep(&s.requests, now);
+            request_sweep(s.requests, now);
             last_sweep = now;
         }
         if (stop_requested && !stop_deadline) {
-            log_info(0, "stopping: answering %zu held requests", s.requests.n_active);
+            log_info(0, "stopping: answering %zu held requests", request_registry_held(s.requests));
             if (s.listener.fd >= 0)
                 event_loop_unwatch(s.loop, &s.listener);
-            request_shutdown(&s.requests);
+            request_shutdown(s.requests);
             stop_deadline = now + SHUTDOWN_GRACE_MS;
         }
         if (now - last_cache_sweep >= CACHE_SWEEP_MS) {
@@ -190,11 +189,11 @@ int server_run(const pgfeed_config *cfg)
             db_prune(s.database);
             last_prune = now;
         }
-        request_run_ready(&s.requests);
-        request_reap(&s.requests);
+        request_run_ready(s.requests);
+        request_reap(s.requests);
         /* issue 11: a hub idle for --hub-idle s unlinks its socket, takes what
          * reached it before that, and stops like on SIGTERM (hub.h) */
-        if (s.requests.n_active)
+        if (request_registry_active(s.requests))
             busy_at = now;
         else if (hub_is_serving(cfg) && !stop_deadline &&
                  now - busy_at >= (int64_t)cfg->hub_idle * 1000) {
@@ -205,9 +204,9 @@ int server_run(const pgfeed_config *cfg)
                 stop_requested = 1;
             }
         }
-        if (cgi && s.requests.n_active == 0)
+        if (cgi && request_registry_active(s.requests) == 0)
             break;
-        if (stop_deadline && (s.requests.n_active == 0 || now >= stop_deadline))
+        if (stop_deadline && (request_registry_active(s.requests) == 0 || now >= stop_deadline))
             break;
     }
     server_free(&s);

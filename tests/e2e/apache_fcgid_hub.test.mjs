@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { serverUser, testEnv } from './lib/env.mjs';
 import { assertFeed, assertProblem, checkWith, etag } from './lib/foundation.mjs';
 import { client, request } from './lib/http.mjs';
-import { metrics } from './lib/longpoll.mjs';
+import { metrics } from './lib/metrics.mjs';
 import { lit, publish, sql, unique } from './lib/pg.mjs';
 import { waitFor } from './lib/resilience.mjs';
 import { crashLines, hubPidsUnder, snippetPath, startApache } from './lib/servers.mjs';
@@ -40,7 +40,7 @@ async function waitHeld(http, n, timeoutMs = 60000) {
   await waitFor(
     `${n} held requests in the hub's /_metrics`,
     async () => {
-      held = (await metrics(http)).pgfeed_held_requests ?? 0;
+      held = (await metrics(http)).get('pgfeed_held_requests') ?? 0;
       return held >= n;
     },
     { timeoutMs, everyMs: 250, describe: () => `held ${held}` },
@@ -120,7 +120,7 @@ describe('Apache mod_fcgid with the hub: one PostgreSQL connection for the host'
     const ch = unique('e2e_hub_kill');
     await publish(ch, 'before', {});
     // What an earlier check may still hold (a stream the server has not yet seen leave).
-    const heldBefore = (await metrics(http)).pgfeed_held_requests ?? 0;
+    const heldBefore = (await metrics(http)).get('pgfeed_held_requests') ?? 0;
     const n = 20;
     const polls = [];
     for (let i = 0; i < n; i++)

@@ -104,10 +104,62 @@ static void load_env_ok(pgfeed_config *cfg)
     assert_int_equal(LOAD(cfg, NULL), 0);
 }
 
+/* The options this file knows that are not integers (int_options has the rest). */
+static const char *const other_options[] = {"listen",        "db",  "log-level", "publish",
+                                            "publish-token", "hub", "hub-dir"};
+
+static bool known_option(const char *flag, size_t len, const char *shown_default)
+{
+    for (size_t i = 0; i < N_INT_OPTIONS; i++) {
+        if (strlen(int_options[i].flag) != len || strncmp(int_options[i].flag, flag, len) != 0)
+            continue;
+        char want[32];
+        snprintf(want, sizeof want, "[%d]", int_options[i].default_value);
+        assert_non_null(shown_default);
+        assert_string_equal(shown_default, want);
+        return true;
+    }
+    for (size_t i = 0; i < sizeof other_options / sizeof *other_options; i++)
+        if (strlen(other_options[i]) == len && strncmp(other_options[i], flag, len) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Every option config.c has (its --help lists them all, from the one table)
+ * is one this file checks, with the same default: an option added without a
+ * test, or a default changed on one side only, fails here.
+ */
+static void test_every_option_is_covered(void **state)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    assert_non_null(out);
+    config_usage(out);
+    assert_int_equal(fclose(out), 0);
+    size_t listed = 0;
+    for (char *line = strstr(text, "\n  --"); line; line = strstr(line + 1, "\n  --")) {
+        const char *flag = line + 5;
+        size_t len = strcspn(flag, " ");
+        const char *end = strchr(flag, '\n');
+        const char *open = end;
+        while (open > flag && *open != '[')
+            open--;
+        char shown[32] = "";
+        if (*open == '[' && (size_t)(end - open) < sizeof shown)
+            memcpy(shown, open, (size_t)(end - open));
+        if (!known_option(flag, len, shown[0] ? shown : NULL))
+            fail_msg("--%.*s is not checked by test_config", (int)len, flag);
+        listed++;
+    }
+    assert_int_equal(listed, N_INT_OPTIONS + sizeof other_options / sizeof *other_options);
+    free(text);
+}
+
 static void test_defaults(void **state)
 {
     pgfeed_config cfg;
-    memset(&cfg, 0x5a, sizeof cfg); /* everything must be set, nothing left over */
     load_env_ok(&cfg);
     assert_null(cfg.listen);
     assert_string_equal(cfg.db, "");
@@ -395,7 +447,10 @@ static void test_each_renders_the_effective_configuration(void **state)
 {
     pgfeed_config cfg;
     setenv("PGFEED_MAX_WAIT", "7", 1);
+    setenv("PGFEED_HUB_DIR", "/run/user/33/pgfeed", 1);
     LOAD_OK(&cfg, "--hub", "--db", "dbname=x", "--heartbeat=9");
+    assert_true(cfg.hub);
+    assert_string_equal(cfg.hub_dir, "/run/user/33/pgfeed");
     buf out = BUF_INIT;
     config_each(&cfg, collect, &out);
     assert_non_null(strstr(out.data, "PGFEED_MAX_WAIT=7;"));
@@ -415,6 +470,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_defaults),
+        TEST(test_every_option_is_covered),
         TEST(test_unknown_variables_are_ignored),
         TEST(test_int_limits_from_the_environment),
         TEST(test_int_limits_from_flags),
