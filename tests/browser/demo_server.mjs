@@ -127,9 +127,12 @@ class DemoServer {
     });
   }
 
-  /** pids of the pgfeed processes mod_fcgid runs for this server now. */
+  /** pids of the pgfeed processes serving this server now: relays and their hub. */
   pgfeedPids() {
-    return groupMembers(this.pgrp).filter((pid) => processInfo(pid)?.exe === this.pgfeedBin);
+    // mod_fcgid's processes are relays (pgfeed-relay) to the hub, which is detached.
+    const relay = path.join(path.dirname(this.pgfeedBin), 'pgfeed-relay');
+    const own = groupMembers(this.pgrp).filter((pid) => [this.pgfeedBin, relay].includes(processInfo(pid)?.exe));
+    return [...own, ...hubPidsUnder(`${this.root}/hub/`)];
   }
 
   /** The access log's lines (format "demo" of www/demo/apache.conf). */
