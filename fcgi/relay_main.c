@@ -33,8 +33,10 @@ int main(int argc, char **argv)
     }
     char *pgfeed = strdup(exe);
     hub_link link = {.cfg = &cfg, .socket_path = socket_path, .exe = pgfeed};
-    if (relay_run(&cfg, &link) == 0)
+    if (relay_run(&cfg, &link) == 0) {
+        free(pgfeed);
         return 0;
+    }
     log_warn(0, "relay: no hub (reason above); this process serves its requests itself");
     unsetenv(HUB_LINK_SOCKET_ENV);
     unsetenv(HUB_LINK_EXE_ENV);
@@ -42,5 +44,6 @@ int main(int argc, char **argv)
     argv[0] = pgfeed;
     execv(pgfeed, argv);
     log_error(0, "relay: cannot run %s: %s", pgfeed, strerror(errno));
+    free(pgfeed);
     return 1;
 }
