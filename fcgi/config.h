@@ -15,7 +15,8 @@ typedef struct pgfeed_config {
     const char *listen; /* NULL: inherited socket or CGI */
     const char *db;     /* conninfo; "" means PG* environment */
     const char *log_level;
-    int max_wait; /* seconds a long poll may be held */
+    const char *log_format; /* text, journal or json */
+    int max_wait;           /* seconds a long poll may be held */
     int default_limit;
     int max_limit;
     int max_channels; /* per request */
@@ -51,5 +52,7 @@ void config_usage(FILE *out);
  */
 void config_each(const pgfeed_config *cfg,
                  void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
+/* The OPTIONS section of pgfeed(1) in roff, from the same table (packaging/pgfeed_man.c). */
+void config_man_options(FILE *out);
 
 #endif

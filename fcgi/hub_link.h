@@ -2,7 +2,7 @@
  * hub_link — a relay's way to its hub: connect, or start the hub first.
  *
  * Separate from hub.c so that pgfeed-relay, the small program a relay runs
- * as, needs nothing but libc: the key (libcrypto) and the directory checks
+ * as, needs no libcrypto: the key and the directory checks
  * are done by pgfeed before it hands over (hub.h).
  *
  * Starting one: the relay takes the lock file next to the socket (flock),

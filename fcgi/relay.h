@@ -16,7 +16,7 @@
  * serves requests itself, as without --hub.
  *
  * It runs as pgfeed-relay (relay_main.c), exec'd by pgfeed once the hub's
- * socket is known (hub_relay): that program links nothing but libc, since
+ * socket is known (hub_relay): that program links only libc and json-c, since
  * the relocated data of libpq's and OpenSSL's libraries would otherwise be
  * most of a relay's private memory.
  */

@@ -3,7 +3,7 @@
  *
  * pgfeed finds the hub's socket (hub.h: key, checked directory) and execs
  * this program with the same arguments and the socket in the environment;
- * it links only libc, so a relay holding one request costs little private
+ * it links only libc and json-c, so a relay holding one request costs little private
  * memory (relay.h). When no hub can be had it execs pgfeed again with
  * PGFEED_HUB=0, which serves the connection still waiting on fd 0 itself.
  */
