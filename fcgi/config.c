@@ -55,6 +55,18 @@ static const option_spec options[] = {
     OPT("publish-token", OPT_STRING, publish_token, NULL, 0, 0,
         "bearer token POST must carry (recommended with --publish)"),
     OPT("max-body", OPT_INT, max_body, "65536", 1, 1 << 24, "largest POST body, bytes"),
+    OPT("hub", OPT_BOOL, hub, "0", 0, 1,
+        "share one daemon per host and configuration (mod_fcgid): relay to it, or be it"),
+    OPT("hub-dir", OPT_STRING, hub_dir, NULL, 0, 0,
+        "0700 directory for the hub's socket [/tmp/pgfeed-hub-UID]"),
+    OPT("hub-idle", OPT_INT, hub_idle, "120", 1, 86400,
+        "seconds without requests before a hub exits"),
+    OPT("hub-start-timeout", OPT_INT, hub_start_timeout, "5", 1, 60,
+        "seconds a relay waits for the hub it started"),
+    OPT("relay-timeout", OPT_INT, relay_timeout, "120", 1, 86400,
+        "seconds a relayed request may be silent both ways (above max-wait and heartbeat)"),
+    OPT("relay-buffer", OPT_INT, relay_buffer, "65536", 4096, 1 << 24,
+        "bytes a relay buffers per direction"),
 };
 
 static char *env_name(const char *flag, char *out, size_t cap)
@@ -115,6 +127,25 @@ void config_usage(FILE *out)
         fprintf(out, "  --%-16s %-24s %s%s%s%s\n", o->flag, env_name(o->flag, name, sizeof name),
                 o->help, o->default_value ? " [" : "", o->default_value ? o->default_value : "",
                 o->default_value ? "]" : "");
+    }
+}
+
+void config_each(const pgfeed_config *cfg,
+                 void (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+{
+    char name[64], number[16];
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const option_spec *o = &options[i];
+        const void *field = (const char *)cfg + o->offset;
+        const char *value = number;
+        if (o->type == OPT_STRING)
+            value = *(const char *const *)field;
+        else if (o->type == OPT_BOOL)
+            value = *(const bool *)field ? "1" : "0";
+        else
+            snprintf(number, sizeof number, "%d", *(const int *)field);
+        if (value)
+            fn(ctx, env_name(o->flag, name, sizeof name), value);
     }
 }
 

@@ -32,12 +32,26 @@ typedef struct pgfeed_config {
     bool publish;              /* POST /{channel} publishes */
     const char *publish_token; /* if set, POST needs Authorization: Bearer <token> */
     int max_body;
+    /* issue 11: one hub per host and configuration under mod_fcgid (hub.h, relay.h) */
+    bool hub;              /* inherited socket: relay to the hub; with listen: be the hub */
+    const char *hub_dir;   /* 0700 directory of the hub's socket; NULL: /tmp/pgfeed-hub-UID */
+    int hub_idle;          /* seconds without requests before a hub exits */
+    int hub_start_timeout; /* seconds a relay waits for a hub it started to listen */
+    int relay_timeout;     /* seconds a relayed connection may stay silent both ways */
+    int relay_buffer;      /* bytes buffered per direction per relayed connection */
 } pgfeed_config;
 
 /* Fills cfg from defaults, then PGFEED_* variables, then argv. Returns -1 on bad input
  * (reason printed), 1 when --help or --version was answered, 0 to run. */
 int config_load(pgfeed_config *cfg, int argc, char **argv) __attribute__((warn_unused_result));
 void config_usage(FILE *out);
+/*
+ * Calls fn with each set option as its PGFEED_* variable and its value as
+ * text, in table order: what a hub inherits from the relay that starts it, and
+ * what tells two configurations apart.
+ */
+void config_each(const pgfeed_config *cfg,
+                 void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
 /* The OPTIONS section of pgfeed(1) in roff, from the same table (packaging/pgfeed_man.c). */
 void config_man_options(FILE *out);
 

@@ -10,6 +10,8 @@
 #include "db.h"
 #include "fcgi_io.h"
 #include "log.h"
+#include "hub.h"
+#include "relay.h"
 #include "server.h"
 
 #include <stdio.h>
@@ -41,6 +43,9 @@ int main(int argc, char **argv)
     }
     log_set_level(level);
     log_set_format(format);
+    /* issue 11: under mod_fcgid with --hub, relay to the host's hub (relay.h) */
+    if (relay_wanted(&cfg))
+        return hub_relay(&cfg, argv);
 
     bool fastcgi = cfg.listen || fcgi_io_is_fastcgi();
     if (!fastcgi && !main_has_cgi_environment()) {

@@ -7,6 +7,7 @@
 #include "event_loop.h"
 #include "fcgi_io.h"
 #include "feed_cache.h"
+#include "hub.h"
 #include "log.h"
 #include "metrics.h"
 #include "request.h"
@@ -85,6 +86,11 @@ static void server_on_listener(void *data, uint32_t events)
             if (would_block)
                 return;
             continue; /* a broken connection; others may be waiting */
+        }
+        /* issue 11: a hub serves its own user's relays only (hub.h) */
+        if (hub_is_serving(s->cfg) && !hub_peer_allowed(fcgi_conn_fd(conn))) {
+            fcgi_conn_close(conn);
+            continue;
         }
         request_start(s->requests, conn);
     }
@@ -167,6 +173,7 @@ int server_run(const pgfeed_config *cfg)
         request_start(s.requests, fcgi_io_cgi((size_t)cfg->max_body));
 
     int64_t last_cache_sweep = now, last_prune = now, last_sweep = now, stop_deadline = 0;
+    int64_t busy_at = now;
     while (true) {
         /* Streams with more to write must not wait a tick for the next turn. */
         event_loop_run_once(s.loop, request_registry_has_ready(s.requests) ? 0 : TICK_MS);
@@ -195,6 +202,19 @@ int server_run(const pgfeed_config *cfg)
         }
         request_run_ready(s.requests);
         request_reap(s.requests);
+        /* issue 11: a hub idle for --hub-idle s unlinks its socket, takes what
+         * reached it before that, and stops like on SIGTERM (hub.h) */
+        if (request_registry_active(s.requests))
+            busy_at = now;
+        else if (hub_is_serving(cfg) && !stop_deadline &&
+                 now - busy_at >= (int64_t)cfg->hub_idle * 1000) {
+            busy_at = now;
+            if (hub_retire(cfg->listen)) {
+                log_info(0, "hub: idle for %d s, leaving", cfg->hub_idle);
+                server_on_listener(&s, EPOLLIN);
+                stop_requested = 1;
+            }
+        }
         if (cgi && request_registry_active(s.requests) == 0)
             break;
         if (stop_deadline && (request_registry_active(s.requests) == 0 || now >= stop_deadline))

@@ -79,6 +79,14 @@ stop_apache() {
         kill -KILL -- "-$pgid" 2>/dev/null || true
         sleep 0.2
     fi
+    # pgfeed's hub is detached from httpd's group on purpose; it runs with
+    # --listen on a socket in the demo's own hub directory.
+    local f
+    for f in /proc/[0-9]*/cmdline; do
+        { grep -qzxF -- "--listen" "$f" && grep -qzF -- "$dir/hub/" "$f"; } 2>/dev/null || continue
+        f=${f#/proc/}
+        kill -TERM "${f%/cmdline}" 2>/dev/null || true
+    done
     rm -f -- "$dir/httpd.pgid"
 }
 
@@ -211,7 +219,7 @@ start_apache() {
 
     local -a defines=(
         DEMO_ROOT "$dir" DEMO_LISTEN "$HOST:$PORT" DEMO_MODULES "$MODULES" DEMO_WWW "$WWW"
-        DEMO_SNIPPET "$SNIPPET" PGFEED_BIN "$BIN"
+        DEMO_SNIPPET "$SNIPPET" PGFEED_BIN "$BIN" PGFEED_HUB_DIR "$dir/hub"
         PGHOST "$PGHOST" PGPORT "$PGPORT" PGUSER "$PGUSER" PGDATABASE "$PGDATABASE"
     )
     local -a args=(-DFOREGROUND -f "$WWW/demo/apache.conf")

@@ -144,6 +144,8 @@ typedef struct options {
     long pgfeed_pid;
     long server_pid;
     const char *pgfeed_role; /* the database role pgfeed connects as (pg_stat_statements) */
+    const char *server_name; /* what --server-pid is, in the report */
+    const char *memory_cmd;  /* run as `CMD before|held N` around opening a phase */
 } options;
 
 static void usage(void)
@@ -153,6 +155,7 @@ static void usage(void)
           "                 [--channel bench] [--rounds 5] [--events 20] [--interval-ms 200]\n"
           "                 [--burst 20] [--timeout 10] [--wait 300] [--ramp 2000]\n"
           "                 [--pgfeed-role ROLE] [--no-baseline] [--deferred-repoll]\n"
+          "                 [--server-name lighttpd] [--memory-cmd CMD]\n"
           "Publishes through libpq's PG* environment. See tests/bench/run.sh.\n",
           stderr);
     exit(2);
@@ -182,6 +185,7 @@ static void options_parse(options *o, int argc, char **argv)
                    .timeout_s = 10,
                    .wait_s = 300,
                    .ramp_per_s = 2000,
+                   .server_name = "lighttpd",
                    .baseline = true};
     for (int i = 1; i < argc; i++) {
         const char *name = argv[i];
@@ -233,6 +237,10 @@ static void options_parse(options *o, int argc, char **argv)
             o->server_pid = option_number(name, value, 1, 1L << 30);
         } else if (!strcmp(name, "--pgfeed-role")) {
             o->pgfeed_role = value;
+        } else if (!strcmp(name, "--server-name")) {
+            o->server_name = value;
+        } else if (!strcmp(name, "--memory-cmd")) {
+            o->memory_cmd = value;
         } else {
             usage();
         }
@@ -1182,12 +1190,13 @@ static void cpu_print(const cpu_sample *used)
         printf(" %5.0f/%-4.0f", ns_to_ms(t[i]->run_ns), ns_to_ms(t[i]->wait_ns));
 }
 
-static void cpu_print_per_delivery(const char *label, const cpu_sample *used, size_t deliveries)
+static void cpu_print_per_delivery(const bench *b, const char *label, const cpu_sample *used,
+                                   size_t deliveries)
 {
     double n = deliveries ? (double)deliveries : 1.0;
-    printf("  CPU per delivery%s: pgfeed %.1f us, lighttpd %.1f us, feedbench %.1f us\n", label,
-           (double)used->pgfeed.run_ns / 1000.0 / n, (double)used->server.run_ns / 1000.0 / n,
-           (double)used->bench.run_ns / 1000.0 / n);
+    printf("  CPU per delivery%s: pgfeed %.1f us, %s %.1f us, feedbench %.1f us\n", label,
+           (double)used->pgfeed.run_ns / 1000.0 / n, b->opt->server_name,
+           (double)used->server.run_ns / 1000.0 / n, (double)used->bench.run_ns / 1000.0 / n);
 }
 
 /* ---- phases -------------------------------------------------------------------- */
@@ -1320,6 +1329,23 @@ static void print_latency(const char *label, const latency_stats *s)
 }
 
 /*
+ * Runs --memory-cmd, which measures what the bench cannot see from two pids
+ * (tests/bench/fcgid.sh: Apache's children, the relays, the hub). The clients
+ * stay held meanwhile; nothing is published.
+ */
+static void memory_cmd_run(const bench *b, const char *when, int n)
+{
+    if (!b->opt->memory_cmd)
+        return;
+    char line[4096];
+    snprintf(line, sizeof line, "%s %s %d", b->opt->memory_cmd, when, n);
+    fflush(stdout);
+    if (system(line) != 0)
+        fprintf(stderr, "feedbench: --memory-cmd failed: %s\n", line);
+    fflush(stdout);
+}
+
+/*
  * Opens a phase's n clients for n_events events, waits until pgfeed holds them
  * all, and prints how long that took and what it cost in memory. Returns
  * pgfeed's held gauge.
@@ -1330,6 +1356,7 @@ static long long phase_open(bench *b, const char *transport, const char *what, i
     printf("\n== %s, %d %s (%s), load average %.2f ==\n", transport, n, what, label,
            load_average());
     fflush(stdout);
+    memory_cmd_run(b, "before", n);
     memory_sample before = memory_now(b);
     phase_begin(b, n, n_events);
     pgss_reset(b);
@@ -1339,7 +1366,8 @@ static long long phase_open(bench *b, const char *transport, const char *what, i
     printf("  opened %d %s in %.1f s; pgfeed_held_requests %lld\n", n, what,
            (double)(now_ns() - t_open) / (double)NS_PER_S, held);
     print_memory("pgfeed", before.pgfeed_kb, held_mem.pgfeed_kb, n);
-    print_memory("lighttpd", before.server_kb, held_mem.server_kb, n);
+    print_memory(b->opt->server_name, before.server_kb, held_mem.server_kb, n);
+    memory_cmd_run(b, "held", n);
     return held;
 }
 
@@ -1366,7 +1394,8 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
     printf("  cpu: ms on a CPU / ms runnable but waiting for one, from the publish to the last"
            " delivery\n");
     printf("  round  held  delivered  lost  p50_ms  p99_ms  max_ms  commit_ms  pg_stmts  "
-           "pgfeed_queries  cpu: pgfeed  lighttpd  feedbench\n");
+           "pgfeed_queries  cpu: pgfeed  %s  feedbench\n",
+           o->server_name);
     cpu_sample used = {0};
     for (int r = 0; r < o->rounds; r++) {
         /* After the last answer the clients stop, so no held request outlives the phase. */
@@ -1398,7 +1427,7 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
     }
     phase_result result = {.latency = latency_of(b, 0, o->rounds)};
     print_latency("all rounds", &result.latency);
-    cpu_print_per_delivery(", publish to last delivery (incl. the re-polls meanwhile)", &used,
+    cpu_print_per_delivery(b, ", publish to last delivery (incl. the re-polls meanwhile)", &used,
                            result.latency.delivered);
     print_anomalies(b);
     pgss_print(b);
@@ -1441,12 +1470,12 @@ static sse_result sse_phase(bench *b, int n, const char *label)
     printf("  %d events %d ms apart, publish statement p50 %.2f ms\n", o->events, o->interval_ms,
            ns_to_ms(median_commit_ns(b, 0, o->events)));
     print_latency("paced events", &result.paced);
-    printf("  cpu over those %.2f s, ms on a CPU / ms runnable but waiting: pgfeed  lighttpd "
+    printf("  cpu over those %.2f s, ms on a CPU / ms runnable but waiting: pgfeed  %s "
            " feedbench\n                                                     ",
-           (double)paced_ns / (double)NS_PER_S);
+           (double)paced_ns / (double)NS_PER_S, o->server_name);
     cpu_print(&used);
     putchar('\n');
-    cpu_print_per_delivery("", &used, result.paced.delivered);
+    cpu_print_per_delivery(b, "", &used, result.paced.delivered);
     printf("  statements per publish: pg_stat_statements %.2f, pgfeed_database_queries_total"
            " %.2f\n",
            calls0 >= 0 ? (double)(calls1 - calls0) / o->events : -1.0,

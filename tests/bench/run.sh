@@ -25,11 +25,8 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 readonly SCRIPT_DIR
 readonly ROOT=$SCRIPT_DIR/../..
 readonly BUILD=${PGFEED_BENCH_BUILD:-$ROOT/build-bench}
-
-die() {
-    echo "run.sh: $*" >&2
-    exit 1
-}
+# shellcheck source=tests/bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 [[ $# -ge 2 ]] || die "usage: run.sh N longpoll|sse [feedbench options]"
 readonly N=$1 MODE=$2
@@ -37,40 +34,8 @@ shift 2
 [[ $N =~ ^[0-9]+$ ]] && ((N >= 1)) || die "N must be a positive number, not '$N'"
 [[ $MODE == longpoll || $MODE == sse ]] || die "MODE is longpoll or sse, not '$MODE'"
 
-# A port nothing listens on yet (a race with other servers is possible but rare).
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 20000))
-        if [[ -z $(ss -Htln "sport = :$port") ]]; then
-            echo "$port"
-            return
-        fi
-    done
-}
-
-pg_bindir() {
-    local dir
-    for dir in "${PGFEED_PG_BINDIR:-}" /usr/lib/postgresql/15/bin "$(pg_config --bindir 2>/dev/null || true)"; do
-        if [[ -n $dir && -x $dir/pg_ctl ]]; then
-            echo "$dir"
-            return
-        fi
-    done
-    die "no pg_ctl found; set PGFEED_PG_BINDIR"
-}
-
 # ---- build -------------------------------------------------------------------
-mkdir -p "$BUILD"
-{
-    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release
-    cmake --build "$BUILD" -j2 --target pgfeed
-    cmake -S "$SCRIPT_DIR" -B "$BUILD/bench" -DCMAKE_BUILD_TYPE=Release
-    cmake --build "$BUILD/bench" -j2
-} >"$BUILD/bench-build.log" 2>&1 || {
-    tail -n 30 "$BUILD/bench-build.log" >&2
-    die "build failed (log: $BUILD/bench-build.log)"
-}
+bench_build
 readonly PGFEED=$BUILD/fcgi/pgfeed FEEDBENCH=$BUILD/bench/feedbench
 
 # ---- descriptors ---------------------------------------------------------------
@@ -111,16 +76,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- PostgreSQL ------------------------------------------------------------------
-PG_PORT=$(free_port)
-"$ROOT/tests/pg/cluster.sh" start "$TMP/pg" "$PG_PORT" >/dev/null
-# pg_stat_statements counts what pgfeed's role runs; it loads only at server start.
-echo "shared_preload_libraries = 'pg_stat_statements'" >>"$TMP/pg/data/postgresql.conf"
-runuser -u "$(stat -c %U "$TMP/pg/data")" -- "$(pg_bindir)/pg_ctl" -D "$TMP/pg/data" \
-    -l "$TMP/pg/log" -w -t 60 restart >/dev/null
-eval "$("$ROOT/tests/pg/cluster.sh" env "$TMP/pg" "$PG_PORT")"
-psql -X -q -v ON_ERROR_STOP=1 \
-    -c "CREATE EXTENSION pg_stat_statements" \
-    -c "CREATE ROLE $PGFEED_ROLE LOGIN SUPERUSER" >/dev/null
+bench_postgres "$TMP/pg" "$PGFEED_ROLE"
 
 # ---- pgfeed ------------------------------------------------------------------------
 # Long enough waits and stream lifetimes that nothing ends by itself mid-run; no pruning.

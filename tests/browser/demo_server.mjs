@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { asServerUser, checkServerUserAccess, serverUser, testEnv } from '../e2e/lib/env.mjs';
 import { request } from '../e2e/lib/http.mjs';
-import { freePort } from '../e2e/lib/servers.mjs';
+import { freePort, hubPidsUnder } from '../e2e/lib/servers.mjs';
 
 /** Loads www/demo/schema.sql (idempotent) into the test database. */
 export function loadDemoSchema() {
@@ -80,6 +80,7 @@ export async function startDemoServer(options = {}) {
     DEMO_WWW: www,
     DEMO_SNIPPET: path.join(env.sourceDir, 'apache', 'pgfeed-fcgid.conf'),
     PGFEED_BIN: env.bin,
+    PGFEED_HUB_DIR: path.join(root, 'hub'), // the hub outlives httpd: keep it findable
     ...env.pg,
     ...options.defines,
   };
@@ -126,9 +127,12 @@ class DemoServer {
     });
   }
 
-  /** pids of the pgfeed processes mod_fcgid runs for this server now. */
+  /** pids of the pgfeed processes serving this server now: relays and their hub. */
   pgfeedPids() {
-    return groupMembers(this.pgrp).filter((pid) => processInfo(pid)?.exe === this.pgfeedBin);
+    // mod_fcgid's processes are relays (pgfeed-relay) to the hub, which is detached.
+    const relay = path.join(path.dirname(this.pgfeedBin), 'pgfeed-relay');
+    const own = groupMembers(this.pgrp).filter((pid) => [this.pgfeedBin, relay].includes(processInfo(pid)?.exe));
+    return [...own, ...hubPidsUnder(`${this.root}/hub/`)];
   }
 
   /** The access log's lines (format "demo" of www/demo/apache.conf). */
@@ -156,7 +160,16 @@ class DemoServer {
         // the group is empty
       }
     };
+    // The hub is in no process group of httpd's (it is detached on purpose).
+    const hubs = hubPidsUnder(`${this.root}/hub/`);
     signal('SIGTERM');
+    for (const pid of hubs) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // gone
+      }
+    }
     // pgfeed answers held requests and exits within its 5 s grace period.
     for (let i = 0; i < 100 && groupMembers(this.pgrp).length; i++) await sleep(100);
     if (groupMembers(this.pgrp).length) {

@@ -1,7 +1,8 @@
 // The foundation contract through Apache httpd + mod_fcgid, configured by
 // apache/pgfeed-fcgid.conf unchanged (tunables by Define, PG* by environment),
 // then what holding requests costs there: mod_fcgid hands a process one
-// request at a time, so concurrent long polls take a process each.
+// request at a time, so concurrent long polls take a process each (relays to
+// the hub; apache_fcgid_hub.test.mjs checks the hub itself).
 import { foundationSuite } from './lib/foundation.mjs';
 import { longPollSuite } from './lib/longpoll.mjs';
 import { SSE_SETTINGS, sseSuite } from './lib/sse_timing.mjs';
@@ -14,7 +15,7 @@ foundationSuite('Apache mod_fcgid (apache/pgfeed-fcgid.conf)', () =>
 
 // Eight stays under mod_fcgid's spawn rate limit (FcgidSpawnScoreUpLimit 10),
 // so every poll gets its process at once.
-longPollSuite('Apache mod_fcgid: each held long poll takes its own pgfeed process', () => startApache('fcgid'), {
+longPollSuite('Apache mod_fcgid: each held long poll takes its own pgfeed relay', () => startApache('fcgid'), {
   n: 8,
   processes: 8,
   processPerRequest: true,

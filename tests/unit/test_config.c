@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "config.h"
 
 extern char **environ;
@@ -45,6 +46,10 @@ static const int_option int_options[] = {
     INT_OPTION("ring-bytes", "PGFEED_RING_BYTES", ring_bytes, 1048576, 1024, 1 << 30),
     INT_OPTION("prune-interval", "PGFEED_PRUNE_INTERVAL", prune_interval, 300, 0, 86400),
     INT_OPTION("max-body", "PGFEED_MAX_BODY", max_body, 65536, 1, 1 << 24),
+    INT_OPTION("hub-idle", "PGFEED_HUB_IDLE", hub_idle, 120, 1, 86400),
+    INT_OPTION("hub-start-timeout", "PGFEED_HUB_START_TIMEOUT", hub_start_timeout, 5, 1, 60),
+    INT_OPTION("relay-timeout", "PGFEED_RELAY_TIMEOUT", relay_timeout, 120, 1, 86400),
+    INT_OPTION("relay-buffer", "PGFEED_RELAY_BUFFER", relay_buffer, 65536, 4096, 1 << 24),
 };
 #define N_INT_OPTIONS (sizeof int_options / sizeof *int_options)
 
@@ -102,7 +107,8 @@ static void load_env_ok(pgfeed_config *cfg)
 /* The options this file knows that are not integers (int_options has the rest),
  * and the two --help lists before them. */
 static const char *const other_options[] = {"help",      "version",    "listen",  "db",
-                                            "log-level", "log-format", "publish", "publish-token"};
+                                            "log-level", "log-format", "publish", "publish-token",
+                                            "hub",       "hub-dir"};
 
 static bool known_option(const char *flag, size_t len, const char *shown_default)
 {
@@ -448,6 +454,34 @@ static void test_options_checked_against_each_other(void **state)
     assert_int_equal(cfg.default_limit, 100);
 }
 
+/* config_each renders what a hub inherits: every set option, flags included. */
+static void collect(void *ctx, const char *name, const char *value)
+{
+    buf *out = ctx;
+    buf_printf(out, "%s=%s;", name, value);
+}
+
+static void test_each_renders_the_effective_configuration(void **state)
+{
+    pgfeed_config cfg;
+    setenv("PGFEED_MAX_WAIT", "7", 1);
+    setenv("PGFEED_HUB_DIR", "/run/user/33/pgfeed", 1);
+    LOAD_OK(&cfg, "--hub", "--db", "dbname=x", "--heartbeat=9");
+    assert_true(cfg.hub);
+    assert_string_equal(cfg.hub_dir, "/run/user/33/pgfeed");
+    buf out = BUF_INIT;
+    config_each(&cfg, collect, &out);
+    assert_non_null(strstr(out.data, "PGFEED_MAX_WAIT=7;"));
+    assert_non_null(strstr(out.data, "PGFEED_HEARTBEAT=9;"));
+    assert_non_null(strstr(out.data, "PGFEED_DB=dbname=x;"));
+    assert_non_null(strstr(out.data, "PGFEED_HUB=1;"));
+    assert_non_null(strstr(out.data, "PGFEED_PUBLISH=0;"));
+    /* Unset strings are left out rather than rendered as something. */
+    assert_null(strstr(out.data, "PGFEED_LISTEN="));
+    assert_null(strstr(out.data, "PGFEED_PUBLISH_TOKEN="));
+    buf_free(&out);
+}
+
 #define TEST(f) cmocka_unit_test_setup(f, clear_pgfeed_env)
 
 int main(void)
@@ -471,6 +505,7 @@ int main(void)
         TEST(test_options_checked_against_each_other),
         TEST(test_help_and_version),
         TEST(test_usage_names_every_option),
+        TEST(test_each_renders_the_effective_configuration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -118,6 +118,28 @@ function stillAlive(tree) {
   return [...tree].filter(([pid, start]) => table.get(pid)?.start === start).map(([pid]) => pid);
 }
 
+/**
+ * pids of pgfeed hubs (--listen) whose socket path starts with prefix. Hubs
+ * are detached from the server that started them on purpose, so they are
+ * found by command line rather than in the server's process tree.
+ */
+export function hubPidsUnder(prefix) {
+  const bin = fs.realpathSync(testEnv().bin);
+  const pids = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readlinkSync(`/proc/${entry}/exe`) !== bin) continue;
+      const args = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      const at = args.indexOf('--listen');
+      if (at >= 0 && args[at + 1]?.startsWith(prefix)) pids.push(Number(entry));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
+}
+
 function kill(pid, signal) {
   try {
     process.kill(pid, signal);
@@ -151,18 +173,25 @@ class Server {
     for (const [pid, start] of processTree(this.child.pid)) this.known.set(pid, start);
   }
 
-  /** pids of pgfeed processes in this server's tree right now. */
+  /** pids of pgfeed processes (pgfeed-relay included) in this server's tree right now. */
   pgfeedPids() {
     const bin = fs.realpathSync(testEnv().bin);
+    const relay = path.join(path.dirname(bin), 'pgfeed-relay');
     const pids = [];
     for (const [pid] of processTree(this.child.pid)) {
       try {
-        if (fs.readlinkSync(`/proc/${pid}/exe`) === bin) pids.push(pid);
+        const exe = fs.readlinkSync(`/proc/${pid}/exe`);
+        if (exe === bin || exe === relay) pids.push(pid);
       } catch {
         // gone, or not ours to read
       }
     }
     return pids;
+  }
+
+  /** pids of the hubs started for this server (sockets under hubDir, else its root). */
+  hubPids() {
+    return hubPidsUnder(`${this.hubDir ?? this.root}/`);
   }
 
   /** The size of each log now, to show only what a test added. */
@@ -188,7 +217,10 @@ class Server {
     if (this.stopped) return;
     this.stopped = true;
     this.track();
+    // Hubs outlive the server by design (they leave when idle); a test's must not.
+    for (const pid of this.hubPids()) this.known.set(pid, processTable().get(pid)?.start);
     if (!this.exited) kill(this.child.pid, 'SIGTERM');
+    for (const pid of this.hubPids()) kill(pid, 'SIGTERM');
     // pgfeed answers held requests and exits within its 5 s grace period.
     for (let i = 0; i < 100 && stillAlive(this.known).length; i++) await sleep(100);
     const left = stillAlive(this.known);
@@ -310,11 +342,14 @@ export async function startApache(mode, options = {}) {
   return withFreePort(async (port) => {
     const root = options.root ?? makeRoot(`apache-${mode}`);
     const defines = { E2E_ROOT: root, E2E_PORT: port, E2E_MODULES: modules, E2E_SNIPPET: snippetPath(snippet), ...options.defines };
+    // mod_fcgid's hub gets its socket directory in the test's own root.
+    if (mode === 'fcgid' && !('PGFEED_HUB_DIR' in defines)) defines.PGFEED_HUB_DIR = path.join(root, 'hub');
     const args = ['-DFOREGROUND', '-f', path.join(CONF_DIR, 'apache.conf'), '-D', define];
     for (const [name, value] of Object.entries(defines)) args.push('-C', `Define ${name} ${value}`);
     const child = spawnServer(`apache ${mode}`, root, bin, args, snippetEnv(options.env));
     const logs = ['error.log', 'stderr.log', 'access.log'].map((f) => path.join(root, f));
     const server = new Server({ kind: `apache ${mode}`, root, port, child, logs });
+    server.hubDir = defines.PGFEED_HUB_DIR;
     try {
       return await waitReady(server);
     } catch (err) {
