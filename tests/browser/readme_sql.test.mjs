@@ -13,7 +13,13 @@ test("README's SQL API examples run on a database with pgfeed installed", async 
   const readme = fs.readFileSync(path.join(testEnv().sourceDir, 'README.md'), 'utf8');
   const section = readme.slice(readme.indexOf('## SQL API'), readme.indexOf('## Browser client'));
   const blocks = [...section.matchAll(/```sql\n([\s\S]*?)```/g)].map((m) => m[1]);
-  assert.equal(blocks.length, 1, 'one SQL example block');
-  const out = await sql(`BEGIN;\n${blocks[0]}\nSELECT 'read ' || count(*) FROM pgfeed.read('user:42', 0, 100);\nROLLBACK;`);
+  // The examples, then the role model's grants (for the two application roles
+  // it names, which the reader has and the test makes).
+  assert.equal(blocks.length, 2, 'the examples and the grants');
+  const [examples, grants] = blocks;
+  const out = await sql(
+    `BEGIN;\n${examples}\nSELECT 'read ' || count(*) FROM pgfeed.read('user:42', 0, 100);\n` +
+      `CREATE ROLE app_owner; CREATE ROLE app_writer;\n${grants}\nROLLBACK;`,
+  );
   assert.match(out, /read 1/, `the tracked insert reached channel user:42:\n${out}`);
 });
