@@ -24,7 +24,7 @@
 
 \set ON_ERROR_STOP 1
 -- The newest migration this file knows.
-\set pgfeed_schema_version 1
+\set pgfeed_schema_version 3
 
 BEGIN ISOLATION LEVEL READ COMMITTED;
 -- Keep re-runs quiet: "already exists, skipping" notices are expected.
@@ -47,6 +47,10 @@ END $$;
 SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 1) AS pgfeed_migrate \gset
 \if :pgfeed_migrate
 \ir migrations/0001_tables.sql
+\endif
+SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 3) AS pgfeed_migrate \gset
+\if :pgfeed_migrate
+\ir migrations/0003_authorize.sql
 \endif
 
 -- Functions, re-created on every run. channel.sql comes first: the others

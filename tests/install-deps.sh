@@ -10,7 +10,7 @@
 # are skipped, so a machine that has everything runs no apt-get at all.
 set -euo pipefail
 
-build=(cmake gcc make pkg-config libfcgi-dev libpq-dev libjson-c-dev libcmocka-dev)
+build=(cmake gcc make pkg-config libfcgi-dev libpq-dev libjson-c-dev libcmocka-dev libssl-dev)
 demo=(postgresql-15 postgresql-client-15 apache2 libapache2-mod-fcgid python3 python3-psycopg2 curl)
 test=(lighttpd nginx-light libfcgi-bin chromium nodejs npm fonts-dejavu-core procps iproute2)
 

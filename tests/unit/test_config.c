@@ -266,6 +266,24 @@ static void test_last_flag_wins(void **state)
     assert_false(cfg.publish);
 }
 
+/* List options (--allow, --cors-origin, ...): a repeated flag appends, the first replaces. */
+static void test_list_flags_append(void **state)
+{
+    pgfeed_config cfg;
+    LOAD_OK(&cfg, "--allow", "public:*", "--allow=news", "--allow-user", "user:{user}");
+    assert_string_equal(cfg.allow, "public:*,news");
+    assert_string_equal(cfg.allow_user, "user:{user}");
+    assert_string_equal(cfg.admin_allow, "loopback");
+    setenv("PGFEED_ALLOW", "from-env", 1);
+    LOAD_OK(&cfg, "--log-level", "info");
+    assert_string_equal(cfg.allow, "from-env");
+    LOAD_OK(&cfg, "--allow", "a", "--allow", "b");
+    assert_string_equal(cfg.allow, "a,b");
+    unsetenv("PGFEED_ALLOW");
+    LOAD_OK(&cfg, "--admin-allow", "user:ops");
+    assert_string_equal(cfg.admin_allow, "user:ops");
+}
+
 static void test_bool_values(void **state)
 {
     const char *const yes[] = {"1", "true", "yes", "on"};
@@ -385,6 +403,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_defaults),
+        TEST(test_list_flags_append),
         TEST(test_unknown_variables_are_ignored),
         TEST(test_int_limits_from_the_environment),
         TEST(test_int_limits_from_flags),
