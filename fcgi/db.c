@@ -31,7 +31,8 @@ typedef enum query_kind {
     QUERY_READ,
     QUERY_PUBLISH,
     QUERY_PING,
-    QUERY_PRUNE
+    QUERY_PRUNE,
+    QUERY_AUTHORIZE
 } query_kind;
 
 static const char *const query_sql[] = {
@@ -40,6 +41,8 @@ static const char *const query_sql[] = {
     [QUERY_PUBLISH] = "SELECT pgfeed.publish($1, $2, $3::jsonb)",
     [QUERY_PING] = "SELECT 1",
     [QUERY_PRUNE] = "SELECT pgfeed.prune()",
+    /* NULL from the application's function is a no. */
+    [QUERY_AUTHORIZE] = "SELECT coalesce(pgfeed.authorize($1, $2), false)",
 };
 
 struct db_query {
@@ -51,6 +54,7 @@ struct db_query {
         db_read_cb read;
         db_publish_cb publish;
         db_ping_cb ping;
+        db_authorize_cb authorize;
     } cb;
     void *ctx;
     bool cancelled;
@@ -115,6 +119,9 @@ static void query_fail(db_query *q, const char *error)
     }
     case QUERY_PING:
         q->cb.ping(q->ctx, false);
+        break;
+    case QUERY_AUTHORIZE:
+        q->cb.authorize(q->ctx, false, false);
         break;
     case QUERY_LISTEN:
     case QUERY_PRUNE:
@@ -283,6 +290,9 @@ static void deliver(db *d, db_query *q, PGresult *res)
     }
     case QUERY_PING:
         q->cb.ping(q->ctx, true);
+        break;
+    case QUERY_AUTHORIZE:
+        q->cb.authorize(q->ctx, true, PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t"));
         break;
     case QUERY_PRUNE:
         log_info(0, "pruned %s events", PQntuples(res) ? PQgetvalue(res, 0, 0) : "0");
@@ -503,6 +513,16 @@ db_query *db_ping(db *d, db_ping_cb cb, void *ctx)
     db_query *q = db_submit(d, QUERY_PING, 0, NULL, ctx);
     if (q)
         q->cb.ping = cb;
+    return q;
+}
+
+db_query *db_authorize(db *d, const char *principal, const char *channel, db_authorize_cb cb,
+                       void *ctx)
+{
+    char *params[2] = {xstrdup(principal), xstrdup(channel)};
+    db_query *q = db_submit(d, QUERY_AUTHORIZE, 2, params, ctx);
+    if (q)
+        q->cb.authorize = cb;
     return q;
 }
 
