@@ -51,8 +51,6 @@ static const option_spec options[] = {
     OPT("prune-interval", OPT_INT, prune_interval, "300", 0, 86400,
         "seconds between pgfeed.prune() runs (0: never)"),
     OPT("publish", OPT_BOOL, publish, "0", 0, 1, "allow POST /{channel} to publish"),
-    OPT("publish-token", OPT_STRING, publish_token, NULL, 0, 0,
-        "bearer token POST must carry (recommended with --publish)"),
     OPT("max-body", OPT_INT, max_body, "65536", 1, 1 << 24, "largest POST body, bytes"),
     /* Authorization (issue 10): who may read, publish and see the admin routes. */
     OPT("allow", OPT_LIST, allow, NULL, 0, 0, "channel patterns anyone may read (public:*,news)"),

@@ -27,9 +27,8 @@ typedef struct pgfeed_config {
     int max_buffered; /* bytes queued for one client before it counts as too slow */
     int ring_events;  /* recent events cached per channel */
     int ring_bytes;
-    int prune_interval;        /* seconds between pgfeed.prune() runs; 0: never */
-    bool publish;              /* POST /{channel} publishes */
-    const char *publish_token; /* if set, POST needs Authorization: Bearer <token> */
+    int prune_interval; /* seconds between pgfeed.prune() runs; 0: never */
+    bool publish;       /* POST /{channel} publishes (never anonymously: see guard.h) */
     int max_body;
     /* Authorization (see authz.h, token.h); lists are comma-separated patterns. */
     const char *allow;

@@ -260,7 +260,7 @@ static bool is_publish_token(const guard *a, const char *value, size_t len)
     return CRYPTO_memcmp(digest, a->publish_token_digest, sizeof digest) == 0;
 }
 
-int guard_identify(const guard *a, guard_param_fn param, void *ctx, int64_t now_ms,
+int guard_identify(const guard *a, guard_param_fn param, void *ctx, int64_t now_ms, int64_t wall_s,
                    guard_identity *id, guard_refusal *why)
 {
     memset(id, 0, sizeof *id);
@@ -289,7 +289,9 @@ int guard_identify(const guard *a, guard_param_fn param, void *ctx, int64_t now_
             token = NULL;
         }
     }
-    if (!token && !id->bearer_is_publish_token && a->cfg->token_cookie && *a->cfg->token_cookie)
+    /* The cookie is only ours to read when there are keys to check it with. */
+    if (!token && !id->bearer_is_publish_token && a->keys && a->cfg->token_cookie &&
+        *a->cfg->token_cookie)
         token = cookie_value(param(ctx, "HTTP_COOKIE"), a->cfg->token_cookie, &token_len);
     if (!token)
         return 0;
@@ -301,13 +303,14 @@ int guard_identify(const guard *a, guard_param_fn param, void *ctx, int64_t now_
     }
     token_limits limits = {.max_bytes = (size_t)a->cfg->token_max_bytes,
                            .leeway = a->cfg->token_leeway};
-    token_status st = token_verify(a->keys, &limits, token, token_len, now_ms / 1000, &id->claims);
+    token_status st = token_verify(a->keys, &limits, token, token_len, wall_s, &id->claims);
     if (st != TOKEN_OK) {
         refuse(why, 401, WWW_INVALID, "%s", token_status_text(st));
         return -1;
     }
     id->has_token = true;
-    id->expires_ms = (id->claims.exp + a->cfg->token_leeway) * 1000;
+    /* exp is a time of day; the loop's deadlines are monotonic: carry the distance over. */
+    id->expires_ms = now_ms + (id->claims.exp + a->cfg->token_leeway - wall_s) * 1000;
     if (id->claims.sub) {
         if (id->remote_user && strcmp(id->remote_user, id->claims.sub) != 0) {
             refuse(why, 401, WWW_INVALID,

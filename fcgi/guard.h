@@ -58,9 +58,11 @@ const char *guard_closed_advice(const guard *a);
 /*
  * Finds who the request is. Returns 0, or -1 with *why filled (a token that
  * does not verify, REMOTE_USER and the token disagreeing): such a request is
- * refused whatever it asks. *id is always initialized.
+ * refused whatever it asks. *id is always initialized. now_ms is the monotonic
+ * clock the event loop runs on (expires_ms is on it too); wall_s is the time
+ * of day, which token claims are in.
  */
-int guard_identify(const guard *a, guard_param_fn param, void *ctx, int64_t now_ms,
+int guard_identify(const guard *a, guard_param_fn param, void *ctx, int64_t now_ms, int64_t wall_s,
                    guard_identity *id, guard_refusal *why) __attribute__((warn_unused_result));
 void guard_identity_free(guard_identity *id);
 

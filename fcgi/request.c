@@ -2,6 +2,7 @@
  * request — parsing, answering, holding and streaming one request (see request.h).
  */
 #include "request.h"
+#include "channel_auth.h"
 #include "cursor.h"
 #include "feed_format.h"
 #include "feed_request.h"
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /*
  * The life of a request. Every request not yet closed is on the registry's
@@ -24,6 +26,10 @@ typedef enum request_state {
      * or a ping). A feed request's subscriptions are already on their channels'
      * lists, so a channel load finishing wakes it. */
     REQ_WAITING_DB,
+    /* issue 10: pgfeed.authorize is being asked about some of the request's
+     * channels; nothing is subscribed yet. channel_auth's answer either starts
+     * the feed or refuses the request. */
+    REQ_AUTHORIZING,
     /* A long poll with nothing new: subscriptions wait on their channels' lists
      * until one moves or the sweep finds the deadline passed. */
     REQ_HELD,
@@ -74,6 +80,11 @@ struct request {
     request *prev, *next;        /* on reg->active, then reg->closed */
     bool on_ready_list;          /* a stream with more to write, pumped at the end of the turn */
     request *ready_next;
+    /* issue 10: who asks (valid while the request lives), its channels'
+     * authorization, and the CORS headers every answer of it carries. */
+    guard_identity who;
+    channel_auth *auth;
+    buf cors;
 };
 
 static void request_evaluate(request *r);
@@ -142,6 +153,8 @@ static void request_close(request *r)
     request_release_subscriptions(r);
     db_query_cancel(r->query);
     r->query = NULL;
+    channel_auth_free(r->auth); /* issue 10: no authorize answer may call back */
+    r->auth = NULL;
     if (r->watched)
         event_loop_unwatch(reg->loop, &r->watch);
     fcgi_conn_close(r->conn);
@@ -160,6 +173,8 @@ void request_reap(request_registry *reg)
         request *r = reg->closed;
         list_remove(&reg->closed, r);
         feed_request_free(&r->fr);
+        guard_identity_free(&r->who);
+        buf_free(&r->cors);
         free(r->subs);
         free(r);
     }
@@ -206,6 +221,8 @@ static void request_respond(request *r, int status, const char *content_type,
     feed_format_head(&head, status, content_type);
     if (extra_headers)
         buf_append_str(&head, extra_headers);
+    if (r->cors.len)
+        buf_append(&head, r->cors.data, r->cors.len);
     feed_format_end_head(&head);
     fcgi_conn_send(r->conn, head.data, head.len);
     buf_free(&head);
@@ -248,6 +265,22 @@ static void request_fail(request *r, int status, const char *detail, json_object
 static void request_fail_unavailable(request *r)
 {
     request_fail(r, 503, "the database is unreachable; retry shortly", NULL);
+}
+
+/* issue 10: a 401, 403 (or 503 from pgfeed.authorize) with its WWW-Authenticate. */
+static void request_refuse(request *r, const guard_refusal *why)
+{
+    if (why->status == 503) {
+        request_fail(r, 503, why->detail, NULL);
+        return;
+    }
+    buf body = BUF_INIT, headers = BUF_INIT;
+    problem_body(&body, why->status, why->detail, NULL);
+    guard_refusal_headers(why, &headers);
+    log_debug(r->id, "%d: %s", why->status, why->detail);
+    request_respond(r, why->status, "application/problem+json", headers.data, body.data, body.len);
+    buf_free(&body);
+    buf_free(&headers);
 }
 
 /* ---- subscriptions and history reads ------------------------------------- */
@@ -544,6 +577,8 @@ static void stream_begin(request *r)
     feed_format_head(&head, 200, "text/event-stream");
     /* nginx buffers FastCGI answers unless told otherwise, per response. */
     feed_format_header(&head, "X-Accel-Buffering", "no");
+    if (r->cors.len)
+        buf_append(&head, r->cors.data, r->cors.len);
     feed_format_end_head(&head);
     feed_format_sse_retry(&head, r->reg->cfg->sse_retry_ms);
     metrics_count_status(r->reg->stats, 200);
@@ -655,6 +690,9 @@ static void stream_pump(request *r)
 {
     size_t high_water = (size_t)r->reg->cfg->max_buffered / 2;
     size_t written = 0;
+    /* issue 10: nothing is written once the decision has run out, nor while it is re-checked. */
+    if (channel_auth_pending(r->auth) || clock_now_ms() >= channel_auth_until(r->auth))
+        return;
     while (r->state == REQ_STREAMING) {
         int ready = subs_prepare(r);
         /* ids name every channel's cursor, so nothing is written until all are resolved */
@@ -710,11 +748,29 @@ static void stream_end(request *r)
     request_flush(r);
 }
 
+/* issue 10: authorization ran out; a last frame tells the client to renew and resume. */
+static void stream_end_auth(request *r, const char *reason)
+{
+    json_object *data = json_object_new_object();
+    json_object_object_add(data, "reason", json_object_new_string(reason));
+    buf frame = BUF_INIT;
+    buf_printf(&frame, "event: auth\ndata: %s\n\n",
+               json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN));
+    json_object_put(data);
+    log_info(r->id, "ending a stream: %s", reason);
+    stream_send(r, &frame);
+    buf_free(&frame);
+    if (r->state == REQ_STREAMING)
+        stream_end(r);
+}
+
 /* ---- dispatch -------------------------------------------------------------- */
 
 static void request_evaluate(request *r)
 {
     switch (r->state) {
+    case REQ_AUTHORIZING:
+        break; /* channel_auth's answer moves it on */
     case REQ_WAITING_DB:
     case REQ_HELD:
         if (r->fr.transport == TRANSPORT_SSE)
@@ -789,15 +845,11 @@ static void publish_on_result(void *ctx, const db_publish_result *res)
 /* Checks a POST and starts pgfeed.publish(); runs while the params are still there. */
 static void publish_start(request *r)
 {
-    const pgfeed_config *cfg = r->reg->cfg;
-    if (cfg->publish_token && *cfg->publish_token) {
-        const char *auth = fcgi_conn_param(r->conn, "HTTP_AUTHORIZATION");
-        size_t token_len = strlen(cfg->publish_token);
-        if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) != token_len ||
-            memcmp(auth + 7, cfg->publish_token, token_len) != 0) {
-            request_fail(r, 403, "publishing needs Authorization: Bearer <publish token>", NULL);
-            return;
-        }
+    /* issue 10: never anonymous (guard_publish: shared token, publish claim, rules). */
+    guard_refusal why;
+    if (!guard_publish(r->reg->guard, &r->who, r->fr.channels[0], &why)) {
+        request_refuse(r, &why);
+        return;
     }
     const char *content_type = fcgi_conn_param(r->conn, "CONTENT_TYPE");
     if (!content_type || strncasecmp(content_type, "application/json", 16) != 0) {
@@ -874,6 +926,9 @@ static void feed_start(request *r)
     r->deadline_ms = now + (fr->transport == TRANSPORT_SSE ? (int64_t)reg->cfg->sse_lifetime
                                                            : (int64_t)fr->wait) *
                                1000;
+    /* issue 10: a long poll is answered (as a timeout) when its authorization runs out. */
+    if (fr->transport == TRANSPORT_LONG_POLL && channel_auth_until(r->auth) < r->deadline_ms)
+        r->deadline_ms = channel_auth_until(r->auth);
     r->subs = xcalloc(fr->n_channels, sizeof *r->subs);
     r->n_subs = fr->n_channels;
     for (size_t i = 0; i < fr->n_channels; i++) {
@@ -896,6 +951,71 @@ static void feed_start(request *r)
     }
 }
 
+/* issue 10: channel_auth's answer, at the start (REQ_AUTHORIZING) or on a stream's re-check. */
+static void request_on_auth(void *ctx, const guard_refusal *why)
+{
+    request *r = ctx;
+    if (r->state == REQ_AUTHORIZING) {
+        if (why)
+            request_refuse(r, why);
+        else
+            feed_start(r);
+    } else if (r->state == REQ_STREAMING) {
+        if (why)
+            stream_end_auth(r, why->detail);
+        else
+            stream_pump(r);
+    }
+}
+
+/* issue 10: every channel of the request, checked before anything is subscribed. */
+static void feed_authorize(request *r)
+{
+    guard_refusal why;
+    switch (channel_auth_start(r->reg->guard, r->reg->database, &r->who,
+                               (const char *const *)r->fr.channels, r->fr.n_channels,
+                               clock_now_ms(), request_on_auth, r, &r->auth, &why)) {
+    case CHANNEL_AUTH_OK:
+        feed_start(r);
+        break;
+    case CHANNEL_AUTH_REFUSED:
+        request_refuse(r, &why);
+        break;
+    case CHANNEL_AUTH_PENDING:
+        r->state = REQ_AUTHORIZING;
+        break;
+    }
+}
+
+/* issue 10: CORS preflight, answered before parsing (feed_request knows no OPTIONS). */
+static bool request_preflight(request *r)
+{
+    const char *method = fcgi_conn_param(r->conn, "REQUEST_METHOD");
+    if (!method || strcmp(method, "OPTIONS") != 0)
+        return false;
+    buf headers = BUF_INIT;
+    guard_refusal why;
+    int status = guard_preflight(r->reg->guard, conn_param, r->conn, &headers, &why);
+    fcgi_conn_drop_params(r->conn);
+    if (status == 204)
+        request_respond(r, 204, NULL, headers.data, NULL, 0);
+    else
+        request_refuse(r, &why);
+    buf_free(&headers);
+    return true;
+}
+
+/* issue 10: whether --cors-origin '*' may cover the answer (every channel open to anyone). */
+static bool request_all_public(const request *r)
+{
+    if (r->fr.route != ROUTE_FEED || r->fr.n_channels == 0)
+        return false;
+    for (size_t i = 0; i < r->fr.n_channels; i++)
+        if (!guard_channel_public(r->reg->guard, r->fr.channels[i]))
+            return false;
+    return true;
+}
+
 void request_start(request_registry *reg, fcgi_conn *conn)
 {
     const pgfeed_config *cfg = reg->cfg;
@@ -916,10 +1036,24 @@ void request_start(request_registry *reg, fcgi_conn *conn)
                           .max_limit = cfg->max_limit,
                           .max_wait = cfg->max_wait,
                           .publish_enabled = cfg->publish};
+    if (request_preflight(r))
+        return;
     feed_error err;
     if (feed_request_parse(conn_param, conn, &limits, &r->fr, &err) < 0) {
+        guard_cors_headers(reg->guard, conn_param, conn, false, &r->cors);
         fcgi_conn_drop_params(conn);
         request_fail_allow(r, err.status, err.detail, NULL, err.allow);
+        return;
+    }
+    /* issue 10: who asks, decided while the params are here; CORS for every answer. */
+    guard_cors_headers(reg->guard, conn_param, conn, request_all_public(r), &r->cors);
+    guard_refusal why;
+    if (guard_identify(reg->guard, conn_param, conn, clock_now_ms(), time(NULL), &r->who, &why) <
+            0 ||
+        ((r->fr.route == ROUTE_HEALTH || r->fr.route == ROUTE_METRICS) &&
+         !guard_admin(reg->guard, conn_param, conn, &r->who, &why))) {
+        fcgi_conn_drop_params(conn);
+        request_refuse(r, &why);
         return;
     }
     if (reg->shutting_down) {
@@ -954,7 +1088,7 @@ void request_start(request_registry *reg, fcgi_conn *conn)
         metrics_answer(r);
         break;
     case ROUTE_FEED:
-        feed_start(r);
+        feed_authorize(r); /* issue 10 */
         break;
     }
 }
@@ -973,7 +1107,16 @@ void request_sweep(request_registry *reg, int64_t now_ms)
             if (now_ms >= r->deadline_ms)
                 request_close(r);
         } else if (r->state == REQ_STREAMING) {
-            if (now_ms >= r->deadline_ms) {
+            /* issue 10: the stream's authorization ran out: end it, or re-check (paused). */
+            channel_auth_status auth = CHANNEL_AUTH_PENDING;
+            guard_refusal why;
+            if (now_ms >= channel_auth_until(r->auth) && !channel_auth_pending(r->auth))
+                auth = channel_auth_expire(r->auth, now_ms, &why);
+            if (auth == CHANNEL_AUTH_REFUSED) {
+                stream_end_auth(r, why.detail);
+            } else if (auth == CHANNEL_AUTH_OK) {
+                stream_pump(r); /* renewed by another request meanwhile */
+            } else if (now_ms >= r->deadline_ms) {
                 stream_end(r);
             } else if (r->backlogged_since_ms &&
                        now_ms - r->backlogged_since_ms > (int64_t)cfg->heartbeat * 1000) {

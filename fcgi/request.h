@@ -20,6 +20,7 @@
 #include "event_loop.h"
 #include "fcgi_io.h"
 #include "feed_cache.h"
+#include "guard.h"
 #include "metrics.h"
 
 typedef struct request request;
@@ -31,6 +32,7 @@ typedef struct request_registry {
     db *database;
     const pgfeed_config *cfg;
     metrics *stats;
+    guard *guard;    /* issue 10: who may read, publish, see the admin routes */
     request *active; /* every request not yet closed */
     request *closed; /* closed this turn; freed by request_reap */
     request *ready;  /* streams with more to write this turn (request_run_ready) */

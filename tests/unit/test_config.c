@@ -108,7 +108,7 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.db, "");
     assert_string_equal(cfg.log_level, "info");
     assert_false(cfg.publish);
-    assert_null(cfg.publish_token);
+    assert_null(cfg.publish_token_file);
     for (size_t i = 0; i < N_INT_OPTIONS; i++)
         assert_int_equal(int_field(&cfg, &int_options[i]), int_options[i].default_value);
 }
@@ -208,23 +208,23 @@ static void test_strings_from_the_environment(void **state)
     setenv("PGFEED_LISTEN", "/run/pgfeed/pgfeed.sock", 1);
     setenv("PGFEED_DB", "service=feeds application_name=pgfeed", 1);
     setenv("PGFEED_LOG_LEVEL", "debug", 1);
-    setenv("PGFEED_PUBLISH_TOKEN", "s3cret", 1);
+    setenv("PGFEED_PUBLISH_TOKEN_FILE", "s3cret", 1);
     pgfeed_config cfg;
     load_env_ok(&cfg);
     assert_string_equal(cfg.listen, "/run/pgfeed/pgfeed.sock");
     assert_string_equal(cfg.db, "service=feeds application_name=pgfeed");
     assert_string_equal(cfg.log_level, "debug");
-    assert_string_equal(cfg.publish_token, "s3cret");
+    assert_string_equal(cfg.publish_token_file, "s3cret");
 }
 
 static void test_strings_from_flags(void **state)
 {
     pgfeed_config cfg;
-    LOAD_OK(&cfg, "--listen", "127.0.0.1:9000", "--db=host=db port=5433", "--publish-token=a=b",
-            "--log-level", "warn");
+    LOAD_OK(&cfg, "--listen", "127.0.0.1:9000", "--db=host=db port=5433",
+            "--publish-token-file=a=b", "--log-level", "warn");
     assert_string_equal(cfg.listen, "127.0.0.1:9000");
     assert_string_equal(cfg.db, "host=db port=5433"); /* split at the first '=' only */
-    assert_string_equal(cfg.publish_token, "a=b");
+    assert_string_equal(cfg.publish_token_file, "a=b");
     assert_string_equal(cfg.log_level, "warn");
 
     LOAD_OK(&cfg, "--db=", "--listen", "");
@@ -282,6 +282,8 @@ static void test_list_flags_append(void **state)
     unsetenv("PGFEED_ALLOW");
     LOAD_OK(&cfg, "--admin-allow", "user:ops");
     assert_string_equal(cfg.admin_allow, "user:ops");
+    /* A secret never goes on the command line: the old flag is gone. */
+    assert_int_equal(LOAD(&cfg, "--publish-token", "s3cret"), -1);
 }
 
 static void test_bool_values(void **state)
@@ -336,7 +338,7 @@ static void test_missing_values(void **state)
     pgfeed_config cfg;
     assert_int_equal(LOAD(&cfg, "--max-wait"), -1);
     assert_int_equal(LOAD(&cfg, "--listen"), -1);
-    assert_int_equal(LOAD(&cfg, "--publish-token"), -1);
+    assert_int_equal(LOAD(&cfg, "--publish-token-file"), -1);
     assert_int_equal(LOAD(&cfg, "--max-wait="), -1);
     assert_int_equal(LOAD(&cfg, "--max-wait", "--publish"), -1);
 }
@@ -366,8 +368,8 @@ static void test_help_and_version(void **state)
     /* Arguments are read in order: an error before --help is still an error. */
     assert_int_equal(LOAD(&cfg, "--nope", "--help"), -1);
     /* A flag's value is never taken for --help. */
-    LOAD_OK(&cfg, "--publish-token", "--help");
-    assert_string_equal(cfg.publish_token, "--help");
+    LOAD_OK(&cfg, "--publish-token-file", "--help");
+    assert_string_equal(cfg.publish_token_file, "--help");
 }
 
 static void test_usage_names_every_option(void **state)
@@ -388,10 +390,16 @@ static void test_usage_names_every_option(void **state)
         snprintf(want, sizeof want, "[%d]\n", o->default_value);
         assert_non_null(strstr(text, want));
     }
-    const char *const others[] = {
-        "--listen ",        " PGFEED_LISTEN ",       "--db ",      " PGFEED_DB ",
-        "--log-level ",     " PGFEED_LOG_LEVEL ",    "--publish ", " PGFEED_PUBLISH ",
-        "--publish-token ", " PGFEED_PUBLISH_TOKEN "};
+    const char *const others[] = {"--listen ",
+                                  " PGFEED_LISTEN ",
+                                  "--db ",
+                                  " PGFEED_DB ",
+                                  "--log-level ",
+                                  " PGFEED_LOG_LEVEL ",
+                                  "--publish ",
+                                  " PGFEED_PUBLISH ",
+                                  "--publish-token-file ",
+                                  " PGFEED_PUBLISH_TOKEN_FILE "};
     for (size_t i = 0; i < sizeof others / sizeof *others; i++)
         assert_non_null(strstr(text, others[i]));
     free(text);

@@ -108,7 +108,7 @@ static void test_remote_user(void **state)
     params p = {{"REMOTE_USER", "alice", NULL}};
     guard_identity id;
     guard_refusal why;
-    assert_int_equal(guard_identify(a, param, &p, NOW_MS, &id, &why), 0);
+    assert_int_equal(guard_identify(a, param, &p, NOW_MS, NOW_MS / 1000, &id, &why), 0);
     assert_string_equal(id.principal, "alice");
     assert_false(id.has_token);
     int64_t until;
@@ -122,7 +122,7 @@ static void test_remote_user(void **state)
 
     /* Anonymous: public reads, 401 with WWW-Authenticate for the rest. */
     params anon = {{NULL}};
-    assert_int_equal(guard_identify(a, param, &anon, NOW_MS, &id, &why), 0);
+    assert_int_equal(guard_identify(a, param, &anon, NOW_MS, NOW_MS / 1000, &id, &why), 0);
     assert_null(id.principal);
     assert_int_equal(guard_read(a, &id, "user:bob", NOW_MS, &until, &why), AUTHZ_DENY);
     assert_int_equal(why.status, 401);
@@ -149,7 +149,7 @@ static void test_bearer_and_cookie(void **state)
     params by_cookie = {{"HTTP_COOKIE", cookie, NULL}};
     params *both[] = {&by_header, &by_cookie};
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(guard_identify(a, param, both[i], NOW_MS, &id, &why), 0);
+        assert_int_equal(guard_identify(a, param, both[i], NOW_MS, NOW_MS / 1000, &id, &why), 0);
         assert_string_equal(id.principal, "carol");
         assert_int_equal(id.expires_ms, 1700000600000LL);
         assert_int_equal(guard_read(a, &id, "room:1", NOW_MS, &until, &why), AUTHZ_ALLOW);
@@ -159,16 +159,22 @@ static void test_bearer_and_cookie(void **state)
         assert_int_equal(why.status, 403);
         guard_identity_free(&id);
     }
+    /* exp is wall time; expires_ms is on the caller's monotonic clock (5 s since boot). */
+    assert_int_equal(guard_identify(a, param, &by_header, 5000, NOW_MS / 1000, &id, &why), 0);
+    assert_int_equal(id.expires_ms, 5000 + 600000);
+    guard_identity_free(&id);
     /* REMOTE_USER and the token must agree. */
     params clash = {{"HTTP_AUTHORIZATION", auth, "REMOTE_USER", "mallory", NULL}};
-    assert_int_equal(guard_identify(a, param, &clash, NOW_MS, &id, &why), -1);
+    assert_int_equal(guard_identify(a, param, &clash, NOW_MS, NOW_MS / 1000, &id, &why), -1);
     assert_int_equal(why.status, 401);
     guard_identity_free(&id);
     params agree = {{"HTTP_AUTHORIZATION", auth, "REMOTE_USER", "carol", NULL}};
-    assert_int_equal(guard_identify(a, param, &agree, NOW_MS, &id, &why), 0);
+    assert_int_equal(guard_identify(a, param, &agree, NOW_MS, NOW_MS / 1000, &id, &why), 0);
     guard_identity_free(&id);
     /* Expired (leeway 0 here) and tampered tokens: 401 naming why, never the token. */
-    assert_int_equal(guard_identify(a, param, &by_header, 1700000600000LL, &id, &why), -1);
+    assert_int_equal(
+        guard_identify(a, param, &by_header, 1700000600000LL, 1700000600000LL / 1000, &id, &why),
+        -1);
     assert_int_equal(why.status, 401);
     assert_non_null(strstr(why.detail, "expired"));
     assert_null(strstr(why.detail, t));
@@ -178,12 +184,12 @@ static void test_bearer_and_cookie(void **state)
     buf_free(&h);
     guard_identity_free(&id);
     auth[strlen(auth) - 3] ^= 1;
-    assert_int_equal(guard_identify(a, param, &by_header, NOW_MS, &id, &why), -1);
+    assert_int_equal(guard_identify(a, param, &by_header, NOW_MS, NOW_MS / 1000, &id, &why), -1);
     assert_non_null(strstr(why.detail, "signature"));
     guard_identity_free(&id);
     /* Basic credentials are the web server's business. */
     params basic = {{"HTTP_AUTHORIZATION", "Basic YWxpY2U6eA==", "REMOTE_USER", "alice", NULL}};
-    assert_int_equal(guard_identify(a, param, &basic, NOW_MS, &id, &why), 0);
+    assert_int_equal(guard_identify(a, param, &basic, NOW_MS, NOW_MS / 1000, &id, &why), 0);
     assert_string_equal(id.principal, "alice");
     guard_identity_free(&id);
     free(t);
@@ -193,7 +199,7 @@ static void test_bearer_and_cookie(void **state)
     cfg.token_keys = NULL;
     cfg.publish = false;
     a = make(&cfg);
-    assert_int_equal(guard_identify(a, param, &by_header, NOW_MS, &id, &why), -1);
+    assert_int_equal(guard_identify(a, param, &by_header, NOW_MS, NOW_MS / 1000, &id, &why), -1);
     assert_int_equal(why.status, 401);
     guard_identity_free(&id);
     guard_free(a);
@@ -207,7 +213,7 @@ static void test_publish(void **state)
     guard_identity id;
     guard_refusal why;
     params shared = {{"HTTP_AUTHORIZATION", "Bearer publish-secret-0123456789", NULL}};
-    assert_int_equal(guard_identify(a, param, &shared, NOW_MS, &id, &why), 0);
+    assert_int_equal(guard_identify(a, param, &shared, NOW_MS, NOW_MS / 1000, &id, &why), 0);
     assert_true(id.bearer_is_publish_token);
     assert_true(guard_publish(a, &id, "anything", &why));
     guard_identity_free(&id);
@@ -216,16 +222,16 @@ static void test_publish(void **state)
                            "Bearer publish-secret-01234567890"};
     for (size_t i = 0; i < 3; i++) {
         params p = {{"HTTP_AUTHORIZATION", wrong[i], NULL}};
-        assert_int_equal(guard_identify(a, param, &p, NOW_MS, &id, &why), -1);
+        assert_int_equal(guard_identify(a, param, &p, NOW_MS, NOW_MS / 1000, &id, &why), -1);
         guard_identity_free(&id);
     }
     params anon = {{NULL}};
-    assert_int_equal(guard_identify(a, param, &anon, NOW_MS, &id, &why), 0);
+    assert_int_equal(guard_identify(a, param, &anon, NOW_MS, NOW_MS / 1000, &id, &why), 0);
     assert_false(guard_publish(a, &id, "public:x", &why)); /* --allow is for reading */
     assert_int_equal(why.status, 401);
     guard_identity_free(&id);
     params alice = {{"REMOTE_USER", "alice", NULL}};
-    assert_int_equal(guard_identify(a, param, &alice, NOW_MS, &id, &why), 0);
+    assert_int_equal(guard_identify(a, param, &alice, NOW_MS, NOW_MS / 1000, &id, &why), 0);
     assert_true(guard_publish(a, &id, "user:alice", &why));
     assert_false(guard_publish(a, &id, "user:bob", &why));
     assert_int_equal(why.status, 403);
@@ -234,7 +240,7 @@ static void test_publish(void **state)
     char auth[1024];
     snprintf(auth, sizeof auth, "Bearer %s", t);
     params bot = {{"HTTP_AUTHORIZATION", auth, NULL}};
-    assert_int_equal(guard_identify(a, param, &bot, NOW_MS, &id, &why), 0);
+    assert_int_equal(guard_identify(a, param, &bot, NOW_MS, NOW_MS / 1000, &id, &why), 0);
     assert_true(guard_publish(a, &id, "room:3", &why));
     assert_false(guard_publish(a, &id, "news", &why));
     guard_identity_free(&id);

@@ -13,7 +13,7 @@ import path from 'node:path';
 
 import { request } from './http.mjs';
 import { openSse } from './sse_probe.mjs';
-import { testEnv } from './env.mjs';
+import { serverUser, testEnv } from './env.mjs';
 
 /** The HS256 secret of the tests' JWK Set (kid k1). */
 export const SECRET = randomBytes(32);
@@ -33,10 +33,15 @@ export function mintToken({ ttl = 3600, ...claims }, options = {}) {
   return `${head}.${body}.${sig}`;
 }
 
-/** A directory every server user can read, removed by cleanup(). */
-export function readableDir(kind) {
+/**
+ * A directory every server user can read, removed by cleanup(); owned by the
+ * server user when writable (a daemon's socket goes there).
+ */
+export function readableDir(kind, { writable = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `pgfeed-e2e-${kind}-`));
   fs.chmodSync(dir, 0o755);
+  const user = serverUser();
+  if (writable && user) fs.chownSync(dir, user.uid, user.gid);
   return {
     dir,
     write(name, text) {
