@@ -27,7 +27,6 @@ typedef struct metrics {
     uint64_t departed_clients;
     uint64_t slow_streams_ended;
     uint64_t held_rejected;
-    size_t held_now; /* long polls and streams */
 } metrics;
 
 typedef struct metrics_snapshot {
@@ -37,6 +36,7 @@ typedef struct metrics_snapshot {
     size_t channels_cached;
     uint64_t cache_hits;
     uint64_t cache_misses;
+    size_t held_now; /* long polls and streams, counted by the request registry */
 } metrics_snapshot;
 
 void metrics_count_status(metrics *m, int status);

@@ -45,7 +45,7 @@ typedef struct server {
     feed_cache *cache;
     guard *guard;
     metrics stats;
-    request_registry requests;
+    request_registry *requests;
     event_watch listener;
 } server;
 
@@ -85,7 +85,7 @@ static void server_on_listener(void *data, uint32_t events)
                 return;
             continue; /* a broken connection; others may be waiting */
         }
-        request_start(&s->requests, conn);
+        request_start(s->requests, conn);
     }
 }
 
@@ -122,7 +122,7 @@ static int server_open_listener(server *s)
 
 static void server_free(server *s)
 {
-    request_reap(&s->requests);
+    request_registry_free(s->requests);
     feed_cache_free(s->cache);
     guard_free(s->guard);
     db_free(s->database);
@@ -165,12 +165,7 @@ int server_run(const pgfeed_config *cfg)
                                 .read_batch = cfg->max_limit,
                                 .idle_ms = 60000};
     s.cache = feed_cache_new(s.database, &limits);
-    s.requests = (request_registry){.loop = s.loop,
-                                    .cache = s.cache,
-                                    .database = s.database,
-                                    .cfg = cfg,
-                                    .stats = &s.stats,
-                                    .guard = s.guard};
+    s.requests = request_registry_new(s.loop, s.cache, s.database, cfg, &s.stats, s.guard);
     s.listener.fd = -1;
 
     /* A daemon that cannot listen says so before it touches the database. */
@@ -181,17 +176,17 @@ int server_run(const pgfeed_config *cfg)
     int64_t now = clock_now_ms();
     db_tick(s.database, now);
     if (cgi)
-        request_start(&s.requests, fcgi_io_cgi((size_t)cfg->max_body));
+        request_start(s.requests, fcgi_io_cgi((size_t)cfg->max_body));
 
     int64_t last_cache_sweep = now, last_prune = now, last_sweep = now, stop_deadline = 0;
     while (true) {
         /* Streams with more to write must not wait a tick for the next turn. */
-        event_loop_run_once(s.loop, s.requests.ready ? 0 : TICK_MS);
+        event_loop_run_once(s.loop, request_registry_has_ready(s.requests) ? 0 : TICK_MS);
         now = clock_now_ms();
         db_tick(s.database, now);
         /* The sweep walks every request: once a tick, not once per wake-up. */
         if (now - last_sweep >= TICK_MS) {
-            request_sweep(&s.requests, now);
+            request_sweep(s.requests, now);
             last_sweep = now;
         }
         if (reload_requested) {
@@ -202,10 +197,10 @@ int server_run(const pgfeed_config *cfg)
                 log_info(0, "SIGHUP: token keys re-read");
         }
         if (stop_requested && !stop_deadline) {
-            log_info(0, "stopping: answering %zu held requests", s.requests.n_active);
+            log_info(0, "stopping: answering %zu held requests", request_registry_held(s.requests));
             if (s.listener.fd >= 0)
                 event_loop_unwatch(s.loop, &s.listener);
-            request_shutdown(&s.requests);
+            request_shutdown(s.requests);
             stop_deadline = now + SHUTDOWN_GRACE_MS;
         }
         if (now - last_cache_sweep >= CACHE_SWEEP_MS) {
@@ -217,11 +212,11 @@ int server_run(const pgfeed_config *cfg)
             db_prune(s.database);
             last_prune = now;
         }
-        request_run_ready(&s.requests);
-        request_reap(&s.requests);
-        if (cgi && s.requests.n_active == 0)
+        request_run_ready(s.requests);
+        request_reap(s.requests);
+        if (cgi && request_registry_active(s.requests) == 0)
             break;
-        if (stop_deadline && (s.requests.n_active == 0 || now >= stop_deadline))
+        if (stop_deadline && (request_registry_active(s.requests) == 0 || now >= stop_deadline))
             break;
     }
     server_free(&s);

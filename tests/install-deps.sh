@@ -4,7 +4,7 @@
 #
 #   tests/install-deps.sh demo   build + run the demo (PostgreSQL, Apache, mod_fcgid)
 #   tests/install-deps.sh test   everything the test suite drives as well
-#                                (lighttpd, nginx, Chromium, Node, cgi-fcgi)
+#                                (lighttpd, nginx, Chromium, Node, cgi-fcgi, clang-format)
 #
 # Uses apt-get as root, or through sudo. Safe to run again: installed packages
 # are skipped, so a machine that has everything runs no apt-get at all.
@@ -12,7 +12,7 @@ set -euo pipefail
 
 build=(cmake gcc make pkg-config libfcgi-dev libpq-dev libjson-c-dev libcmocka-dev libssl-dev)
 demo=(postgresql-15 postgresql-client-15 apache2 libapache2-mod-fcgid python3 python3-psycopg2 curl)
-test=(lighttpd nginx-light libfcgi-bin chromium nodejs npm fonts-dejavu-core procps iproute2)
+test=(lighttpd nginx-light libfcgi-bin chromium nodejs npm fonts-dejavu-core procps iproute2 clang-format)
 
 case "${1:-test}" in
 demo) wanted=("${build[@]}" "${demo[@]}") ;;
