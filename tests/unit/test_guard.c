@@ -21,6 +21,10 @@
 #define SECRET "0123456789abcdef0123456789abcdef"
 #define NOW_MS 1700000000000LL
 
+#define JWKS_K1                                                                                    \
+    "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"k1\",\"alg\":\"HS256\","                                \
+    "\"k\":\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}"
+
 static char dir[64];
 static char keys_path[128], publish_path[128];
 
@@ -53,8 +57,7 @@ static int setup(void **state)
         return -1;
     snprintf(keys_path, sizeof keys_path, "%s/jwks.json", dir);
     snprintf(publish_path, sizeof publish_path, "%s/publish-token", dir);
-    write_file(keys_path, "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"k1\",\"alg\":\"HS256\","
-                          "\"k\":\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}");
+    write_file(keys_path, JWKS_K1);
     write_file(publish_path, "publish-secret-0123456789\n");
     return 0;
 }
@@ -202,6 +205,37 @@ static void test_bearer_and_cookie(void **state)
     assert_int_equal(guard_identify(a, param, &by_header, NOW_MS, NOW_MS / 1000, &id, &why), -1);
     assert_int_equal(why.status, 401);
     guard_identity_free(&id);
+    guard_free(a);
+}
+
+/* SIGHUP: a rotated key set replaces the old one; a broken file keeps the old one. */
+static void test_reload_keys(void **state)
+{
+    pgfeed_config cfg = base_config();
+    guard *a = make(&cfg);
+    char *t = token_for("{\"sub\":\"carol\",\"exp\":1700000600}");
+    char auth[1024];
+    snprintf(auth, sizeof auth, "Bearer %s", t);
+    params p = {{"HTTP_AUTHORIZATION", auth, NULL}};
+    guard_identity id;
+    guard_refusal why;
+    char err[256];
+    assert_int_equal(guard_identify(a, param, &p, NOW_MS, NOW_MS / 1000, &id, &why), 0);
+    guard_identity_free(&id);
+    write_file(keys_path, "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"k2\",\"alg\":\"HS256\","
+                          "\"k\":\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}");
+    assert_int_equal(guard_reload_keys(a, err, sizeof err), 0);
+    assert_int_equal(guard_identify(a, param, &p, NOW_MS, NOW_MS / 1000, &id, &why), -1);
+    assert_non_null(strstr(why.detail, "kid"));
+    guard_identity_free(&id);
+    write_file(keys_path, "{not json");
+    assert_int_equal(guard_reload_keys(a, err, sizeof err), -1);
+    assert_non_null(strstr(err, keys_path));
+    write_file(keys_path, JWKS_K1); /* the original key set, for the tests after this one */
+    assert_int_equal(guard_reload_keys(a, err, sizeof err), 0);
+    assert_int_equal(guard_identify(a, param, &p, NOW_MS, NOW_MS / 1000, &id, &why), 0);
+    guard_identity_free(&id);
+    free(t);
     guard_free(a);
 }
 
@@ -366,9 +400,10 @@ static void test_bad_settings(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_remote_user), cmocka_unit_test(test_bearer_and_cookie),
-        cmocka_unit_test(test_publish),     cmocka_unit_test(test_admin),
-        cmocka_unit_test(test_cors),        cmocka_unit_test(test_bad_settings),
+        cmocka_unit_test(test_remote_user),  cmocka_unit_test(test_bearer_and_cookie),
+        cmocka_unit_test(test_reload_keys),  cmocka_unit_test(test_publish),
+        cmocka_unit_test(test_admin),        cmocka_unit_test(test_cors),
+        cmocka_unit_test(test_bad_settings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
