@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define STARTUP_CHECK_TIMEOUT_S "5" /* db_check_startup's connect_timeout */
+
 static const char *const query_sql[] = {
     [QUERY_LISTEN] = "LISTEN " NOTIFY_CHANNEL "; LISTEN " NOTIFY_PRUNED_CHANNEL,
     [QUERY_READ] = "SELECT head, oldest, version, event FROM pgfeed.read($1, $2::bigint, $3::int)",
@@ -396,4 +398,47 @@ void db_free(db *d)
     free(d->read_error);
     free(d->conninfo);
     free(d);
+}
+
+/*
+ * The one blocking connection pgfeed makes, before serving: a conninfo that
+ * cannot work (a typo, refused authentication, an unknown role or database)
+ * stops the process with libpq's own words instead of answering 503 forever.
+ * PQping tells "the server answered and refused us" (fatal) from "nobody
+ * answered" (a restart in progress: the event loop retries, as always).
+ */
+int db_check_startup(const char *conninfo)
+{
+    int rc = 0;
+    char *parse_error = NULL;
+    PQconninfoOption *parsed = NULL;
+    PGconn *conn = NULL;
+    bool given = conninfo && *conninfo;
+    if (given && !(parsed = PQconninfoParse(conninfo, &parse_error))) {
+        log_error(0, "--db: %s", parse_error ? parse_error : "out of memory");
+        rc = -1;
+        goto cleanup;
+    }
+    /* Later entries win: a connect_timeout in the conninfo or PGCONNECT_TIMEOUT overrides ours. */
+    const char *keys[] = {"connect_timeout", "dbname", NULL};
+    const char *values[] = {getenv("PGCONNECT_TIMEOUT") ? NULL : STARTUP_CHECK_TIMEOUT_S,
+                            given ? conninfo : NULL, NULL};
+    conn = PQconnectdbParams(keys, values, 1);
+    if (PQstatus(conn) == CONNECTION_OK)
+        goto cleanup;
+    switch (PQpingParams(keys, values, 1)) {
+    case PQPING_OK:
+    case PQPING_NO_ATTEMPT:
+        log_error(0, "cannot use the database: %s", PQerrorMessage(conn));
+        rc = -1;
+        break;
+    default:
+        log_warn(0, "database not reachable yet, retrying: %s", PQerrorMessage(conn));
+        break;
+    }
+cleanup:
+    PQfinish(conn);
+    PQconninfoFree(parsed);
+    PQfreemem(parse_error);
+    return rc;
 }

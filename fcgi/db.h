@@ -102,4 +102,12 @@ void db_prune(db *d);
 /* The callback will not run; q may be NULL. The caller must forget q. */
 void db_query_cancel(db_query *q);
 
+/*
+ * Connects once, blocking (at most 5 s), before the process serves: returns -1
+ * after logging libpq's message when conninfo is invalid or the server refuses
+ * the connection (authentication, unknown role or database); 0 when it works
+ * or when no server answers (that is retried like any outage).
+ */
+int db_check_startup(const char *conninfo) __attribute__((warn_unused_result));
+
 #endif

@@ -103,11 +103,24 @@ static void load_env_ok(pgfeed_config *cfg)
     assert_int_equal(LOAD(cfg, NULL), 0);
 }
 
-/* The options this file knows that are not integers (int_options has the rest). */
-static const char *const other_options[] = {
-    "listen",       "db",          "log-level",          "publish",       "publish-token-file",
-    "allow",        "allow-user",  "publish-allow-user", "authorize-sql", "token-keys",
-    "token-cookie", "admin-allow", "cors-origin"};
+/* The options this file knows that are not integers (int_options has the rest),
+ * and the two --help lists before them. */
+static const char *const other_options[] = {"help",
+                                            "version",
+                                            "listen",
+                                            "db",
+                                            "log-level",
+                                            "log-format",
+                                            "publish",
+                                            "publish-token-file",
+                                            "allow",
+                                            "allow-user",
+                                            "publish-allow-user",
+                                            "authorize-sql",
+                                            "token-keys",
+                                            "token-cookie",
+                                            "admin-allow",
+                                            "cors-origin"};
 
 static bool known_option(const char *flag, size_t len, const char *shown_default)
 {

@@ -15,11 +15,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 
 import { asServerUser, checkServerUserAccess, serverUser, testEnv } from './env.mjs';
 import { request } from './http.mjs';
 
-const E2E_DIR = path.resolve(import.meta.dirname, '..');
+const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CONF_DIR = path.join(E2E_DIR, 'conf');
 
 /**
