@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum option_type { OPT_STRING, OPT_INT, OPT_BOOL } option_type;
+/* OPT_LIST: a comma-separated string; a flag given twice appends ("--allow a --allow b"). */
+typedef enum option_type { OPT_STRING, OPT_INT, OPT_BOOL, OPT_LIST } option_type;
 
 typedef struct option_spec {
     const char *flag; /* --flag; the variable is PGFEED_ + upper case with '_' */
@@ -52,8 +53,6 @@ static const option_spec options[] = {
     OPT("prune-interval", OPT_INT, prune_interval, "300", 0, 86400,
         "seconds between pgfeed.prune() runs (0: never)"),
     OPT("publish", OPT_BOOL, publish, "0", 0, 1, "allow POST /{channel} to publish"),
-    OPT("publish-token", OPT_STRING, publish_token, NULL, 0, 0,
-        "bearer token POST must carry (recommended with --publish)"),
     OPT("max-body", OPT_INT, max_body, "65536", 1, 1 << 24, "largest POST body, bytes"),
     OPT("hub", OPT_BOOL, hub, "0", 0, 1,
         "share one daemon per host and configuration (mod_fcgid): relay to it, or be it"),
@@ -67,7 +66,55 @@ static const option_spec options[] = {
         "seconds a relayed request may be silent both ways (above max-wait and heartbeat)"),
     OPT("relay-buffer", OPT_INT, relay_buffer, "65536", 4096, 1 << 24,
         "bytes a relay buffers per direction"),
+    /* Authorization (issue 10): who may read, publish and see the admin routes. */
+    OPT("allow", OPT_LIST, allow, NULL, 0, 0, "channel patterns anyone may read (public:*,news)"),
+    OPT("allow-user", OPT_LIST, allow_user, NULL, 0, 0,
+        "channel patterns a principal may read, {user} = principal (user:{user})"),
+    OPT("authorize-sql", OPT_BOOL, authorize_sql, "0", 0, 1,
+        "ask pgfeed.authorize(principal, channel) for channels no rule allows"),
+    OPT("auth-cache-ttl", OPT_INT, auth_cache_ttl, "60", 1, 86400,
+        "seconds a pgfeed.authorize answer is kept (the revocation bound)"),
+    OPT("auth-cache-max", OPT_INT, auth_cache_max, "100000", 1, 10000000,
+        "pgfeed.authorize answers kept at most"),
+    OPT("token-keys", OPT_STRING, token_keys, NULL, 0, 0,
+        "JWK Set file of the keys app tokens are signed with (re-read on SIGHUP)"),
+    OPT("token-cookie", OPT_STRING, token_cookie, NULL, 0, 0,
+        "cookie that carries the token (for EventSource)"),
+    OPT("token-leeway", OPT_INT, token_leeway, "30", 0, 600,
+        "seconds of clock skew allowed on exp, nbf, iat"),
+    OPT("token-max-bytes", OPT_INT, token_max_bytes, "8192", 64, 65536, "longest token accepted"),
+    OPT("publish-allow-user", OPT_LIST, publish_allow_user, NULL, 0, 0,
+        "channel patterns a principal may POST to, {user} = principal"),
+    OPT("publish-token-file", OPT_STRING, publish_token_file, NULL, 0, 0,
+        "file holding a shared bearer token that may POST to any channel"),
+    OPT("admin-allow", OPT_LIST, admin_allow, "loopback", 0, 0,
+        "who gets /_health and /_metrics: loopback, any, user:NAME"),
+    OPT("cors-origin", OPT_LIST, cors_origin, NULL, 0, 0,
+        "origins whose pages may read cross-origin (https://app.example, or *)"),
 };
+
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+/* Lists built from repeated flags; kept here (reachable) until the next config_load. */
+static char *list_values[N_OPTIONS];
+
+/* A repeated list flag appends to what the first one set. */
+static const char *list_append(size_t index, const char *value)
+{
+    char *old = list_values[index];
+    size_t old_len = old ? strlen(old) : 0, len = strlen(value);
+    char *joined = malloc(old_len + 1 + len + 1);
+    if (!joined)
+        abort();
+    if (old)
+        memcpy(joined, old, old_len);
+    if (old)
+        joined[old_len++] = ',';
+    memcpy(joined + old_len, value, len + 1);
+    free(old);
+    list_values[index] = joined;
+    return joined;
+}
 
 static char *env_name(const char *flag, char *out, size_t cap)
 {
@@ -82,7 +129,7 @@ static int option_set(pgfeed_config *cfg, const option_spec *o, const char *valu
                       const char *source)
 {
     void *field = (char *)cfg + o->offset;
-    if (o->type == OPT_STRING) {
+    if (o->type == OPT_STRING || o->type == OPT_LIST) {
         *(const char **)field = value;
         return 0;
     }
@@ -188,8 +235,6 @@ void config_man_options(FILE *out)
     }
 }
 
-#define N_OPTIONS (sizeof options / sizeof options[0])
-
 static bool option_given(const bool *given, const char *flag)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
@@ -220,6 +265,11 @@ int config_load(pgfeed_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
     bool given[N_OPTIONS] = {false};
+    bool list_flag_seen[N_OPTIONS] = {false};
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        free(list_values[i]);
+        list_values[i] = NULL;
+    }
     char name[64];
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         const option_spec *o = &options[i];
@@ -248,9 +298,10 @@ int config_load(pgfeed_config *cfg, int argc, char **argv)
         const char *eq = strchr(flag, '=');
         size_t flag_len = eq ? (size_t)(eq - flag) : strlen(flag);
         const option_spec *o = NULL;
+        size_t index = 0;
         for (size_t i = 0; i < N_OPTIONS; i++)
             if (strlen(options[i].flag) == flag_len && !strncmp(options[i].flag, flag, flag_len)) {
-                o = &options[i];
+                o = &options[index = i];
                 given[i] = true;
             }
         if (!o) {
@@ -265,6 +316,15 @@ int config_load(pgfeed_config *cfg, int argc, char **argv)
         if (!value) {
             fprintf(stderr, "pgfeed: %s needs a value\n", arg);
             return -1;
+        }
+        if (o->type == OPT_LIST) {
+            /* The first flag replaces the default or variable; later ones add to it. */
+            if (!list_flag_seen[index]) {
+                free(list_values[index]);
+                list_values[index] = NULL;
+            }
+            list_flag_seen[index] = true;
+            value = list_append(index, value);
         }
         char source[80]; /* the flag alone: "--max-wait", not "--max-wait=soon" */
         snprintf(source, sizeof source, "--%s", o->flag);

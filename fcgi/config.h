@@ -28,9 +28,8 @@ typedef struct pgfeed_config {
     int max_buffered; /* bytes queued for one client before it counts as too slow */
     int ring_events;  /* recent events cached per channel */
     int ring_bytes;
-    int prune_interval;        /* seconds between pgfeed.prune() runs; 0: never */
-    bool publish;              /* POST /{channel} publishes */
-    const char *publish_token; /* if set, POST needs Authorization: Bearer <token> */
+    int prune_interval; /* seconds between pgfeed.prune() runs; 0: never */
+    bool publish;       /* POST /{channel} publishes (never anonymously: see guard.h) */
     int max_body;
     /* issue 11: one hub per host and configuration under mod_fcgid (hub.h, relay.h) */
     bool hub;              /* inherited socket: relay to the hub; with listen: be the hub */
@@ -39,9 +38,24 @@ typedef struct pgfeed_config {
     int hub_start_timeout; /* seconds a relay waits for a hub it started to listen */
     int relay_timeout;     /* seconds a relayed connection may stay silent both ways */
     int relay_buffer;      /* bytes buffered per direction per relayed connection */
+    /* Authorization (see authz.h, token.h); lists are comma-separated patterns. */
+    const char *allow;
+    const char *allow_user;
+    bool authorize_sql;
+    int auth_cache_ttl;
+    int auth_cache_max;
+    const char *token_keys; /* JWK Set file */
+    const char *token_cookie;
+    int token_leeway;
+    int token_max_bytes;
+    const char *publish_allow_user;
+    const char *publish_token_file;
+    const char *admin_allow; /* loopback, any, user:NAME */
+    const char *cors_origin;
 } pgfeed_config;
 
-/* Fills cfg from defaults, then PGFEED_* variables, then argv. Returns -1 on bad input
+/* Fills cfg from defaults, then PGFEED_* variables, then argv (list flags may repeat;
+ * their joined strings live until the next config_load). Returns -1 on bad input
  * (reason printed), 1 when --help or --version was answered, 0 to run. */
 int config_load(pgfeed_config *cfg, int argc, char **argv) __attribute__((warn_unused_result));
 void config_usage(FILE *out);

@@ -20,6 +20,8 @@ static const char *const query_sql[] = {
     [QUERY_PUBLISH] = "SELECT pgfeed.publish($1, $2, $3::jsonb)",
     [QUERY_PING] = "SELECT 1",
     [QUERY_PRUNE] = "SELECT pgfeed.prune()",
+    /* NULL from the application's function is a no. */
+    [QUERY_AUTHORIZE] = "SELECT coalesce(pgfeed.authorize($1, $2), false)",
 };
 
 static void db_on_io(void *data, uint32_t events);
@@ -362,6 +364,16 @@ db_query *db_ping(db *d, db_ping_cb cb, void *ctx)
     db_query *q = db_submit(d, QUERY_PING, 0, NULL, ctx);
     if (q)
         q->cb.ping = cb;
+    return q;
+}
+
+db_query *db_authorize(db *d, const char *principal, const char *channel, db_authorize_cb cb,
+                       void *ctx)
+{
+    char *params[2] = {xstrdup(principal), xstrdup(channel)};
+    db_query *q = db_submit(d, QUERY_AUTHORIZE, 2, params, ctx);
+    if (q)
+        q->cb.authorize = cb;
     return q;
 }
 

@@ -80,6 +80,8 @@ size_t db_queue_length(const db *d);
 typedef void (*db_read_cb)(void *ctx, const db_read_result *result);
 typedef void (*db_publish_cb)(void *ctx, const db_publish_result *result);
 typedef void (*db_ping_cb)(void *ctx, bool ok);
+/* ok false: the database could not answer; allowed is then false too. */
+typedef void (*db_authorize_cb)(void *ctx, bool ok, bool allowed);
 
 /*
  * Queues pgfeed.read(channel, after, limit); channel is copied. Returns NULL
@@ -97,6 +99,9 @@ db_query *db_read(db *d, const char *channel, int64_t after, int limit, db_read_
 db_query *db_publish(db *d, const char *channel, const char *type, const char *data_json,
                      db_publish_cb cb, void *ctx);
 db_query *db_ping(db *d, db_ping_cb cb, void *ctx);
+/* Asks pgfeed.authorize(principal, channel) (--authorize-sql); NULL is a no. */
+db_query *db_authorize(db *d, const char *principal, const char *channel, db_authorize_cb cb,
+                       void *ctx);
 /* Runs pgfeed.prune(); the result is only logged. */
 void db_prune(db *d);
 /* The callback will not run; q may be NULL. The caller must forget q. */

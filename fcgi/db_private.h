@@ -30,7 +30,8 @@ typedef enum query_kind {
     QUERY_READ,
     QUERY_PUBLISH,
     QUERY_PING,
-    QUERY_PRUNE
+    QUERY_PRUNE,
+    QUERY_AUTHORIZE
 } query_kind;
 
 struct db_query {
@@ -43,6 +44,7 @@ struct db_query {
         db_read_cb read;
         db_publish_cb publish;
         db_ping_cb ping;
+        db_authorize_cb authorize;
     } cb;
     void *ctx;
     bool cancelled;

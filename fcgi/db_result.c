@@ -27,6 +27,9 @@ void db_result_fail(db_query *q, const char *error)
     case QUERY_PING:
         q->cb.ping(q->ctx, false);
         break;
+    case QUERY_AUTHORIZE:
+        q->cb.authorize(q->ctx, false, false);
+        break;
     case QUERY_LISTEN:
     case QUERY_PRUNE:
         break;
@@ -153,6 +156,9 @@ void db_result_deliver(db *d, db_query *q, PGresult *res)
     }
     case QUERY_PING:
         q->cb.ping(q->ctx, true);
+        break;
+    case QUERY_AUTHORIZE:
+        q->cb.authorize(q->ctx, true, PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t"));
         break;
     case QUERY_PRUNE:
         log_info(0, "pruned %s events", PQntuples(res) ? PQgetvalue(res, 0, 0) : "0");

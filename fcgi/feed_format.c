@@ -5,6 +5,7 @@
 #include "http_status.h"
 
 #include <inttypes.h>
+#include <json-c/json.h>
 
 void feed_format_head(buf *out, int status, const char *content_type)
 {
@@ -91,13 +92,25 @@ void feed_format_sse_retry(buf *out, int retry_ms)
     buf_printf(out, "retry: %d\n\n", retry_ms);
 }
 
-void feed_format_sse_head(buf *out, int retry_ms)
+void feed_format_sse_head(buf *out, int retry_ms, const char *extra_headers)
 {
     feed_format_head(out, 200, "text/event-stream");
     /* nginx buffers FastCGI answers unless told otherwise, per response. */
     feed_format_header(out, "X-Accel-Buffering", "no");
+    if (extra_headers)
+        buf_append_str(out, extra_headers);
     feed_format_end_head(out);
     feed_format_sse_retry(out, retry_ms);
+}
+
+void feed_format_sse_auth(buf *out, const char *reason)
+{
+    json_object *data = json_object_new_object();
+    json_object_object_add(data, "reason", json_object_new_string(reason));
+    /* No id: the client's last event id stays its cursor to resume from. */
+    buf_printf(out, "event: auth\ndata: %s\n\n",
+               json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN));
+    json_object_put(data);
 }
 
 void feed_format_sse_reset(buf *out, const char *id, const char *channel, int64_t oldest,

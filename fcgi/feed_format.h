@@ -52,8 +52,11 @@ void feed_format_sse_event(buf *out, const char *id, const char *event_name, con
 /* A comment line, which EventSource ignores: keeps proxies from timing out. */
 void feed_format_sse_comment(buf *out, const char *text);
 void feed_format_sse_retry(buf *out, int retry_ms);
-/* What a stream sends first: the 200 header block, unbuffered by nginx, then retry:. */
-void feed_format_sse_head(buf *out, int retry_ms);
+/* What a stream sends first: the 200 header block (plus extra_headers, may be NULL),
+ * unbuffered by nginx, then retry:. */
+void feed_format_sse_head(buf *out, int retry_ms, const char *extra_headers);
+/* "event: auth" with {"reason"}: the stream ends because its authorization ran out. */
+void feed_format_sse_auth(buf *out, const char *reason);
 /*
  * "event: reset" with {"channel","oldest","head","reason"}: the client's
  * cursor is gone (reason "pruned") or beyond the head ("reset").

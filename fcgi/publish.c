@@ -1,5 +1,5 @@
 /*
- * publish — POST /{channel}: checks the token and body, runs pgfeed.publish(), answers 201.
+ * publish — POST /{channel}: checks who publishes and the body, runs pgfeed.publish(), answers 201.
  */
 #include "request_private.h"
 #include "feed_format.h"
@@ -29,15 +29,11 @@ static void publish_on_result(void *ctx, const db_publish_result *res)
 /* Checks a POST and starts pgfeed.publish(); runs while the params are still there. */
 void publish_start(request *r)
 {
-    const pgfeed_config *cfg = r->reg->cfg;
-    if (cfg->publish_token && *cfg->publish_token) {
-        const char *auth = fcgi_conn_param(r->conn, "HTTP_AUTHORIZATION");
-        size_t token_len = strlen(cfg->publish_token);
-        if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) != token_len ||
-            memcmp(auth + 7, cfg->publish_token, token_len) != 0) {
-            request_fail(r, 403, "publishing needs Authorization: Bearer <publish token>", NULL);
-            return;
-        }
+    /* Never anonymous: the shared token, a publish claim or --publish-allow-user. */
+    guard_refusal why;
+    if (!guard_publish(r->reg->guard, &r->who, r->fr.channels[0], &why)) {
+        request_refuse(r, &why);
+        return;
     }
     const char *content_type = fcgi_conn_param(r->conn, "CONTENT_TYPE");
     if (!feed_request_is_json(content_type)) {

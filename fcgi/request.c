@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The one way out: detaches the request from everything that could call it back. */
 void request_close(request *r)
@@ -19,6 +20,8 @@ void request_close(request *r)
     subscription_release_all(r);
     db_query_cancel(r->query);
     r->query = NULL;
+    channel_auth_free(r->auth); /* no pgfeed.authorize answer may call back */
+    r->auth = NULL;
     if (r->watched)
         event_loop_unwatch(r->reg->loop, &r->watch);
     fcgi_conn_close(r->conn);
@@ -67,6 +70,8 @@ void request_respond(request *r, int status, const char *content_type, const cha
     feed_format_head(&head, status, content_type);
     if (extra_headers)
         buf_append_str(&head, extra_headers);
+    if (r->cors.len)
+        buf_append(&head, r->cors.data, r->cors.len);
     feed_format_end_head(&head);
     fcgi_conn_send(r->conn, head.data, head.len);
     buf_free(&head);
@@ -131,6 +136,21 @@ void request_fail_unavailable(request *r)
     json_object_put(extra);
 }
 
+void request_refuse(request *r, const guard_refusal *why)
+{
+    if (why->status == 503) {
+        request_problem(r, 503, why->detail, NULL, NULL, LOG_DEBUG);
+        return;
+    }
+    buf body = BUF_INIT, headers = BUF_INIT;
+    problem_body(&body, why->status, why->detail, NULL);
+    guard_refusal_headers(why, &headers);
+    log_debug(r->id, "%d: %s", why->status, why->detail);
+    request_respond(r, why->status, "application/problem+json", headers.data, body.data, body.len);
+    buf_free(&body);
+    buf_free(&headers);
+}
+
 bool request_reads_failing(const request *r)
 {
     int status;
@@ -145,6 +165,8 @@ void request_evaluate(request *r)
     switch (r->state) {
     case REQ_STARTING:
         break; /* its start decides where it goes */
+    case REQ_AUTHORIZING:
+        break; /* channel_auth's answer decides */
     case REQ_WAITING_DB:
     case REQ_HELD:
         if (r->fr.transport == TRANSPORT_SSE)
@@ -207,6 +229,9 @@ static void feed_start(request *r)
     r->deadline_ms = now + (fr->transport == TRANSPORT_SSE ? (int64_t)reg->cfg->sse_lifetime
                                                            : (int64_t)fr->wait) *
                                1000;
+    /* A long poll is answered (as a timeout) when its authorization runs out. */
+    if (fr->transport == TRANSPORT_LONG_POLL && channel_auth_until(r->auth) < r->deadline_ms)
+        r->deadline_ms = channel_auth_until(r->auth);
     subscription_init_all(r);
     if (fr->transport == TRANSPORT_SSE) {
         sse_start(r);
@@ -214,6 +239,71 @@ static void feed_start(request *r)
         request_set_state(r, REQ_WAITING_DB);
         feed_poll_evaluate(r);
     }
+}
+
+/* channel_auth's answer: at the start (REQ_AUTHORIZING) or on a stream's re-check. */
+static void request_on_auth(void *ctx, const guard_refusal *why)
+{
+    request *r = ctx;
+    if (r->state == REQ_AUTHORIZING) {
+        if (why)
+            request_refuse(r, why);
+        else
+            feed_start(r);
+    } else if (r->state == REQ_STREAMING) {
+        if (why)
+            sse_end_auth(r, why->detail);
+        else
+            sse_resume(r);
+    }
+}
+
+/* Every channel of the request, checked before anything is subscribed. */
+static void feed_authorize(request *r)
+{
+    guard_refusal why;
+    switch (channel_auth_start(r->reg->guard, r->reg->database, &r->who,
+                               (const char *const *)r->fr.channels, r->fr.n_channels,
+                               clock_now_ms(), request_on_auth, r, &r->auth, &why)) {
+    case CHANNEL_AUTH_OK:
+        feed_start(r);
+        break;
+    case CHANNEL_AUTH_REFUSED:
+        request_refuse(r, &why);
+        break;
+    case CHANNEL_AUTH_PENDING:
+        request_set_state(r, REQ_AUTHORIZING);
+        break;
+    }
+}
+
+/* A CORS preflight, answered before parsing (feed_request knows no OPTIONS). */
+static bool request_preflight(request *r)
+{
+    const char *method = fcgi_conn_param(r->conn, "REQUEST_METHOD");
+    if (!method || strcmp(method, "OPTIONS") != 0)
+        return false;
+    buf headers = BUF_INIT;
+    guard_refusal why;
+    int status = guard_preflight(r->reg->guard, conn_param, r->conn, &headers, &why);
+    fcgi_conn_drop_params(r->conn);
+    if (status == 204)
+        request_respond(r, 204, NULL, headers.data, NULL, 0);
+    else
+        request_refuse(r, &why);
+    buf_free(&headers);
+    return true;
+}
+
+/* Whether --cors-origin '*' may cover the answer: every channel is open to anyone. */
+static bool request_all_public(const request *r)
+{
+    if (r->fr.route != ROUTE_FEED || r->fr.n_channels == 0)
+        return false;
+    for (size_t i = 0; i < r->fr.n_channels; i++)
+        if (!guard_channel_public(r->reg->guard, r->fr.channels[i]))
+            return false;
+    return true;
 }
 
 void request_start(request_registry *reg, fcgi_conn *conn)
@@ -234,10 +324,24 @@ void request_start(request_registry *reg, fcgi_conn *conn)
                           .max_limit = cfg->max_limit,
                           .max_wait = cfg->max_wait,
                           .publish_enabled = cfg->publish};
+    if (request_preflight(r))
+        return;
     feed_error err;
     if (feed_request_parse(conn_param, conn, &limits, &r->fr, &err) < 0) {
+        guard_cors_headers(reg->guard, conn_param, conn, false, &r->cors);
         fcgi_conn_drop_params(conn);
         request_fail_allow(r, err.status, err.detail, NULL, err.allow);
+        return;
+    }
+    /* Who asks is decided while the params are here; so are the CORS headers. */
+    guard_cors_headers(reg->guard, conn_param, conn, request_all_public(r), &r->cors);
+    guard_refusal why;
+    if (guard_identify(reg->guard, conn_param, conn, clock_now_ms(), time(NULL), &r->who, &why) <
+            0 ||
+        ((r->fr.route == ROUTE_HEALTH || r->fr.route == ROUTE_METRICS) &&
+         !guard_admin(reg->guard, conn_param, conn, &r->who, &why))) {
+        fcgi_conn_drop_params(conn);
+        request_refuse(r, &why);
         return;
     }
     if (reg->shutting_down) {
@@ -270,7 +374,7 @@ void request_start(request_registry *reg, fcgi_conn *conn)
         admin_metrics_answer(r);
         break;
     case ROUTE_FEED:
-        feed_start(r);
+        feed_authorize(r);
         break;
     }
 }

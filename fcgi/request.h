@@ -20,6 +20,7 @@
 #include "event_loop.h"
 #include "fcgi_io.h"
 #include "feed_cache.h"
+#include "guard.h"
 #include "metrics.h"
 
 typedef struct request request;
@@ -27,9 +28,9 @@ typedef struct request request;
 /* Every request of the process, by state; owned by the server. */
 typedef struct request_registry request_registry;
 
-/* Borrows everything it is given; stats must outlive the registry. */
+/* Borrows everything it is given; stats and g (who may do what) must outlive the registry. */
 request_registry *request_registry_new(event_loop *loop, feed_cache *cache, db *database,
-                                       const pgfeed_config *cfg, metrics *stats);
+                                       const pgfeed_config *cfg, metrics *stats, guard *g);
 /* Closes and frees every request left, then the registry. */
 void request_registry_free(request_registry *reg);
 /* Requests not yet closed. */

@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "buf.h"
+#include "channel_auth.h"
 #include "cursor.h"
 #include "feed_request.h"
 
@@ -21,6 +22,10 @@ typedef enum request_state {
     /* reg->starting: just accepted, being parsed and routed; nothing else holds
      * it yet, and nothing but its own start can call it. */
     REQ_STARTING,
+    /* reg->authorizing: pgfeed.authorize is being asked about some of the
+     * request's channels (channel_auth); nothing is subscribed yet, and its
+     * answer either starts the feed or refuses the request. */
+    REQ_AUTHORIZING,
     /* reg->waiting_db: needs the database first (a channel load, its own history
      * read, a publish or a ping). A feed request's subscriptions are already on
      * their channels' lists, so a channel load finishing wakes it. */
@@ -56,8 +61,9 @@ struct request_registry {
     db *database;
     const pgfeed_config *cfg;
     metrics *stats;
+    guard *guard; /* who may read, publish, see the admin routes */
     /* One list per state (see request_state). */
-    request_list starting, waiting_db, held, streaming, flushing, lingering, closed;
+    request_list starting, authorizing, waiting_db, held, streaming, flushing, lingering, closed;
     request *ready;   /* streams with more to write this turn (request_run_ready) */
     request *pumping; /* the ready streams request_run_ready is pumping now */
     size_t n_held;    /* long polls and streams not yet answered, against --max-held */
@@ -101,6 +107,9 @@ struct request {
     request *prev, *next;        /* on *list */
     request **ready_on;          /* &reg->ready (or &reg->pumping) while it has more to write */
     request *ready_prev, *ready_next;
+    guard_identity who; /* who asks; valid while the request lives */
+    channel_auth *auth; /* a feed's channels' authorization, NULL for other routes */
+    buf cors;           /* CORS headers every answer of this request carries */
 };
 
 #define LINGER_MS 2000
@@ -121,6 +130,8 @@ void request_fail_allow(request *r, int status, const char *detail, json_object 
 void request_fail(request *r, int status, const char *detail, json_object *extra);
 /* 503 (or 500) naming why the database cannot answer: down, or reads failing. */
 void request_fail_unavailable(request *r);
+/* A 401, 403 (with WWW-Authenticate where due) or 503 from guard or channel_auth. */
+void request_refuse(request *r, const guard_refusal *why);
 /* True while reads fail with the database up: held requests are answered, not kept. */
 bool request_reads_failing(const request *r);
 void request_evaluate(request *r);
@@ -170,6 +181,10 @@ void feed_poll_time_out(request *r);
 void sse_start(request *r);
 void sse_pump(request *r);
 void sse_end(request *r);
+/* Its authorization ran out: a last "event: auth" frame, then the end. */
+void sse_end_auth(request *r, const char *reason);
+/* channel_auth's re-check said yes again: deliver what waited. */
+void sse_resume(request *r);
 void sse_sweep(request *r, int64_t now_ms);
 /* Writes an `event: status` frame: the database went down or came back. */
 void sse_send_status(request *r, bool database_up);

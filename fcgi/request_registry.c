@@ -33,6 +33,8 @@ static request_list *registry_list(request_registry *reg, request_state state)
     switch (state) {
     case REQ_STARTING:
         return &reg->starting;
+    case REQ_AUTHORIZING:
+        return &reg->authorizing;
     case REQ_WAITING_DB:
         return &reg->waiting_db;
     case REQ_HELD:
@@ -108,7 +110,7 @@ void request_set_state(request *r, request_state state)
 }
 
 request_registry *request_registry_new(event_loop *loop, feed_cache *cache, db *database,
-                                       const pgfeed_config *cfg, metrics *stats)
+                                       const pgfeed_config *cfg, metrics *stats, guard *g)
 {
     request_registry *reg = xcalloc(1, sizeof *reg);
     reg->loop = loop;
@@ -116,6 +118,7 @@ request_registry *request_registry_new(event_loop *loop, feed_cache *cache, db *
     reg->database = database;
     reg->cfg = cfg;
     reg->stats = stats;
+    reg->guard = g;
     return reg;
 }
 
@@ -123,8 +126,8 @@ void request_registry_free(request_registry *reg)
 {
     if (!reg)
         return;
-    request_list *open[] = {&reg->starting,  &reg->waiting_db, &reg->held,
-                            &reg->streaming, &reg->flushing,   &reg->lingering};
+    request_list *open[] = {&reg->starting,  &reg->authorizing, &reg->waiting_db, &reg->held,
+                            &reg->streaming, &reg->flushing,    &reg->lingering};
     for (size_t i = 0; i < sizeof open / sizeof open[0]; i++)
         while (open[i]->head)
             request_close(open[i]->head);
@@ -134,8 +137,8 @@ void request_registry_free(request_registry *reg)
 
 size_t request_registry_active(const request_registry *reg)
 {
-    return reg->starting.n + reg->waiting_db.n + reg->held.n + reg->streaming.n + reg->flushing.n +
-           reg->lingering.n;
+    return reg->starting.n + reg->authorizing.n + reg->waiting_db.n + reg->held.n +
+           reg->streaming.n + reg->flushing.n + reg->lingering.n;
 }
 
 size_t request_registry_held(const request_registry *reg)
@@ -154,6 +157,8 @@ void request_reap(request_registry *reg)
         request *r = reg->closed.head;
         list_remove(&reg->closed, r);
         feed_request_free(&r->fr);
+        guard_identity_free(&r->who);
+        buf_free(&r->cors);
         free(r->subs);
         free(r);
     }

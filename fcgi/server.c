@@ -7,6 +7,7 @@
 #include "event_loop.h"
 #include "fcgi_io.h"
 #include "feed_cache.h"
+#include "guard.h"
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
@@ -24,6 +25,7 @@
 #define LISTEN_BACKLOG 1024
 
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requested; /* SIGHUP: re-read --token-keys */
 
 static void on_stop_signal(int sig)
 {
@@ -31,11 +33,18 @@ static void on_stop_signal(int sig)
     stop_requested = 1;
 }
 
+static void on_reload_signal(int sig)
+{
+    (void)sig;
+    reload_requested = 1;
+}
+
 typedef struct server {
     const pgfeed_config *cfg;
     event_loop *loop;
     db *database;
     feed_cache *cache;
+    guard *guard;
     metrics stats;
     request_registry *requests;
     event_watch listener;
@@ -105,6 +114,7 @@ static void install_signals(void)
     /* After FCGX_Init, which installs its own SIGTERM handler that only sets a private flag. */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_reload_signal;
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN); /* a departed server shows as EPIPE on write */
 }
@@ -130,6 +140,7 @@ static void server_free(server *s)
 {
     request_registry_free(s->requests);
     feed_cache_free(s->cache);
+    guard_free(s->guard);
     db_free(s->database);
     event_loop_free(s->loop);
 }
@@ -144,9 +155,21 @@ int server_run(const pgfeed_config *cfg)
     server s;
     memset(&s, 0, sizeof s);
     s.cfg = cfg;
+    /* Bad authorization settings stop pgfeed before it serves anything. */
+    char err[512];
+    s.guard = guard_new(cfg, err, sizeof err);
+    if (!s.guard) {
+        log_error(0, "%s", err);
+        return 2;
+    }
+    const char *advice = guard_closed_advice(s.guard);
+    if (advice && !cgi)
+        log_warn(0, "%s", advice);
     s.loop = event_loop_new();
-    if (!s.loop)
+    if (!s.loop) {
+        guard_free(s.guard);
         return 1;
+    }
     db_callbacks callbacks = {.ctx = &s,
                               .up = server_on_db_up,
                               .down = server_on_db_down,
@@ -159,7 +182,7 @@ int server_run(const pgfeed_config *cfg)
                                 .read_batch = cfg->max_limit,
                                 .idle_ms = 60000};
     s.cache = feed_cache_new(s.database, &limits);
-    s.requests = request_registry_new(s.loop, s.cache, s.database, cfg, &s.stats);
+    s.requests = request_registry_new(s.loop, s.cache, s.database, cfg, &s.stats, s.guard);
     s.listener.fd = -1;
 
     /* A daemon that cannot listen says so before it touches the database. */
@@ -183,6 +206,13 @@ int server_run(const pgfeed_config *cfg)
         if (now - last_sweep >= TICK_MS) {
             request_sweep(s.requests, now);
             last_sweep = now;
+        }
+        if (reload_requested) {
+            reload_requested = 0;
+            if (guard_reload_keys(s.guard, err, sizeof err) < 0)
+                log_error(0, "SIGHUP: keeping the old token keys: %s", err);
+            else
+                log_info(0, "SIGHUP: token keys re-read");
         }
         if (stop_requested && !stop_deadline) {
             log_info(0, "stopping: answering %zu held requests", request_registry_held(s.requests));

@@ -21,7 +21,7 @@ static void sse_send(request *r, buf *frames)
 static void sse_begin(request *r)
 {
     buf head = BUF_INIT;
-    feed_format_sse_head(&head, r->reg->cfg->sse_retry_ms);
+    feed_format_sse_head(&head, r->reg->cfg->sse_retry_ms, r->cors.len ? r->cors.data : NULL);
     metrics_count_status(r->reg->stats, 200);
     /* A stream served from memory while the database is away says so at once. */
     if (!db_is_up(r->reg->database))
@@ -130,6 +130,9 @@ void sse_pump(request *r)
 {
     size_t high_water = (size_t)r->reg->cfg->max_buffered / 2;
     size_t written = 0;
+    /* Nothing is written once the authorization has run out, nor while it is re-checked. */
+    if (channel_auth_pending(r->auth) || clock_now_ms() >= channel_auth_until(r->auth))
+        return;
     while (r->state == REQ_STREAMING) {
         int ready = subscription_prepare_all(r);
         /* ids name every channel's cursor, so nothing is written until all are resolved */
@@ -171,6 +174,22 @@ void sse_end(request *r)
     request_flush(r);
 }
 
+void sse_end_auth(request *r, const char *reason)
+{
+    buf frame = BUF_INIT;
+    feed_format_sse_auth(&frame, reason);
+    log_info(r->id, "ending a stream: %s", reason);
+    sse_send(r, &frame);
+    buf_free(&frame);
+    if (r->state == REQ_STREAMING)
+        sse_end(r);
+}
+
+void sse_resume(request *r)
+{
+    sse_pump(r);
+}
+
 /* The header and retry, then whatever the subscriptions can already serve. */
 void sse_start(request *r)
 {
@@ -178,11 +197,22 @@ void sse_start(request *r)
     sse_pump(r);
 }
 
-/* Ends a stream past its lifetime or behind for too long; sends heartbeats. */
+/*
+ * Ends a stream whose authorization ran out (or re-checks it, delivering
+ * nothing meanwhile), past its lifetime or behind for too long; sends heartbeats.
+ */
 void sse_sweep(request *r, int64_t now_ms)
 {
     const pgfeed_config *cfg = r->reg->cfg;
-    if (now_ms >= r->deadline_ms) {
+    channel_auth_status auth = CHANNEL_AUTH_PENDING;
+    guard_refusal why;
+    if (now_ms >= channel_auth_until(r->auth) && !channel_auth_pending(r->auth))
+        auth = channel_auth_expire(r->auth, now_ms, &why);
+    if (auth == CHANNEL_AUTH_REFUSED) {
+        sse_end_auth(r, why.detail);
+    } else if (auth == CHANNEL_AUTH_OK) {
+        sse_pump(r); /* another request renewed the answers meanwhile */
+    } else if (now_ms >= r->deadline_ms) {
         sse_end(r);
     } else if (r->backlogged_since_ms &&
                now_ms - r->backlogged_since_ms > (int64_t)cfg->heartbeat * 1000) {

@@ -18,6 +18,18 @@ ALTER DEFAULT PRIVILEGES FOR ROLE pgfeed_owner IN SCHEMA pgfeed
 GRANT USAGE ON SCHEMA pgfeed TO pgfeed_reader;
 GRANT SELECT ON pgfeed.channel, pgfeed.event TO pgfeed_reader;
 GRANT EXECUTE ON FUNCTION pgfeed.read(text, bigint, integer) TO pgfeed_reader;
+-- pgfeed --authorize-sql asks pgfeed.authorize, the application's function: the
+-- responder may call it where pgfeed_owner owns it (the default, or one the
+-- application replaced in place); an application that made its own under
+-- another owner grants EXECUTE to pgfeed_reader itself.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc
+                WHERE oid = pg_catalog.to_regprocedure('pgfeed.authorize(text, text)')
+                  AND proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)) THEN
+        GRANT EXECUTE ON FUNCTION pgfeed.authorize(text, text) TO pgfeed_reader;
+    END IF;
+END $$;
 
 -- Applications that publish, directly or from tracked tables (pgfeed.track
 -- runs as its caller, who must own the table; the trigger it installs runs

@@ -32,7 +32,7 @@
 
 \set ON_ERROR_STOP 1
 -- The newest migration this file knows.
-\set pgfeed_schema_version 2
+\set pgfeed_schema_version 3
 
 BEGIN ISOLATION LEVEL READ COMMITTED;
 -- Keep re-runs quiet: "already exists, skipping" notices are expected.
@@ -61,6 +61,10 @@ SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 1) AS pgfee
 SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 2) AS pgfeed_migrate \gset
 \if :pgfeed_migrate
 \ir migrations/0002_least_privilege.sql
+\endif
+SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 3) AS pgfeed_migrate \gset
+\if :pgfeed_migrate
+\ir migrations/0003_authorize.sql
 \endif
 
 SET LOCAL ROLE pgfeed_owner;

@@ -80,6 +80,9 @@ echo "Listen 127.0.0.1:$HTTP_PORT" >/etc/apache2/ports.conf
 sed -i "s/<VirtualHost \*:80>/<VirtualHost 127.0.0.1:$HTTP_PORT>/" /etc/apache2/sites-available/000-default.conf
 a2enmod -q fcgid
 a2enconf -q pgfeed
+# Reads are refused until a rule opens them: open the test's channel, as an admin would.
+sed -i 's|^#Define PGFEED_ALLOW .*|Define PGFEED_ALLOW orders|' /etc/apache2/conf-available/pgfeed.conf
+grep -qx 'Define PGFEED_ALLOW orders' /etc/apache2/conf-available/pgfeed.conf || die "no PGFEED_ALLOW line to edit"
 apache2ctl -t
 # Nothing of pgfeed's settings in Apache's environment (envvars is untouched).
 ! grep -q 'PG' /etc/apache2/envvars || die "/etc/apache2/envvars mentions PG"
@@ -119,6 +122,7 @@ if command -v systemd-analyze >/dev/null; then
         grep -v -e 'Failed to connect to bus' -e "Command 'man " || true
 fi
 sed -i "s|^PGFEED_DB=.*|PGFEED_DB=host=/var/run/postgresql port=$PGPORT_DEB dbname=pgfeed user=pgfeed|" "$env_file"
+sed -i 's|^#PGFEED_ALLOW=.*|PGFEED_ALLOW=orders|' "$env_file"
 mkdir -p -m 0755 "$(dirname "$socket_path")"
 rm -f -- "$socket_path"
 # perl (Essential in Debian) binds the socket, as systemd does, and execs the

@@ -19,7 +19,7 @@ set -euo pipefail
 
 # libc6-dev is only a Recommends of gcc, which --no-install-recommends skips:
 # without it gcc cannot link (no crt1.o).
-build=(cmake gcc libc6-dev make pkg-config libfcgi-dev libpq-dev libjson-c-dev libcmocka-dev)
+build=(cmake gcc libc6-dev make pkg-config libfcgi-dev libpq-dev libjson-c-dev libcmocka-dev libssl-dev)
 demo=(apache2 libapache2-mod-fcgid python3 python3-psycopg2 curl)
 test=(lighttpd nginx-light libfcgi-bin chromium fonts-dejavu-core procps iproute2 dpkg-dev file clang-format)
 

@@ -59,13 +59,13 @@ static char *fingerprint(PGconn *c, bool with_oids)
     return pg_test_value(c, FINGERPRINT_SQL, 1, params);
 }
 
-/* Starts psql on install.sql against `database` (NULL: PGDATABASE); returns its pid. */
-static pid_t start_install(const char *database)
+/* Starts psql on sql/<file> against `database` (NULL: PGDATABASE); returns its pid. */
+static pid_t start_psql_file(const char *database, const char *file)
 {
     const char *source = getenv("PGFEED_SOURCE_DIR");
     assert_non_null(source);
     char script[4096];
-    snprintf(script, sizeof script, "%s/sql/install.sql", source);
+    snprintf(script, sizeof script, "%s/sql/%s", source, file);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -77,6 +77,11 @@ static pid_t start_install(const char *database)
         _exit(127);
     }
     return pid;
+}
+
+static pid_t start_install(const char *database)
+{
+    return start_psql_file(database, "install.sql");
 }
 
 /* psql's exit status: 0 success, 3 an error in the script. */
@@ -208,6 +213,46 @@ static void test_newer_schema_refused(void **state)
     free(database);
 }
 
+/* The default pgfeed.authorize denies; the application's own survives every re-install;
+ * the example in sql/authorize.sql does what its comment says. */
+static void test_authorize_belongs_to_the_application(void **state)
+{
+    PGconn *conn = *state;
+    char *database = pg_test_name("pgfeed_install_authorize");
+    recreate_database(conn, database);
+    assert_int_equal(install(database), 0);
+    PGconn *db = connect_to(database);
+    char *v = pg_test_value(db, "SELECT pgfeed.authorize('alice', 'user:alice')::text", 0, NULL);
+    assert_string_equal(v, "false");
+    free(v);
+
+    pg_test_exec(db, "CREATE OR REPLACE FUNCTION pgfeed.authorize(principal text, channel text) "
+                     "RETURNS boolean LANGUAGE sql AS $$ SELECT principal = 'alice' $$");
+    assert_int_equal(install(database), 0);
+    v = pg_test_value(db, "SELECT pgfeed.authorize('alice', 'x')::text", 0, NULL);
+    assert_string_equal(v, "true");
+    free(v);
+
+    pg_test_exec(db, "CREATE TABLE public.team_member (team_id text, username text, "
+                     "PRIMARY KEY (team_id, username));"
+                     "INSERT INTO public.team_member VALUES ('7', 'alice')");
+    assert_int_equal(finish_install(start_psql_file(database, "authorize.sql")), 0);
+    const char *cases[][3] = {
+        {"alice", "team:7", "true"},   {"alice", "team:7:chat", "true"},
+        {"alice", "team:77", "false"}, {"bob", "team:7", "false"},
+        {"alice", "team:8", "false"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *params[] = {cases[i][0], cases[i][1]};
+        v = pg_test_value(db, "SELECT pgfeed.authorize($1, $2)::text", 2, params);
+        assert_string_equal(v, cases[i][2]);
+        free(v);
+    }
+    PQfinish(db);
+    drop_database(conn, database);
+    free(database);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +260,7 @@ int main(void)
         cmocka_unit_test(test_everything_commented),
         cmocka_unit_test(test_concurrent_installs),
         cmocka_unit_test(test_newer_schema_refused),
+        cmocka_unit_test(test_authorize_belongs_to_the_application),
     };
     return cmocka_run_group_tests(tests, pg_test_setup, pg_test_teardown);
 }

@@ -50,6 +50,10 @@ static const int_option int_options[] = {
     INT_OPTION("hub-start-timeout", "PGFEED_HUB_START_TIMEOUT", hub_start_timeout, 5, 1, 60),
     INT_OPTION("relay-timeout", "PGFEED_RELAY_TIMEOUT", relay_timeout, 120, 1, 86400),
     INT_OPTION("relay-buffer", "PGFEED_RELAY_BUFFER", relay_buffer, 65536, 4096, 1 << 24),
+    INT_OPTION("auth-cache-ttl", "PGFEED_AUTH_CACHE_TTL", auth_cache_ttl, 60, 1, 86400),
+    INT_OPTION("auth-cache-max", "PGFEED_AUTH_CACHE_MAX", auth_cache_max, 100000, 1, 10000000),
+    INT_OPTION("token-leeway", "PGFEED_TOKEN_LEEWAY", token_leeway, 30, 0, 600),
+    INT_OPTION("token-max-bytes", "PGFEED_TOKEN_MAX_BYTES", token_max_bytes, 8192, 64, 65536),
 };
 #define N_INT_OPTIONS (sizeof int_options / sizeof *int_options)
 
@@ -106,9 +110,24 @@ static void load_env_ok(pgfeed_config *cfg)
 
 /* The options this file knows that are not integers (int_options has the rest),
  * and the two --help lists before them. */
-static const char *const other_options[] = {"help",      "version",    "listen",  "db",
-                                            "log-level", "log-format", "publish", "publish-token",
-                                            "hub",       "hub-dir"};
+static const char *const other_options[] = {"help",
+                                            "version",
+                                            "listen",
+                                            "db",
+                                            "log-level",
+                                            "log-format",
+                                            "publish",
+                                            "publish-token-file",
+                                            "allow",
+                                            "allow-user",
+                                            "publish-allow-user",
+                                            "authorize-sql",
+                                            "token-keys",
+                                            "token-cookie",
+                                            "admin-allow",
+                                            "cors-origin",
+                                            "hub",
+                                            "hub-dir"};
 
 static bool known_option(const char *flag, size_t len, const char *shown_default)
 {
@@ -167,7 +186,7 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.db, "");
     assert_string_equal(cfg.log_level, "info");
     assert_false(cfg.publish);
-    assert_null(cfg.publish_token);
+    assert_null(cfg.publish_token_file);
     for (size_t i = 0; i < N_INT_OPTIONS; i++)
         assert_int_equal(int_field(&cfg, &int_options[i]), int_options[i].default_value);
 }
@@ -267,23 +286,23 @@ static void test_strings_from_the_environment(void **state)
     setenv("PGFEED_LISTEN", "/run/pgfeed/pgfeed.sock", 1);
     setenv("PGFEED_DB", "service=feeds application_name=pgfeed", 1);
     setenv("PGFEED_LOG_LEVEL", "debug", 1);
-    setenv("PGFEED_PUBLISH_TOKEN", "s3cret", 1);
+    setenv("PGFEED_PUBLISH_TOKEN_FILE", "s3cret", 1);
     pgfeed_config cfg;
     load_env_ok(&cfg);
     assert_string_equal(cfg.listen, "/run/pgfeed/pgfeed.sock");
     assert_string_equal(cfg.db, "service=feeds application_name=pgfeed");
     assert_string_equal(cfg.log_level, "debug");
-    assert_string_equal(cfg.publish_token, "s3cret");
+    assert_string_equal(cfg.publish_token_file, "s3cret");
 }
 
 static void test_strings_from_flags(void **state)
 {
     pgfeed_config cfg;
-    LOAD_OK(&cfg, "--listen", "127.0.0.1:9000", "--db=host=db port=5433", "--publish-token=a=b",
-            "--log-level", "warn");
+    LOAD_OK(&cfg, "--listen", "127.0.0.1:9000", "--db=host=db port=5433",
+            "--publish-token-file=a=b", "--log-level", "warn");
     assert_string_equal(cfg.listen, "127.0.0.1:9000");
     assert_string_equal(cfg.db, "host=db port=5433"); /* split at the first '=' only */
-    assert_string_equal(cfg.publish_token, "a=b");
+    assert_string_equal(cfg.publish_token_file, "a=b");
     assert_string_equal(cfg.log_level, "warn");
 
     LOAD_OK(&cfg, "--db=", "--listen", "");
@@ -323,6 +342,26 @@ static void test_last_flag_wins(void **state)
     LOAD_OK(&cfg, "--max-wait=5", "--max-wait", "7", "--publish", "--publish=no");
     assert_int_equal(cfg.max_wait, 7);
     assert_false(cfg.publish);
+}
+
+/* List options (--allow, --cors-origin, ...): a repeated flag appends, the first replaces. */
+static void test_list_flags_append(void **state)
+{
+    pgfeed_config cfg;
+    LOAD_OK(&cfg, "--allow", "public:*", "--allow=news", "--allow-user", "user:{user}");
+    assert_string_equal(cfg.allow, "public:*,news");
+    assert_string_equal(cfg.allow_user, "user:{user}");
+    assert_string_equal(cfg.admin_allow, "loopback");
+    setenv("PGFEED_ALLOW", "from-env", 1);
+    LOAD_OK(&cfg, "--log-level", "info");
+    assert_string_equal(cfg.allow, "from-env");
+    LOAD_OK(&cfg, "--allow", "a", "--allow", "b");
+    assert_string_equal(cfg.allow, "a,b");
+    unsetenv("PGFEED_ALLOW");
+    LOAD_OK(&cfg, "--admin-allow", "user:ops");
+    assert_string_equal(cfg.admin_allow, "user:ops");
+    /* A secret never goes on the command line: the old flag is gone. */
+    assert_int_equal(LOAD(&cfg, "--publish-token", "s3cret"), -1);
 }
 
 static void test_bool_values(void **state)
@@ -377,7 +416,7 @@ static void test_missing_values(void **state)
     pgfeed_config cfg;
     assert_int_equal(LOAD(&cfg, "--max-wait"), -1);
     assert_int_equal(LOAD(&cfg, "--listen"), -1);
-    assert_int_equal(LOAD(&cfg, "--publish-token"), -1);
+    assert_int_equal(LOAD(&cfg, "--publish-token-file"), -1);
     assert_int_equal(LOAD(&cfg, "--max-wait="), -1);
     assert_int_equal(LOAD(&cfg, "--max-wait", "--publish"), -1);
 }
@@ -407,8 +446,8 @@ static void test_help_and_version(void **state)
     /* Arguments are read in order: an error before --help is still an error. */
     assert_int_equal(LOAD(&cfg, "--nope", "--help"), -1);
     /* A flag's value is never taken for --help. */
-    LOAD_OK(&cfg, "--publish-token", "--help");
-    assert_string_equal(cfg.publish_token, "--help");
+    LOAD_OK(&cfg, "--publish-token-file", "--help");
+    assert_string_equal(cfg.publish_token_file, "--help");
 }
 
 static void test_usage_names_every_option(void **state)
@@ -429,10 +468,16 @@ static void test_usage_names_every_option(void **state)
         snprintf(want, sizeof want, "[%d]\n", o->default_value);
         assert_non_null(strstr(text, want));
     }
-    const char *const others[] = {
-        "--listen ",        " PGFEED_LISTEN ",       "--db ",      " PGFEED_DB ",
-        "--log-level ",     " PGFEED_LOG_LEVEL ",    "--publish ", " PGFEED_PUBLISH ",
-        "--publish-token ", " PGFEED_PUBLISH_TOKEN "};
+    const char *const others[] = {"--listen ",
+                                  " PGFEED_LISTEN ",
+                                  "--db ",
+                                  " PGFEED_DB ",
+                                  "--log-level ",
+                                  " PGFEED_LOG_LEVEL ",
+                                  "--publish ",
+                                  " PGFEED_PUBLISH ",
+                                  "--publish-token-file ",
+                                  " PGFEED_PUBLISH_TOKEN_FILE "};
     for (size_t i = 0; i < sizeof others / sizeof *others; i++)
         assert_non_null(strstr(text, others[i]));
     free(text);
@@ -489,6 +534,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TEST(test_defaults),
         TEST(test_every_option_is_covered),
+        TEST(test_list_flags_append),
         TEST(test_unknown_variables_are_ignored),
         TEST(test_int_limits_from_the_environment),
         TEST(test_int_limits_from_flags),

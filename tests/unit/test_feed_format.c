@@ -412,7 +412,7 @@ static void test_sse_stream_start(void **state)
     /* What a stream sends first (sse_begin writes feed_format_sse_head), then
      * catch-up events and a heartbeat. */
     buf b = BUF_INIT;
-    feed_format_sse_head(&b, 600000);
+    feed_format_sse_head(&b, 600000, NULL);
     feed_format_sse_event(&b, "1", NULL, "{\"version\":1}", 13);
     feed_format_sse_event(&b, "2", NULL, "{\"version\":2}", 13);
     feed_format_sse_comment(&b, "hb");
@@ -425,6 +425,23 @@ static void test_sse_stream_start(void **state)
                     "id: 1\ndata: {\"version\":1}\n\n"
                     "id: 2\ndata: {\"version\":2}\n\n"
                     ": hb\n\n");
+    buf_free(&b);
+}
+
+/* With CORS headers, and the last frame of a stream whose authorization ran out. */
+static void test_sse_head_extra_and_auth_frame(void **state)
+{
+    buf b = BUF_INIT;
+    feed_format_sse_head(&b, 1000, "Access-Control-Allow-Origin: https://a.example\r\n");
+    feed_format_sse_auth(&b, "the token has expired \"now\"");
+    expect_text(&b, "Status: 200 OK\r\n"
+                    "Content-Type: text/event-stream\r\n"
+                    "Cache-Control: no-cache\r\n"
+                    "X-Accel-Buffering: no\r\n"
+                    "Access-Control-Allow-Origin: https://a.example\r\n"
+                    "\r\n"
+                    "retry: 1000\n\n"
+                    "event: auth\ndata: {\"reason\":\"the token has expired \\\"now\\\"\"}\n\n");
     buf_free(&b);
 }
 
@@ -502,6 +519,7 @@ int main(void)
         cmocka_unit_test(test_sse_large_event),
         cmocka_unit_test(test_sse_retry_and_comments),
         cmocka_unit_test(test_sse_stream_start),
+        cmocka_unit_test(test_sse_head_extra_and_auth_frame),
         cmocka_unit_test(test_sse_reset_frame),
         cmocka_unit_test(test_sse_status_frame),
         cmocka_unit_test(test_published_and_health_bodies),

@@ -41,7 +41,8 @@ function encodeParams(params) {
  * FCGI_KEEP_CONN), the CGI params (HTTP request headers as HTTP_*), an empty
  * PARAMS and an empty STDIN record.
  * @param {string} pathInfo  e.g. /orders
- * @param {{query?: string, headers?: Record<string,string>}} [options]
+ * @param {{query?: string, headers?: Record<string,string>, params?: Record<string,string>}} [options]
+ *   params: CGI variables to set or replace (e.g. REMOTE_ADDR)
  */
 export function fcgiRequestBytes(pathInfo, options = {}) {
   const params = {
@@ -55,6 +56,7 @@ export function fcgiRequestBytes(pathInfo, options = {}) {
     SERVER_NAME: '127.0.0.1',
     SERVER_PORT: '80',
     REMOTE_ADDR: '127.0.0.1',
+    ...options.params,
   };
   for (const [name, value] of Object.entries(options.headers ?? {})) {
     params[`HTTP_${name.toUpperCase().replaceAll('-', '_')}`] = value;

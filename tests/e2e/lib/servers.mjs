@@ -314,6 +314,13 @@ async function withFreePort(startOnce) {
   }
 }
 
+/**
+ * The read rule every server gets unless a test sets its own: the generic
+ * suites read channels of any name. pgfeed refuses every read by default, so
+ * the harness says so explicitly; the authorization tests pass their rules.
+ */
+export const OPEN_READS = { PGFEED_ALLOW: '*' };
+
 /** The PG* settings and pgfeed binary, as the snippets expect them. */
 function snippetEnv(extra = {}) {
   const env = testEnv();
@@ -341,7 +348,7 @@ export async function startApache(mode, options = {}) {
   const modules = process.env.APACHE_MODULES_DIR || '/usr/lib/apache2/modules';
   return withFreePort(async (port) => {
     const root = options.root ?? makeRoot(`apache-${mode}`);
-    const defines = { E2E_ROOT: root, E2E_PORT: port, E2E_MODULES: modules, E2E_SNIPPET: snippetPath(snippet), ...options.defines };
+    const defines = { E2E_ROOT: root, E2E_PORT: port, E2E_MODULES: modules, E2E_SNIPPET: snippetPath(snippet), ...OPEN_READS, ...options.defines };
     // mod_fcgid's hub gets its socket directory in the test's own root.
     if (mode === 'fcgid' && !('PGFEED_HUB_DIR' in defines)) defines.PGFEED_HUB_DIR = path.join(root, 'hub');
     const args = ['-DFOREGROUND', '-f', path.join(CONF_DIR, 'apache.conf'), '-D', define];
@@ -369,11 +376,15 @@ export async function startLighttpd(options = {}) {
   const bin = process.env.LIGHTTPD_BIN || 'lighttpd';
   return withFreePort(async (port) => {
     const root = makeRoot('lighttpd');
+    // The snippet's mod_auth needs a user file; nobody can log in with an empty one.
+    const userfile = path.join(root, 'htpasswd');
+    fs.writeFileSync(userfile, '');
     const child = spawnServer('lighttpd', root, bin, ['-D', '-f', path.join(CONF_DIR, 'lighttpd.conf')], {
       E2E_ROOT: root,
       E2E_PORT: String(port),
       E2E_SNIPPET: snippetPath('lighttpd-pgfeed.conf'),
-      ...snippetEnv({ PGFEED_SOCKET: path.join(root, 'pgfeed.sock') }),
+      ...snippetEnv({ PGFEED_SOCKET: path.join(root, 'pgfeed.sock'), PGFEED_AUTH_USERFILE: userfile }),
+      ...OPEN_READS,
       ...options.env,
     });
     const logs = ['error.log', 'stderr.log', 'stdout.log', 'access.log'].map((f) => path.join(root, f));
@@ -398,6 +409,7 @@ export async function startDaemon(root, options = {}) {
   const socket = path.join(root, 'pgfeed.sock');
   const child = spawnServer('pgfeed', root, env.bin, ['--listen', socket, ...(options.args ?? [])], {
     ...env.pg,
+    ...OPEN_READS,
     ...options.env,
   });
   let exited = null;
@@ -454,7 +466,8 @@ export async function startApacheProxy(options = {}) {
  * environment in its configuration, so the top-level file (listen port,
  * paths, `set $pgfeed_socket`) is written here; it includes
  * tests/e2e/conf/nginx-http.conf and the snippet unchanged.
- * @param {{daemonEnv?: Record<string,string>}} [options]
+ * @param {{daemonEnv?: Record<string,string>, authUrl?: string}} [options]
+ *   authUrl: the login endpoint auth_request asks ($pgfeed_auth_url; none by default)
  */
 export async function startNginx(options = {}) {
   const env = testEnv();
@@ -484,6 +497,7 @@ export async function startNginx(options = {}) {
           '        server_name 127.0.0.1;',
           `        root ${root}/htdocs;`,
           `        set $pgfeed_socket ${daemon.socket};`,
+          `        set $pgfeed_auth_url "${options.authUrl ?? ''}";`,
           `        include ${snippetPath('nginx-pgfeed.conf')};`,
           '    }',
           '}',
