@@ -185,7 +185,7 @@ void config_each(const pgfeed_config *cfg,
         const option_spec *o = &options[i];
         const void *field = (const char *)cfg + o->offset;
         const char *value = number;
-        if (o->type == OPT_STRING)
+        if (o->type == OPT_STRING || o->type == OPT_LIST)
             value = *(const char *const *)field;
         else if (o->type == OPT_BOOL)
             value = *(const bool *)field ? "1" : "0";
@@ -220,7 +220,7 @@ void config_man_options(FILE *out)
         man_text(out, o->flag);
         if (o->type == OPT_INT)
             fputs(" \\fIN\\fR", out);
-        else if (o->type == OPT_STRING)
+        else if (o->type == OPT_STRING || o->type == OPT_LIST)
             fputs(" \\fIVALUE\\fR", out);
         fputs("\n", out);
         man_text(out, o->help);

@@ -511,7 +511,8 @@ static void test_each_renders_the_effective_configuration(void **state)
     pgfeed_config cfg;
     setenv("PGFEED_MAX_WAIT", "7", 1);
     setenv("PGFEED_HUB_DIR", "/run/user/33/pgfeed", 1);
-    LOAD_OK(&cfg, "--hub", "--db", "dbname=x", "--heartbeat=9");
+    LOAD_OK(&cfg, "--hub", "--db", "dbname=x", "--heartbeat=9", "--allow", "news",
+            "--allow=public:*");
     assert_true(cfg.hub);
     assert_string_equal(cfg.hub_dir, "/run/user/33/pgfeed");
     buf out = BUF_INIT;
@@ -523,7 +524,9 @@ static void test_each_renders_the_effective_configuration(void **state)
     assert_non_null(strstr(out.data, "PGFEED_PUBLISH=0;"));
     /* Unset strings are left out rather than rendered as something. */
     assert_null(strstr(out.data, "PGFEED_LISTEN="));
-    assert_null(strstr(out.data, "PGFEED_PUBLISH_TOKEN="));
+    assert_null(strstr(out.data, "PGFEED_TOKEN_KEYS="));
+    /* A repeated list flag reaches the hub as the list it made. */
+    assert_non_null(strstr(out.data, "PGFEED_ALLOW=news,public:*;"));
     buf_free(&out);
 }
 
