@@ -223,6 +223,7 @@ static void refuse(guard_refusal *why, int status, const char *www, const char *
 {
     why->status = status;
     why->www_authenticate = www;
+    why->channel[0] = '\0';
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why->detail, sizeof why->detail, fmt, ap);
@@ -343,8 +344,10 @@ static void refuse_read(const guard_identity *id, const char *channel, guard_ref
                "reading channel \"%s\" needs an identity: a login at the web server or a "
                "token (Authorization: Bearer, or the token cookie)",
                channel);
-    else
+    else {
         refuse(why, 403, NULL, "not allowed to read channel \"%s\"", channel);
+        snprintf(why->channel, sizeof why->channel, "%s", channel);
+    }
 }
 
 void guard_refuse_channel(const guard_identity *id, const char *channel, guard_refusal *why)
@@ -401,8 +404,10 @@ bool guard_publish(const guard *a, const guard_identity *id, const char *channel
         refuse(why, 401, WWW_BEARER,
                "publishing needs an identity: the publish token, a token with a publish "
                "claim, or a login that --publish-allow-user admits");
-    else
+    else {
         refuse(why, 403, NULL, "not allowed to publish to channel \"%s\"", channel);
+        snprintf(why->channel, sizeof why->channel, "%s", channel);
+    }
     return false;
 }
 
@@ -471,7 +476,8 @@ void guard_cors_headers(const guard *a, guard_param_fn param, void *ctx, bool al
     } else {
         return;
     }
-    buf_append_str(headers, "Access-Control-Expose-Headers: ETag\r\n");
+    /* Pgfeed-Database: down tells a poll the server cannot deliver now (pgfeed.js: degraded). */
+    buf_append_str(headers, "Access-Control-Expose-Headers: ETag, Pgfeed-Database\r\n");
 }
 
 int guard_preflight(const guard *a, guard_param_fn param, void *ctx, buf *headers,

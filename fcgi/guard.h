@@ -44,6 +44,7 @@ typedef struct guard_refusal {
     int status;                   /* 401 or 403 */
     char detail[256];             /* never contains the token */
     const char *www_authenticate; /* for 401: the header's value (static) */
+    char channel[160];            /* for a 403 about one channel: its name, else "" */
 } guard_refusal;
 
 /* Loads keys and the publish token; NULL with a sentence in err on bad settings. */

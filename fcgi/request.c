@@ -143,7 +143,14 @@ void request_refuse(request *r, const guard_refusal *why)
         return;
     }
     buf body = BUF_INIT, headers = BUF_INIT;
-    problem_body(&body, why->status, why->detail, NULL);
+    /* A 403 names its channel, so a client can drop that one and keep the rest. */
+    json_object *extra = NULL;
+    if (why->channel[0]) {
+        extra = json_object_new_object();
+        json_object_object_add(extra, "channel", json_object_new_string(why->channel));
+    }
+    problem_body(&body, why->status, why->detail, extra);
+    json_object_put(extra);
     guard_refusal_headers(why, &headers);
     log_debug(r->id, "%d: %s", why->status, why->detail);
     request_respond(r, why->status, "application/problem+json", headers.data, body.data, body.len);

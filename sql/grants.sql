@@ -9,7 +9,18 @@
 REVOKE ALL ON SCHEMA pgfeed FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA pgfeed FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgfeed FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgfeed FROM PUBLIC;
+-- pgfeed_owner's functions only: pgfeed.authorize is the application's (see
+-- the migration that made it), and a REVOKE on it would only warn.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'pgfeed'::regnamespace
+                AND p.proowner = 'pgfeed_owner'::regrole LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END $$;
 -- Functions a later release adds start the same way.
 ALTER DEFAULT PRIVILEGES FOR ROLE pgfeed_owner IN SCHEMA pgfeed
     REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
@@ -18,18 +29,8 @@ ALTER DEFAULT PRIVILEGES FOR ROLE pgfeed_owner IN SCHEMA pgfeed
 GRANT USAGE ON SCHEMA pgfeed TO pgfeed_reader;
 GRANT SELECT ON pgfeed.channel, pgfeed.event TO pgfeed_reader;
 GRANT EXECUTE ON FUNCTION pgfeed.read(text, bigint, integer) TO pgfeed_reader;
--- pgfeed --authorize-sql asks pgfeed.authorize, the application's function: the
--- responder may call it where pgfeed_owner owns it (the default, or one the
--- application replaced in place); an application that made its own under
--- another owner grants EXECUTE to pgfeed_reader itself.
-DO $$
-BEGIN
-    IF EXISTS (SELECT FROM pg_catalog.pg_proc
-                WHERE oid = pg_catalog.to_regprocedure('pgfeed.authorize(text, text)')
-                  AND proowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)) THEN
-        GRANT EXECUTE ON FUNCTION pgfeed.authorize(text, text) TO pgfeed_reader;
-    END IF;
-END $$;
+-- pgfeed --authorize-sql also asks pgfeed.authorize, which belongs to the
+-- application: migrations/0003_authorize.sql grants it to pgfeed_reader.
 
 -- Applications that publish, directly or from tracked tables (pgfeed.track
 -- runs as its caller, who must own the table; the trigger it installs runs

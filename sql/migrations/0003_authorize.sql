@@ -18,8 +18,12 @@ BEGIN
         'May principal read channel? Asked by pgfeed --authorize-sql for channels no rule '
         'allowed; answers are cached for --auth-cache-ttl seconds. This default denies '
         'everything: replace it with the application''s own (see sql/authorize.sql).';
-        -- Owned like the rest, so grants.sql can give the responder EXECUTE.
-        ALTER FUNCTION pgfeed.authorize(text, text) OWNER TO pgfeed_owner;
+        -- The responder asks it; nobody else needs to. It stays the
+        -- application's (owned by whoever installs), so it reads the
+        -- application's tables with the application's rights, and an
+        -- application's CREATE OR REPLACE keeps these grants.
+        REVOKE ALL ON FUNCTION pgfeed.authorize(text, text) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION pgfeed.authorize(text, text) TO pgfeed_reader;
     END IF;
 END $$;
 

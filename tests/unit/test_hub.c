@@ -74,11 +74,11 @@ static void test_anything_that_changes_the_service_gets_another_hub(void **state
     key_of(&cfg, 33, password, k);
     assert_string_not_equal(base, k);
 
-    const char *variants[][3] = {{"--max-wait", "10", NULL},
-                                 {"--db", "dbname=other", NULL},
-                                 {"--publish", NULL, NULL},
-                                 {"--publish-token", "t", NULL},
-                                 {"--hub-idle", "5", NULL}};
+    const char *variants[][3] = {
+        {"--max-wait", "10", NULL}, {"--db", "dbname=other", NULL},
+        {"--publish", NULL, NULL},  {"--publish-token-file", "/etc/pgfeed/publish", NULL},
+        {"--allow", "news", NULL},  {"--token-keys", "/etc/pgfeed/keys.json", NULL},
+        {"--hub-idle", "5", NULL}};
     for (size_t i = 0; i < sizeof variants / sizeof *variants; i++) {
         const char *args[] = {"--hub", variants[i][0], variants[i][1], NULL};
         pgfeed_config v = config_from(args);
