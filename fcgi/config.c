@@ -53,6 +53,18 @@ static const option_spec options[] = {
     OPT("publish-token", OPT_STRING, publish_token, NULL, 0, 0,
         "bearer token POST must carry (recommended with --publish)"),
     OPT("max-body", OPT_INT, max_body, "65536", 1, 1 << 24, "largest POST body, bytes"),
+    OPT("request-timeout", OPT_INT, request_timeout, "10", 1, 3600,
+        "seconds for a FastCGI request's params and body to arrive"),
+    OPT("keep-conn-timeout", OPT_INT, keep_conn_timeout, "120", 1, 86400,
+        "seconds a kept FastCGI connection may idle between requests"),
+    OPT("max-params", OPT_INT, max_params, "32768", 1024, 1 << 24,
+        "bytes of FastCGI params (headers, query) per request"),
+    OPT("max-connections", OPT_INT, max_connections, "16384", 1, 1 << 24,
+        "FastCGI connections open at once (capped by the descriptor limit)"),
+    OPT("socket-mode", OPT_STRING, socket_mode, "0660", 0, 0,
+        "mode of the --listen Unix socket (octal; never writable by others)"),
+    OPT("socket-group", OPT_STRING, socket_group, NULL, 0, 0,
+        "group of the --listen Unix socket (default: the process's)"),
 };
 
 static char *env_name(const char *flag, char *out, size_t cap)

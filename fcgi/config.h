@@ -31,6 +31,12 @@ typedef struct pgfeed_config {
     bool publish;              /* POST /{channel} publishes */
     const char *publish_token; /* if set, POST needs Authorization: Bearer <token> */
     int max_body;
+    int request_timeout;      /* seconds for a FastCGI request's params and body to arrive */
+    int keep_conn_timeout;    /* seconds a kept FastCGI connection may wait for its next request */
+    int max_params;           /* bytes of FastCGI params per request */
+    int max_connections;      /* FastCGI connections open at once */
+    const char *socket_mode;  /* octal mode of the --listen Unix socket */
+    const char *socket_group; /* its group; NULL: the process's */
 } pgfeed_config;
 
 /* Fills cfg from defaults, then PGFEED_* variables, then argv. Returns -1 on bad input

@@ -11,13 +11,17 @@
 #include "metrics.h"
 #include "request.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
-#define TICK_MS 100         /* deadlines and heartbeats are checked this often */
-#define ACCEPTS_PER_TURN 64 /* so a burst of connections cannot starve held requests */
+#define TICK_MS 100   /* deadlines and heartbeats are checked this often */
+#define FD_RESERVE 64 /* descriptors kept for the database, logs, the listener and accept */
+#define FD_COUNT_MS 1000
 #define CACHE_SWEEP_MS 5000
 #define SHUTDOWN_GRACE_MS 5000
 #define LISTEN_BACKLOG 1024
@@ -37,7 +41,8 @@ typedef struct server {
     feed_cache *cache;
     metrics stats;
     request_registry requests;
-    event_watch listener;
+    int listen_fd;
+    fcgi_intake *intake;
 } server;
 
 static void server_on_db_up(void *ctx)
@@ -65,19 +70,44 @@ static void server_on_pruned(void *ctx, const char *channel, int64_t oldest)
     feed_cache_on_pruned(s->cache, channel, oldest);
 }
 
-static void server_on_listener(void *data, uint32_t events)
+static void server_on_request(void *ctx, fcgi_conn *conn)
 {
-    server *s = data;
-    for (int i = 0; i < ACCEPTS_PER_TURN; i++) {
-        bool would_block = false;
-        fcgi_conn *conn = fcgi_io_accept(s->listener.fd, (size_t)s->cfg->max_body, &would_block);
-        if (!conn) {
-            if (would_block)
-                return;
-            continue; /* a broken connection; others may be waiting */
-        }
-        request_start(&s->requests, conn);
+    server *s = ctx;
+    request_start(&s->requests, conn);
+}
+
+/*
+ * Raises the soft descriptor limit to the hard one: every held request is a
+ * descriptor, and the common soft limit of 1024 would be reached by ~1,000
+ * long polls. Returns the limit now in force.
+ */
+static size_t raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl.rlim_cur = rl.rlim_max;
+        else
+            log_warn(0, "cannot raise the descriptor limit to %llu: %s",
+                     (unsigned long long)rl.rlim_max, strerror(errno));
     }
+    return rl.rlim_cur == RLIM_INFINITY ? (size_t)1 << 20 : (size_t)rl.rlim_cur;
+}
+
+/* Descriptors open now, for the margin /_metrics shows. */
+static size_t count_open_fds(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir)
+        return 0;
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
 }
 
 static void install_signals(void)
@@ -95,24 +125,65 @@ static void install_signals(void)
 
 static int server_open_listener(server *s)
 {
+    const pgfeed_config *cfg = s->cfg;
     int fd;
-    if (s->cfg->listen) {
-        fd = fcgi_io_listen(s->cfg->listen, LISTEN_BACKLOG);
+    if (cfg->listen) {
+        char *end;
+        unsigned long mode = strtoul(cfg->socket_mode ? cfg->socket_mode : "0660", &end, 8);
+        if (*end || mode > 0777) {
+            log_error(0, "--socket-mode %s: expected an octal mode such as 0660", cfg->socket_mode);
+            return -1;
+        }
+        fcgi_listen_options opts = {.mode = (unsigned)mode, .group = cfg->socket_group};
+        fd = fcgi_io_listen(cfg->listen, LISTEN_BACKLOG, &opts);
         if (fd < 0)
             return -1;
-        log_info(0, "listening on %s", s->cfg->listen);
+        log_info(0, "listening on %s", cfg->listen);
     } else {
         fd = 0;
         if (fcgi_io_prepare_listener(fd) < 0)
             return -1;
     }
-    s->listener = (event_watch){.fd = fd, .handler = server_on_listener, .data = s};
-    return event_loop_watch(s->loop, &s->listener, EPOLLIN);
+    s->listen_fd = fd;
+    size_t max_connections = (size_t)cfg->max_connections;
+    if (s->stats.fds_limit > FD_RESERVE && max_connections > s->stats.fds_limit - FD_RESERVE) {
+        max_connections = s->stats.fds_limit - FD_RESERVE;
+        log_info(0, "--max-connections %d lowered to %zu by the descriptor limit %zu",
+                 cfg->max_connections, max_connections, s->stats.fds_limit);
+    }
+    fcgi_intake_limits limits = {.max_params = (size_t)cfg->max_params,
+                                 .max_body = (size_t)cfg->max_body,
+                                 .request_timeout_ms = cfg->request_timeout * 1000,
+                                 .idle_timeout_ms = cfg->keep_conn_timeout * 1000,
+                                 .max_connections = max_connections};
+    s->intake = fcgi_intake_new(s->loop, fd, &limits, server_on_request, s);
+    return s->intake ? 0 : -1;
+}
+
+/* Copies what the intake and the process know into the metrics /_metrics renders. */
+static void server_update_metrics(server *s, int64_t now, int64_t *last_fd_count)
+{
+    if (s->intake) {
+        const fcgi_intake_stats *in = fcgi_intake_get_stats(s->intake);
+        s->stats.fcgi_accepted = in->accepted;
+        s->stats.fcgi_refused = in->refused;
+        s->stats.fcgi_timed_out = in->timed_out;
+        s->stats.fcgi_too_large = in->too_large;
+        s->stats.fcgi_protocol_errors = in->protocol_errors;
+        s->stats.fcgi_kept_requests = in->kept_requests;
+        s->stats.fcgi_fd_exhausted = in->fd_exhausted;
+        s->stats.fcgi_connections = in->open;
+    }
+    if (now - *last_fd_count >= FD_COUNT_MS) {
+        s->stats.fds_open = count_open_fds();
+        *last_fd_count = now;
+    }
 }
 
 static void server_free(server *s)
 {
     request_reap(&s->requests);
+    fcgi_intake_free(s->intake);
     feed_cache_free(s->cache);
     db_free(s->database);
     event_loop_free(s->loop);
@@ -128,6 +199,7 @@ int server_run(const pgfeed_config *cfg)
     server s;
     memset(&s, 0, sizeof s);
     s.cfg = cfg;
+    s.stats.fds_limit = raise_fd_limit();
     s.loop = event_loop_new();
     if (!s.loop)
         return 1;
@@ -144,7 +216,7 @@ int server_run(const pgfeed_config *cfg)
     s.cache = feed_cache_new(s.database, &limits);
     s.requests = (request_registry){
         .loop = s.loop, .cache = s.cache, .database = s.database, .cfg = cfg, .stats = &s.stats};
-    s.listener.fd = -1;
+    s.listen_fd = -1;
 
     /* A daemon that cannot listen says so before it touches the database. */
     if (!cgi && server_open_listener(&s) < 0) {
@@ -157,11 +229,15 @@ int server_run(const pgfeed_config *cfg)
         request_start(&s.requests, fcgi_io_cgi((size_t)cfg->max_body));
 
     int64_t last_cache_sweep = now, last_prune = now, last_sweep = now, stop_deadline = 0;
+    int64_t last_fd_count = now - FD_COUNT_MS;
     while (true) {
         /* Streams with more to write must not wait a tick for the next turn. */
         event_loop_run_once(s.loop, s.requests.ready ? 0 : TICK_MS);
         now = clock_now_ms();
         db_tick(s.database, now);
+        if (s.intake)
+            fcgi_intake_tick(s.intake, now);
+        server_update_metrics(&s, now, &last_fd_count);
         /* The sweep walks every request: once a tick, not once per wake-up. */
         if (now - last_sweep >= TICK_MS) {
             request_sweep(&s.requests, now);
@@ -169,8 +245,8 @@ int server_run(const pgfeed_config *cfg)
         }
         if (stop_requested && !stop_deadline) {
             log_info(0, "stopping: answering %zu held requests", s.requests.n_active);
-            if (s.listener.fd >= 0)
-                event_loop_unwatch(s.loop, &s.listener);
+            if (s.intake)
+                fcgi_intake_stop(s.intake);
             request_shutdown(&s.requests);
             stop_deadline = now + SHUTDOWN_GRACE_MS;
         }
