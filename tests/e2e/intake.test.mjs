@@ -8,7 +8,7 @@
 //   - --max-connections; the socket's mode, stale and live sockets;
 //   - nginx's keepalive pool (apache/nginx-pgfeed.conf) reuses connections.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -299,3 +299,56 @@ describe('nginx keepalive pool (apache/nginx-pgfeed.conf)', () => {
   });
 });
 
+
+/** utime + stime of a process, in clock ticks (/proc/<pid>/stat). */
+function cpuTicks(pid) {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+describe('the descriptor limit', () => {
+  test('at EMFILE the accept loop pauses instead of spinning, logs once per episode, counts it, recovers', async (t) => {
+    const root = makeRoot('intake-emfile');
+    const socket = path.join(root, 'pgfeed.sock');
+    const env = testEnv();
+    const logFile = path.join(root, 'stderr.log');
+    const log = fs.openSync(logFile, 'a');
+    // A hard limit of 48 descriptors: pgfeed cannot raise it, so ~40 connections reach EMFILE.
+    const child = spawn('sh', ['-c', 'ulimit -n 48 && exec "$0" --listen "$1"', env.bin, socket], {
+      env: { ...process.env, ...env.pg },
+      stdio: ['ignore', 'ignore', log],
+    });
+    cleanups.push(async () => {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {}
+      fs.rmSync(root, { recursive: true, force: true });
+    });
+    await waitFor('pgfeed listens', () => fs.existsSync(socket));
+    await sleep(200);
+    const conns = [];
+    for (let i = 0; i < 80; i++) {
+      const c = new RawConn(socket);
+      conns.push(c);
+    }
+    await Promise.all(conns.map((c) => c.connected.catch(() => {})));
+    await sleep(300);
+    const before = cpuTicks(child.pid);
+    await sleep(1000);
+    const ticks = cpuTicks(child.pid) - before;
+    const lines = fs.readFileSync(logFile, 'utf8').split('\n').filter((l) => /accept: Too many open files/.test(l));
+    t.diagnostic(`at the limit: ${ticks} CPU ticks in 1 s, ${lines.length} log line(s)`);
+    assert.ok(ticks <= 10, `no spinning: ${ticks} ticks of CPU in one second at the limit`);
+    assert.equal(lines.length, 1, 'logged once for the episode');
+    // Free the descriptors: the connections waiting in the backlog are then served.
+    for (const c of conns.slice(0, 60)) c.destroy();
+    await sleep(300);
+    const a = await rawGet(socket, '/_health');
+    assert.equal(a.status, 200, 'answers again once descriptors are free');
+    const m = await rawMetrics(socket);
+    assert.equal(m.get('pgfeed_accept_fd_exhausted_total'), 1);
+    assert.equal(m.get('pgfeed_fds_limit'), 48);
+    assert.match(fs.readFileSync(logFile, 'utf8'), /accepting again/);
+    for (const c of conns) c.destroy();
+  });
+});
