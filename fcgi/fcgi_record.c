@@ -117,6 +117,8 @@ typedef void (*pair_fn)(void *ctx, const char *name, size_t name_len, const char
 /* Walks name-value pairs; false when they are malformed (a length runs past the end). */
 static bool pairs_walk(const char *data, size_t len, pair_fn fn, void *ctx)
 {
+    if (len == 0)
+        return true; /* data may be NULL (no params at all): no pointer arithmetic on it */
     const unsigned char *at = (const unsigned char *)data, *end = at + len;
     while (at < end) {
         size_t name_len, value_len;
