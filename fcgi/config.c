@@ -65,6 +65,8 @@ static const option_spec options[] = {
         "mode of the --listen Unix socket (octal; never writable by others)"),
     OPT("socket-group", OPT_STRING, socket_group, NULL, 0, 0,
         "group of the --listen Unix socket (default: the process's)"),
+    OPT("notify-queue-warn", OPT_INT, notify_queue_warn, "50", 1, 100,
+        "percent of PostgreSQL's NOTIFY queue in use that logs a warning"),
 };
 
 static char *env_name(const char *flag, char *out, size_t cap)

@@ -37,6 +37,7 @@ typedef struct pgfeed_config {
     int max_connections;      /* FastCGI connections open at once */
     const char *socket_mode;  /* octal mode of the --listen Unix socket */
     const char *socket_group; /* its group; NULL: the process's */
+    int notify_queue_warn;    /* percent of the NOTIFY queue in use that logs a warning */
 } pgfeed_config;
 
 /* Fills cfg from defaults, then PGFEED_* variables, then argv. Returns -1 on bad input

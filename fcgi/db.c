@@ -31,7 +31,8 @@ typedef enum query_kind {
     QUERY_READ,
     QUERY_PUBLISH,
     QUERY_PING,
-    QUERY_PRUNE
+    QUERY_PRUNE,
+    QUERY_QUEUE_USAGE
 } query_kind;
 
 static const char *const query_sql[] = {
@@ -40,6 +41,8 @@ static const char *const query_sql[] = {
     [QUERY_PUBLISH] = "SELECT pgfeed.publish($1, $2, $3::jsonb)",
     [QUERY_PING] = "SELECT 1",
     [QUERY_PRUNE] = "SELECT pgfeed.prune()",
+    /* How full PostgreSQL's NOTIFY queue is (0..1): a listener somewhere not reading. */
+    [QUERY_QUEUE_USAGE] = "SELECT pg_notification_queue_usage()",
 };
 
 struct db_query {
@@ -73,6 +76,8 @@ struct db {
     int64_t sent_at_ms;
     uint64_t queries_sent;
     bool ever_up;
+    double notify_queue_usage;  /* last pg_notification_queue_usage() */
+    bool queue_usage_in_flight; /* one check queued at a time */
 };
 
 static void db_on_io(void *data, uint32_t events);
@@ -118,6 +123,7 @@ static void query_fail(db_query *q, const char *error)
         break;
     case QUERY_LISTEN:
     case QUERY_PRUNE:
+    case QUERY_QUEUE_USAGE:
         break;
     }
 }
@@ -145,6 +151,7 @@ static void db_connection_lost(db *d, const char *why)
     d->conn = NULL;
     d->state = DB_DOWN;
     d->in_flight = false;
+    d->queue_usage_in_flight = false;
     /* Jitter spreads the reconnects of many pgfeed processes after a server restart. */
     d->retry_at_ms = clock_now_ms() + d->backoff_ms / 2 + rand() % (d->backoff_ms / 2 + 1);
     d->backoff_ms = d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d->backoff_ms * 2;
@@ -287,6 +294,9 @@ static void deliver(db *d, db_query *q, PGresult *res)
     case QUERY_PRUNE:
         log_info(0, "pruned %s events", PQntuples(res) ? PQgetvalue(res, 0, 0) : "0");
         break;
+    case QUERY_QUEUE_USAGE:
+        d->notify_queue_usage = PQntuples(res) ? strtod(PQgetvalue(res, 0, 0), NULL) : 0;
+        break;
     case QUERY_LISTEN:
         break;
     }
@@ -328,7 +338,18 @@ static void db_read_results(db *d)
             d->queue_length--;
             d->in_flight = false;
             bool was_listen = q->kind == QUERY_LISTEN;
+            if (q->kind == QUERY_QUEUE_USAGE)
+                d->queue_usage_in_flight = false;
             query_free(q);
+            /* Every statement runs on its own (autocommit). A connection left inside a
+             * transaction would keep holding LISTEN without reading the NOTIFY queue
+             * (notifications reach a listener only between transactions) while the
+             * queue fills for every publisher of the database: drop it instead. */
+            PGTransactionStatusType tx = PQtransactionStatus(d->conn);
+            if (tx == PQTRANS_INTRANS || tx == PQTRANS_INERROR) {
+                db_connection_lost(d, "a statement left the connection inside a transaction");
+                return;
+            }
             if (was_listen && d->state == DB_UP && d->callbacks.up)
                 d->callbacks.up(d->callbacks.ctx);
             if (d->state == DB_DOWN)
@@ -510,6 +531,18 @@ void db_prune(db *d)
 {
     if (d->state == DB_UP)
         db_submit(d, QUERY_PRUNE, 0, NULL, NULL);
+}
+
+void db_check_notify_queue(db *d)
+{
+    if (d->state != DB_UP || d->queue_usage_in_flight)
+        return;
+    d->queue_usage_in_flight = db_submit(d, QUERY_QUEUE_USAGE, 0, NULL, NULL) != NULL;
+}
+
+double db_notify_queue_usage(const db *d)
+{
+    return d->notify_queue_usage;
 }
 
 void db_query_cancel(db_query *q)

@@ -77,6 +77,15 @@ db_query *db_publish(db *d, const char *channel, const char *type, const char *d
 db_query *db_ping(db *d, db_ping_cb cb, void *ctx);
 /* Runs pgfeed.prune(); the result is only logged. */
 void db_prune(db *d);
+/*
+ * Queues SELECT pg_notification_queue_usage() (one at a time); the answer is
+ * kept for db_notify_queue_usage. A listener that stops reading anywhere in
+ * the cluster fills the queue, and a full queue fails every transaction that
+ * sends NOTIFY, the application's writes to tracked tables included.
+ */
+void db_check_notify_queue(db *d);
+/* The last value read, 0..1 (0 before the first check). */
+double db_notify_queue_usage(const db *d);
 void db_query_cancel(db_query *q);
 
 #endif

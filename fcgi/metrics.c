@@ -90,4 +90,9 @@ void metrics_render(const metrics *m, const metrics_snapshot *s, buf *out)
             buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", r->name, r->help, r->name, r->type);
         buf_printf(out, "%s%s %" PRIu64 "\n", r->name, r->labels ? r->labels : "", r->value);
     }
+    /* The one ratio: how full PostgreSQL's NOTIFY queue is (alert well before 1). */
+    buf_printf(out,
+               "# HELP pgfeed_notify_queue_usage Fraction of PostgreSQL's NOTIFY queue in use.\n"
+               "# TYPE pgfeed_notify_queue_usage gauge\npgfeed_notify_queue_usage %.6f\n",
+               m->notify_queue_usage);
 }

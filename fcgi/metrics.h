@@ -39,6 +39,7 @@ typedef struct metrics {
     size_t fcgi_connections;
     size_t fds_limit; /* RLIMIT_NOFILE after raising it */
     size_t fds_open;
+    double notify_queue_usage; /* pg_notification_queue_usage(), 0..1, checked periodically */
 } metrics;
 
 typedef struct metrics_snapshot {

@@ -43,6 +43,7 @@ typedef struct server {
     request_registry requests;
     int listen_fd;
     fcgi_intake *intake;
+    bool notify_queue_warned; /* above --notify-queue-warn since the last warning */
 } server;
 
 static void server_on_db_up(void *ctx)
@@ -178,6 +179,20 @@ static void server_update_metrics(server *s, int64_t now, int64_t *last_fd_count
         s->stats.fds_open = count_open_fds();
         *last_fd_count = now;
     }
+    double usage = db_notify_queue_usage(s->database);
+    double warn = s->cfg->notify_queue_warn / 100.0;
+    if (usage >= warn && !s->notify_queue_warned) {
+        log_warn(0,
+                 "PostgreSQL's NOTIFY queue is %.1f%% full (warning at %d%%): a listening session "
+                 "is not reading (see pg_stat_activity for the oldest LISTEN backend); when it is "
+                 "full, every transaction that publishes fails",
+                 usage * 100, s->cfg->notify_queue_warn);
+        s->notify_queue_warned = true;
+    } else if (usage < warn / 2 && s->notify_queue_warned) {
+        log_info(0, "PostgreSQL's NOTIFY queue is down to %.1f%%", usage * 100);
+        s->notify_queue_warned = false;
+    }
+    s->stats.notify_queue_usage = usage;
 }
 
 static void server_free(server *s)
@@ -252,6 +267,8 @@ int server_run(const pgfeed_config *cfg)
         }
         if (now - last_cache_sweep >= CACHE_SWEEP_MS) {
             feed_cache_sweep(s.cache, now);
+            if (!cgi)
+                db_check_notify_queue(s.database);
             last_cache_sweep = now;
         }
         if (cfg->prune_interval && !cgi &&

@@ -73,6 +73,7 @@ static const struct family {
     {"pgfeed_fds_limit", "gauge"},
     {"pgfeed_fds_open", "gauge"},
     {"pgfeed_fds_margin", "gauge"},
+    {"pgfeed_notify_queue_usage", "gauge"},
     {"pgfeed_database_up", "gauge"},
     {"pgfeed_database_queries_total", "counter"},
     {"pgfeed_database_queue", "gauge"},
@@ -134,7 +135,11 @@ static void check_sample(const char *line, size_t len, family_seen *seen)
         assert_memory_equal(value - 1, "}", 1);
     value++;
     assert_true(value < line + len);
-    assert_int_equal(strspn(value, "0123456789"), (size_t)(line + len - value));
+    /* Counters and gauges are whole numbers; the one ratio has a decimal point. */
+    size_t digits = strspn(value, "0123456789");
+    if (value[digits] == '.')
+        digits += 1 + strspn(value + digits + 1, "0123456789");
+    assert_int_equal(digits, (size_t)(line + len - value));
 }
 
 /* Reads the exposition line by line and checks its grammar and declaration order. */
@@ -200,6 +205,9 @@ static void expect_all_samples(const buf *b, const metrics *m, const metrics_sna
     expect_sample(b, "pgfeed_fds_open", m->fds_open);
     expect_sample(b, "pgfeed_fds_margin",
                   m->fds_limit > m->fds_open ? m->fds_limit - m->fds_open : 0);
+    char ratio[64];
+    snprintf(ratio, sizeof ratio, "\npgfeed_notify_queue_usage %.6f\n", m->notify_queue_usage);
+    assert_non_null(strstr(b->data, ratio));
     expect_sample(b, "pgfeed_database_up", s->db_up);
     expect_sample(b, "pgfeed_database_queries_total", s->db_queries);
     expect_sample(b, "pgfeed_database_queue", s->db_queue);
@@ -248,6 +256,7 @@ static void test_render_distinct_values(void **state)
         .fcgi_connections = 127,
         .fds_limit = 1000,
         .fds_open = 129,
+        .notify_queue_usage = 0.25,
     };
     metrics_snapshot s = {
         .db_up = true,
