@@ -65,6 +65,10 @@ static const option_spec options[] = {
         "mode of the --listen Unix socket (octal; never writable by others)"),
     OPT("socket-group", OPT_STRING, socket_group, NULL, 0, 0,
         "group of the --listen Unix socket (default: the process's)"),
+    OPT("max-answer-bytes", OPT_INT, max_answer_bytes, "1048576", 1024, 1 << 30,
+        "event bytes per poll answer; more: true says the rest follows"),
+    OPT("drain-timeout", OPT_INT, drain_timeout, "30", 1, 3600,
+        "seconds a client may take to read a finished answer before it is closed"),
     OPT("notify-queue-warn", OPT_INT, notify_queue_warn, "50", 1, 100,
         "percent of PostgreSQL's NOTIFY queue in use that logs a warning"),
 };

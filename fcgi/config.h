@@ -37,6 +37,8 @@ typedef struct pgfeed_config {
     int max_connections;      /* FastCGI connections open at once */
     const char *socket_mode;  /* octal mode of the --listen Unix socket */
     const char *socket_group; /* its group; NULL: the process's */
+    int max_answer_bytes;     /* event bytes in one poll answer (the first event always goes) */
+    int drain_timeout;        /* seconds a client may take to read a finished answer */
     int notify_queue_warn;    /* percent of the NOTIFY queue in use that logs a warning */
 } pgfeed_config;
 

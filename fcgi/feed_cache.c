@@ -89,6 +89,14 @@ static void ring_push(feed_channel *ch, int64_t version, const char *json, size_
     const feed_cache_limits *lim = &ch->cache->limits;
     if (ch->ring_count == 0)
         ch->ring_first = version;
+    if (len > lim->ring_bytes) {
+        /* Larger than the whole ring: caching it would hold the channel beyond
+         * --ring-bytes. Its readers read it from the database, and get it alone. */
+        while (ch->ring_count > 0)
+            ring_drop_oldest(ch);
+        ch->ring_first = version + 1;
+        return;
+    }
     while (ch->ring_count > 0 &&
            (ch->ring_count == lim->ring_events || ch->ring_bytes + len > lim->ring_bytes))
         ring_drop_oldest(ch);

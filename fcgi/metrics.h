@@ -27,7 +27,8 @@ typedef struct metrics {
     uint64_t departed_clients;
     uint64_t slow_streams_ended;
     uint64_t held_rejected;
-    size_t held_now; /* long polls and streams */
+    uint64_t undrained_closed; /* answers not read within --drain-timeout */
+    size_t held_now;           /* long polls and streams */
     /* FastCGI intake (fcgi_intake_stats, copied by the server each turn) */
     uint64_t fcgi_accepted;
     uint64_t fcgi_refused;

@@ -197,6 +197,14 @@ static void request_flush(request *r)
     }
 }
 
+/* The answer is complete: it drains within --drain-timeout or the client is closed. */
+static void request_start_flushing(request *r)
+{
+    r->state = REQ_FLUSHING;
+    r->deadline_ms = clock_now_ms() + (int64_t)r->reg->cfg->drain_timeout * 1000;
+    request_flush(r);
+}
+
 /* Sends a complete answer: the single path every final status goes through. */
 static void request_respond(request *r, int status, const char *content_type,
                             const char *extra_headers, const char *body, size_t body_len)
@@ -215,8 +223,7 @@ static void request_respond(request *r, int status, const char *content_type,
     metrics_count_status(r->reg->stats, status);
     log_debug(r->id, "answered %d", status);
     request_unhold(r);
-    r->state = REQ_FLUSHING;
-    request_flush(r);
+    request_start_flushing(r);
 }
 
 /* Answers with a problem+json body; extra members and allow may be NULL. */
@@ -426,7 +433,7 @@ static void poll_answer(request *r, bool timed_out)
     int64_t *next = xcalloc(n, sizeof *next);
     const char **texts = NULL;
     size_t *lens = NULL;
-    size_t total = 0, used = 0;
+    size_t total = 0, used = 0, bytes = 0;
     for (size_t i = 0; i < n; i++) {
         sub_source src = sub_source_of(&r->subs[i]);
         if (src.gone || src.ahead) {
@@ -453,8 +460,12 @@ static void poll_answer(request *r, bool timed_out)
                                .event_lens = lens + used};
         next[i] = s->cursor;
         const feed_event *e;
+        /* --max-answer-bytes bounds the answer as limit bounds its count; the first event
+         * always goes, so one larger than the budget is delivered alone (more: true). */
         while (views[i].n_events < (size_t)r->fr.limit && used < total &&
-               (e = sub_event_after(s, next[i])) != NULL) {
+               (e = sub_event_after(s, next[i])) != NULL &&
+               (used == 0 || bytes + e->json_len <= (size_t)r->reg->cfg->max_answer_bytes)) {
+            bytes += e->json_len;
             texts[used] = e->json;
             lens[used] = e->json_len;
             used++;
@@ -706,8 +717,7 @@ static void stream_end(request *r)
 {
     request_unhold(r);
     fcgi_conn_end(r->conn);
-    r->state = REQ_FLUSHING;
-    request_flush(r);
+    request_start_flushing(r);
 }
 
 /* ---- dispatch -------------------------------------------------------------- */
@@ -972,6 +982,16 @@ void request_sweep(request_registry *reg, int64_t now_ms)
         } else if (r->state == REQ_LINGERING) {
             if (now_ms >= r->deadline_ms)
                 request_close(r);
+        } else if (r->state == REQ_FLUSHING) {
+            if (now_ms >= r->deadline_ms) {
+                /* Not reading its answer: what it holds queued is ours to free. */
+                reg->stats->undrained_closed++;
+                log_info(r->id,
+                         "closing a client that did not read its answer within "
+                         "--drain-timeout (%zu bytes left)",
+                         fcgi_conn_pending(r->conn));
+                request_close(r);
+            }
         } else if (r->state == REQ_STREAMING) {
             if (now_ms >= r->deadline_ms) {
                 stream_end(r);

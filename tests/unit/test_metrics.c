@@ -65,6 +65,7 @@ static const struct family {
     {"pgfeed_notifications_total", "counter"},
     {"pgfeed_departed_clients_total", "counter"},
     {"pgfeed_slow_streams_ended_total", "counter"},
+    {"pgfeed_undrained_closed_total", "counter"},
     {"pgfeed_fastcgi_connections", "gauge"},
     {"pgfeed_fastcgi_accepted_total", "counter"},
     {"pgfeed_fastcgi_closed_total", "counter"},
@@ -192,6 +193,7 @@ static void expect_all_samples(const buf *b, const metrics *m, const metrics_sna
     expect_sample(b, "pgfeed_notifications_total", m->notifications);
     expect_sample(b, "pgfeed_departed_clients_total", m->departed_clients);
     expect_sample(b, "pgfeed_slow_streams_ended_total", m->slow_streams_ended);
+    expect_sample(b, "pgfeed_undrained_closed_total", m->undrained_closed);
     expect_sample(b, "pgfeed_fastcgi_connections", m->fcgi_connections);
     expect_sample(b, "pgfeed_fastcgi_accepted_total", m->fcgi_accepted);
     expect_sample(b, "pgfeed_fastcgi_closed_total{reason=\"max_connections\"}", m->fcgi_refused);
@@ -246,6 +248,7 @@ static void test_render_distinct_values(void **state)
         .slow_streams_ended = 112,
         .held_rejected = 113,
         .held_now = 114,
+        .undrained_closed = 130,
         .fcgi_accepted = 120,
         .fcgi_refused = 121,
         .fcgi_timed_out = 122,
