@@ -48,13 +48,14 @@ after(async () => {
 function publisher(channel) {
   let child = null;
   let timer = null;
+  let stopped = false;
   const start = () => {
-    if (stopping) return;
+    if (stopping || stopped) return;
     child = spawn('psql', ['-X', '-q'], { env: process.env, stdio: ['pipe', 'ignore', 'ignore'] });
     child.stdin.on('error', () => {});
     child.on('exit', () => {
       child = null;
-      if (!stopping) setTimeout(start, 200);
+      if (!stopping && !stopped) setTimeout(start, 200);
     });
   };
   start();
@@ -64,6 +65,7 @@ function publisher(channel) {
   return {
     stop: () =>
       new Promise((resolve) => {
+        stopped = true; // its psql exiting now must not respawn it
         clearInterval(timer);
         if (!child) return resolve();
         child.on('exit', resolve);
