@@ -30,6 +30,8 @@ static const option_spec options[] = {
         "run as a FastCGI daemon on a Unix socket PATH or HOST:PORT"),
     OPT("db", OPT_STRING, db, "", 0, 0, "libpq conninfo (default: PG* environment)"),
     OPT("log-level", OPT_STRING, log_level, "info", 0, 0, "error, warn, info or debug"),
+    OPT("log-format", OPT_STRING, log_format, "text", 0, 0,
+        "text (timestamped lines), journal (systemd) or json"),
     OPT("max-wait", OPT_INT, max_wait, "30", 0, 3600, "longest long poll, seconds"),
     OPT("default-limit", OPT_INT, default_limit, "100", 1, 1000, "events per answer"),
     OPT("max-limit", OPT_INT, max_limit, "1000", 1, 1000, "largest limit= accepted"),
@@ -121,13 +123,55 @@ void config_usage(FILE *out)
     fprintf(out,
             "usage: pgfeed [--flag value ...]\n"
             "Serves PostgreSQL change feeds over FastCGI (inherited socket or --listen) or CGI.\n"
-            "Every flag can also be set by its PGFEED_* environment variable.\n\n");
+            "Every flag can also be set by its PGFEED_* environment variable.\n\n"
+            "  --%-16s %-24s %s\n  --%-16s %-24s %s\n",
+            "help", "-h", "print this list and exit", "version", "-V",
+            "print the version and exit");
     char name[64];
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         const option_spec *o = &options[i];
         fprintf(out, "  --%-16s %-24s %s%s%s%s\n", o->flag, env_name(o->flag, name, sizeof name),
                 o->help, o->default_value ? " [" : "", o->default_value ? o->default_value : "",
                 o->default_value ? "]" : "");
+    }
+}
+
+/* Writes text for a roff paragraph: backslashes escaped, no line starts a request. */
+static void man_text(FILE *out, const char *text)
+{
+    if (*text == '.' || *text == '\'')
+        fputs("\\&", out);
+    for (const char *p = text; *p; p++) {
+        if (*p == '\\')
+            fputs("\\e", out);
+        else if (*p == '-')
+            fputs("\\-", out);
+        else
+            fputc(*p, out);
+    }
+}
+
+void config_man_options(FILE *out)
+{
+    char name[64];
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
+        const option_spec *o = &options[i];
+        fputs(".TP\n.B \\-\\-", out);
+        man_text(out, o->flag);
+        if (o->type == OPT_INT)
+            fputs(" \\fIN\\fR", out);
+        else if (o->type == OPT_STRING)
+            fputs(" \\fIVALUE\\fR", out);
+        fputs("\n", out);
+        man_text(out, o->help);
+        if (o->type == OPT_INT)
+            fprintf(out, " (%d to %d)", o->min, o->max);
+        if (o->default_value && *o->default_value) {
+            fputs(". Default: ", out);
+            man_text(out, o->type == OPT_BOOL ? (strcmp(o->default_value, "0") ? "on" : "off")
+                                              : o->default_value);
+        }
+        fprintf(out, ". Environment: \\fB%s\\fR.\n", env_name(o->flag, name, sizeof name));
     }
 }
 
@@ -149,8 +193,8 @@ int config_load(pgfeed_config *cfg, int argc, char **argv)
             config_usage(stdout);
             return 1;
         }
-        if (!strcmp(arg, "--version")) {
-            printf("pgfeed 0.1.0\n");
+        if (!strcmp(arg, "--version") || !strcmp(arg, "-V")) {
+            printf("pgfeed %s\n", PGFEED_VERSION);
             return 1;
         }
         if (strncmp(arg, "--", 2) != 0) {
@@ -177,7 +221,9 @@ int config_load(pgfeed_config *cfg, int argc, char **argv)
             fprintf(stderr, "pgfeed: %s needs a value\n", arg);
             return -1;
         }
-        if (option_set(cfg, o, value, arg) < 0)
+        char source[80]; /* the flag alone: "--max-wait", not "--max-wait=soon" */
+        snprintf(source, sizeof source, "--%s", o->flag);
+        if (option_set(cfg, o, value, source) < 0)
             return -1;
     }
     return 0;

@@ -15,7 +15,8 @@ typedef struct pgfeed_config {
     const char *listen; /* NULL: inherited socket or CGI */
     const char *db;     /* conninfo; "" means PG* environment */
     const char *log_level;
-    int max_wait; /* seconds a long poll may be held */
+    const char *log_format; /* text, journal or json */
+    int max_wait;           /* seconds a long poll may be held */
     int default_limit;
     int max_limit;
     int max_channels; /* per request */
@@ -46,5 +47,7 @@ typedef struct pgfeed_config {
  * (reason printed), 1 when --help or --version was answered, 0 to run. */
 int config_load(pgfeed_config *cfg, int argc, char **argv) __attribute__((warn_unused_result));
 void config_usage(FILE *out);
+/* The OPTIONS section of pgfeed(1) in roff, from the same table (packaging/pgfeed_man.c). */
+void config_man_options(FILE *out);
 
 #endif

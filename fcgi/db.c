@@ -2,38 +2,15 @@
  * db — the process's PostgreSQL connection: LISTEN plus a FIFO of queries,
  * all non-blocking (see db.h).
  */
-#include "db.h"
+#include "db_private.h"
 #include "log.h"
 #include "xalloc.h"
 
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NOTIFY_CHANNEL "pgfeed"               /* "<version> <channel>" per publish */
-#define NOTIFY_PRUNED_CHANNEL "pgfeed_pruned" /* "<new oldest> <channel>" per prune */
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-#define CONNECT_TIMEOUT_MS 10000
-/* A statement this slow means a hung connection (pgfeed's statements are index lookups). */
-#define QUERY_TIMEOUT_MS 30000
-
-typedef enum db_state {
-    DB_DOWN,       /* no connection; the next attempt is at retry_at_ms */
-    DB_CONNECTING, /* PQconnectPoll in progress; the fd is watched for what it asked */
-    DB_LISTENING,  /* connected; LISTEN is in flight and queries wait behind it */
-    DB_UP,         /* LISTEN done: queries run from the FIFO, notifications flow */
-} db_state;
-
-typedef enum query_kind {
-    QUERY_LISTEN,
-    QUERY_READ,
-    QUERY_PUBLISH,
-    QUERY_PING,
-    QUERY_PRUNE,
-    QUERY_QUEUE_USAGE
-} query_kind;
+#define STARTUP_CHECK_TIMEOUT_S "5" /* db_check_startup's connect_timeout */
 
 static const char *const query_sql[] = {
     [QUERY_LISTEN] = "LISTEN " NOTIFY_CHANNEL "; LISTEN " NOTIFY_PRUNED_CHANNEL,
@@ -43,41 +20,6 @@ static const char *const query_sql[] = {
     [QUERY_PRUNE] = "SELECT pgfeed.prune()",
     /* How full PostgreSQL's NOTIFY queue is (0..1): a listener somewhere not reading. */
     [QUERY_QUEUE_USAGE] = "SELECT pg_notification_queue_usage()",
-};
-
-struct db_query {
-    query_kind kind;
-    db_query *next;
-    int n_params;
-    char *params[3];
-    union {
-        db_read_cb read;
-        db_publish_cb publish;
-        db_ping_cb ping;
-    } cb;
-    void *ctx;
-    bool cancelled;
-};
-
-struct db {
-    event_loop *loop;
-    char *conninfo;
-    db_callbacks callbacks;
-    PGconn *conn;
-    db_state state;
-    event_watch watch;
-    int64_t connect_deadline_ms;
-    int64_t retry_at_ms;
-    int backoff_ms;
-    db_query *queue_head; /* queue_head is in flight when in_flight */
-    db_query *queue_tail;
-    size_t queue_length;
-    bool in_flight;
-    int64_t sent_at_ms;
-    uint64_t queries_sent;
-    bool ever_up;
-    double notify_queue_usage;  /* last pg_notification_queue_usage() */
-    bool queue_usage_in_flight; /* one check queued at a time */
 };
 
 static void db_on_io(void *data, uint32_t events);
@@ -92,7 +34,8 @@ db *db_new(event_loop *loop, const char *conninfo, const db_callbacks *callbacks
     d->watch.fd = -1;
     d->watch.handler = db_on_io;
     d->watch.data = d;
-    d->backoff_ms = BACKOFF_MIN_MS;
+    backoff_init(&d->reconnect, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+    backoff_init(&d->read_backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
     return d;
 }
 
@@ -101,31 +44,6 @@ static void query_free(db_query *q)
     for (int i = 0; i < q->n_params; i++)
         free(q->params[i]);
     free(q);
-}
-
-static void query_fail(db_query *q, const char *error)
-{
-    if (q->cancelled)
-        return;
-    switch (q->kind) {
-    case QUERY_READ: {
-        db_read_result r = {.ok = false, .error = error};
-        q->cb.read(q->ctx, &r);
-        break;
-    }
-    case QUERY_PUBLISH: {
-        db_publish_result r = {.ok = false, .error = error};
-        q->cb.publish(q->ctx, &r);
-        break;
-    }
-    case QUERY_PING:
-        q->cb.ping(q->ctx, false);
-        break;
-    case QUERY_LISTEN:
-    case QUERY_PRUNE:
-    case QUERY_QUEUE_USAGE:
-        break;
-    }
 }
 
 static void unwatch(db *d)
@@ -143,8 +61,9 @@ static void unwatch(db *d)
 static void db_connection_lost(db *d, const char *why)
 {
     bool was_up = d->state == DB_UP;
-    log_warn(0, "database connection %s: %s; retrying in %d ms",
-             d->state == DB_CONNECTING ? "failed" : "lost", why, d->backoff_ms);
+    int64_t delay = backoff_next(&d->reconnect);
+    log_warn(0, "database connection %s: %s; retrying in %lld ms",
+             d->state == DB_CONNECTING ? "failed" : "lost", why, (long long)delay);
     unwatch(d);
     if (d->conn)
         PQfinish(d->conn);
@@ -152,16 +71,15 @@ static void db_connection_lost(db *d, const char *why)
     d->state = DB_DOWN;
     d->in_flight = false;
     d->queue_usage_in_flight = false;
-    /* Jitter spreads the reconnects of many pgfeed processes after a server restart. */
-    d->retry_at_ms = clock_now_ms() + d->backoff_ms / 2 + rand() % (d->backoff_ms / 2 + 1);
-    d->backoff_ms = d->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d->backoff_ms * 2;
+    d->retry_at_ms = clock_now_ms() + delay;
+    db_read_error_clear(d); /* a new connection reads at once */
 
     db_query *q = d->queue_head;
     d->queue_head = d->queue_tail = NULL;
     d->queue_length = 0;
     while (q) {
         db_query *next = q->next;
-        query_fail(q, "database unavailable");
+        db_result_fail(q, "database unavailable");
         query_free(q);
         q = next;
     }
@@ -226,83 +144,6 @@ static void db_send_next(db *d)
         db_watch_for(d, EPOLLIN | (flushed ? EPOLLOUT : 0));
 }
 
-static void deliver_read(db_query *q, PGresult *res)
-{
-    int rows = PQntuples(res);
-    db_read_result r = {.ok = true};
-    db_event *events = xcalloc((size_t)rows, sizeof *events);
-    if (rows > 0) {
-        r.head = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        r.oldest = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-    }
-    for (int i = 0; i < rows; i++) {
-        if (PQgetisnull(res, i, 2))
-            continue;
-        db_event *e = &events[r.n_events++];
-        e->version = strtoll(PQgetvalue(res, i, 2), NULL, 10);
-        e->json = PQgetvalue(res, i, 3);
-        e->json_len = (size_t)PQgetlength(res, i, 3);
-    }
-    r.events = events;
-    q->cb.read(q->ctx, &r);
-    free(events);
-}
-
-static void deliver(db *d, db_query *q, PGresult *res)
-{
-    ExecStatusType status = PQresultStatus(res);
-    bool ok = status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK;
-    if (!ok) {
-        const char *msg = PQresultErrorMessage(res);
-        log_warn(0, "query failed: %s", msg);
-        if (q->kind == QUERY_PUBLISH && !q->cancelled) {
-            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-            db_publish_result r = {.ok = false,
-                                   .client_error = state && strncmp(state, "22", 2) == 0,
-                                   .error = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)};
-            q->cb.publish(q->ctx, &r);
-            q->cancelled = true; /* answered */
-        } else {
-            query_fail(q, "database query failed");
-            q->cancelled = true;
-        }
-        return;
-    }
-    if (q->kind == QUERY_LISTEN) {
-        d->state = DB_UP;
-        d->backoff_ms = BACKOFF_MIN_MS;
-        /* Every CGI request connects: only reconnections are worth a line at info. */
-        log_msg(d->ever_up ? LOG_INFO : LOG_DEBUG, 0, "database connected; listening on \"%s\"",
-                NOTIFY_CHANNEL);
-        d->ever_up = true;
-        return;
-    }
-    if (q->cancelled)
-        return;
-    switch (q->kind) {
-    case QUERY_READ:
-        deliver_read(q, res);
-        break;
-    case QUERY_PUBLISH: {
-        db_publish_result r = {.ok = true, .version = strtoll(PQgetvalue(res, 0, 0), NULL, 10)};
-        q->cb.publish(q->ctx, &r);
-        break;
-    }
-    case QUERY_PING:
-        q->cb.ping(q->ctx, true);
-        break;
-    case QUERY_PRUNE:
-        log_info(0, "pruned %s events", PQntuples(res) ? PQgetvalue(res, 0, 0) : "0");
-        break;
-    case QUERY_QUEUE_USAGE:
-        d->notify_queue_usage = PQntuples(res) ? strtod(PQgetvalue(res, 0, 0), NULL) : 0;
-        break;
-    case QUERY_LISTEN:
-        break;
-    }
-    q->cancelled = true; /* a statement yields one result we act on */
-}
-
 static void drain_notifications(db *d)
 {
     PGnotify *n;
@@ -357,7 +198,7 @@ static void db_read_results(db *d)
             db_send_next(d);
             continue;
         }
-        deliver(d, d->queue_head, res);
+        db_result_deliver(d, d->queue_head, res);
         PQclear(res);
         if (d->state == DB_DOWN)
             return;
@@ -458,6 +299,8 @@ bool db_is_up(const db *d)
 
 int64_t db_retry_after_ms(const db *d, int64_t now_ms)
 {
+    if (d->state == DB_UP && d->read_error)
+        return d->read_retry_at_ms > now_ms ? d->read_retry_at_ms - now_ms : BACKOFF_MIN_MS;
     if (d->state == DB_UP)
         return 0;
     if (d->state != DB_DOWN || d->retry_at_ms <= now_ms)
@@ -502,6 +345,8 @@ static char *format_int(int64_t value)
 
 db_query *db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb, void *ctx)
 {
+    if (d->read_error && clock_now_ms() < d->read_retry_at_ms)
+        return NULL;
     char *params[3] = {xstrdup(channel), format_int(after), format_int(limit)};
     db_query *q = db_submit(d, QUERY_READ, 3, params, ctx);
     if (q)
@@ -564,6 +409,50 @@ void db_free(db *d)
         query_free(q);
         q = next;
     }
+    free(d->read_error);
     free(d->conninfo);
     free(d);
+}
+
+/*
+ * The one blocking connection pgfeed makes, before serving: a conninfo that
+ * cannot work (a typo, refused authentication, an unknown role or database)
+ * stops the process with libpq's own words instead of answering 503 forever.
+ * PQping tells "the server answered and refused us" (fatal) from "nobody
+ * answered" (a restart in progress: the event loop retries, as always).
+ */
+int db_check_startup(const char *conninfo)
+{
+    int rc = 0;
+    char *parse_error = NULL;
+    PQconninfoOption *parsed = NULL;
+    PGconn *conn = NULL;
+    bool given = conninfo && *conninfo;
+    if (given && !(parsed = PQconninfoParse(conninfo, &parse_error))) {
+        log_error(0, "--db: %s", parse_error ? parse_error : "out of memory");
+        rc = -1;
+        goto cleanup;
+    }
+    /* Later entries win: a connect_timeout in the conninfo or PGCONNECT_TIMEOUT overrides ours. */
+    const char *keys[] = {"connect_timeout", "dbname", NULL};
+    const char *values[] = {getenv("PGCONNECT_TIMEOUT") ? NULL : STARTUP_CHECK_TIMEOUT_S,
+                            given ? conninfo : NULL, NULL};
+    conn = PQconnectdbParams(keys, values, 1);
+    if (PQstatus(conn) == CONNECTION_OK)
+        goto cleanup;
+    switch (PQpingParams(keys, values, 1)) {
+    case PQPING_OK:
+    case PQPING_NO_ATTEMPT:
+        log_error(0, "cannot use the database: %s", PQerrorMessage(conn));
+        rc = -1;
+        break;
+    default:
+        log_warn(0, "database not reachable yet, retrying: %s", PQerrorMessage(conn));
+        break;
+    }
+cleanup:
+    PQfinish(conn);
+    PQconninfoFree(parsed);
+    PQfreemem(parse_error);
+    return rc;
 }

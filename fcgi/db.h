@@ -26,7 +26,8 @@ typedef struct db_event {
     size_t json_len;
 } db_event;
 
-/* What pgfeed.read() returned; pointers live until the callback returns. */
+/* What pgfeed.read() returned; every pointer (error, events and their json)
+ * is db's and lives only until the callback returns: copy what you keep. */
 typedef struct db_read_result {
     bool ok;
     const char *error; /* when !ok */
@@ -57,8 +58,17 @@ void db_free(db *d);
 /* Starts connecting (again, if down and the backoff has passed). Call every turn. */
 void db_tick(db *d, int64_t now_ms);
 bool db_is_up(const db *d);
-/* Milliseconds until the next reconnect attempt, for Retry-After; 0 when up. */
+/* Milliseconds until the next reconnect (or, while reads fail, the next read), for
+ * Retry-After; 0 when up and reading. */
 int64_t db_retry_after_ms(const db *d, int64_t now_ms);
+/*
+ * True while pgfeed.read fails with the connection up; *status is 503 (an
+ * operator or time can fix it) or 500 (retrying cannot help) and *detail names
+ * the cause (db's, valid until the next read). Reads then wait for a backoff
+ * like reconnects do, and db_read returns NULL until it has passed.
+ */
+bool db_read_failure(const db *d, int *status, const char **detail)
+    __attribute__((warn_unused_result));
 uint64_t db_queries_sent(const db *d);
 size_t db_queue_length(const db *d);
 
@@ -67,11 +77,18 @@ typedef void (*db_publish_cb)(void *ctx, const db_publish_result *result);
 typedef void (*db_ping_cb)(void *ctx, bool ok);
 
 /*
- * Queues pgfeed.read(channel, after, limit). The returned handle stays valid
- * until the callback has run; db_query_cancel stops the callback from running.
- * When the database is down the callback runs before this returns, with ok false.
+ * Queues pgfeed.read(channel, after, limit); channel is copied. Returns NULL
+ * when nothing was queued — the database is down, or reads are failing and
+ * their backoff has not passed (db_read_failure says why) — and then the
+ * callback never runs. Otherwise the callback runs exactly once, later, from
+ * the event loop, unless cancelled.
+ *
+ * A db_query handle belongs to db: never free it. It is valid until its
+ * callback has started or db_query_cancel was called, whichever is first;
+ * after that the caller must forget it (db frees it when the statement is done).
  */
 db_query *db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb, void *ctx);
+/* Like db_read (strings copied, NULL when down, same handle lifetime). */
 db_query *db_publish(db *d, const char *channel, const char *type, const char *data_json,
                      db_publish_cb cb, void *ctx);
 db_query *db_ping(db *d, db_ping_cb cb, void *ctx);
@@ -86,6 +103,15 @@ void db_prune(db *d);
 void db_check_notify_queue(db *d);
 /* The last value read, 0..1 (0 before the first check). */
 double db_notify_queue_usage(const db *d);
+/* The callback will not run; q may be NULL. The caller must forget q. */
 void db_query_cancel(db_query *q);
+
+/*
+ * Connects once, blocking (at most 5 s), before the process serves: returns -1
+ * after logging libpq's message when conninfo is invalid or the server refuses
+ * the connection (authentication, unknown role or database); 0 when it works
+ * or when no server answers (that is retried like any outage).
+ */
+int db_check_startup(const char *conninfo) __attribute__((warn_unused_result));
 
 #endif

@@ -2,7 +2,8 @@
  * event_loop — the one thread's epoll loop.
  *
  * Every fd pgfeed waits on (listen socket, FastCGI connections, the database
- * connection, the signal pipe) is watched here. Objects embed an event_watch
+ * connection) is watched here; signals only set a flag the loop checks after
+ * each turn, which its timeout bounds. Objects embed an event_watch
  * so watching allocates nothing; the loop calls the watch's handler with the
  * epoll events that fired.
  */

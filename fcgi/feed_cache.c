@@ -63,6 +63,16 @@ void feed_cache_free(feed_cache *c)
     free(c);
 }
 
+feed_event *feed_event_new(int64_t version, const char *json, size_t len)
+{
+    feed_event *e = xmalloc(sizeof *e + len + 1);
+    e->version = version;
+    e->json_len = len;
+    memcpy(e->json, json, len);
+    e->json[len] = '\0';
+    return e;
+}
+
 static void ring_clear(feed_channel *ch)
 {
     for (size_t i = 0; i < ch->ring_count; i++)
@@ -100,12 +110,8 @@ static void ring_push(feed_channel *ch, int64_t version, const char *json, size_
     while (ch->ring_count > 0 &&
            (ch->ring_count == lim->ring_events || ch->ring_bytes + len > lim->ring_bytes))
         ring_drop_oldest(ch);
-    feed_event *e = xmalloc(sizeof *e + len + 1);
-    e->version = version;
-    e->json_len = len;
-    memcpy(e->json, json, len);
-    e->json[len] = '\0';
-    ch->ring[(ch->ring_start + ch->ring_count) % lim->ring_events] = e;
+    ch->ring[(ch->ring_start + ch->ring_count) % lim->ring_events] =
+        feed_event_new(version, json, len);
     ch->ring_count++;
     ch->ring_bytes += len;
 }

@@ -31,6 +31,9 @@ typedef struct feed_event {
     char json[]; /* NUL-terminated */
 } feed_event;
 
+/* A copy of len bytes of json (NUL added) at version; the caller frees it with free(). */
+feed_event *feed_event_new(int64_t version, const char *json, size_t len);
+
 /*
  * Embedded in whatever waits on a channel. wake runs when the channel became
  * known, moved, or failed to load (then feed_channel_known is false).

@@ -2,7 +2,7 @@
  * feed_format — header blocks, poll bodies and SSE frames (see feed_format.h).
  */
 #include "feed_format.h"
-#include "problem.h"
+#include "http_status.h"
 
 #include <inttypes.h>
 
@@ -18,6 +18,16 @@ void feed_format_head(buf *out, int status, const char *content_type)
 void feed_format_header(buf *out, const char *name, const char *value)
 {
     buf_printf(out, "%s: %s\r\n", name, value);
+}
+
+void feed_format_etag(buf *out, const char *cursor)
+{
+    buf_printf(out, "ETag: \"%s\"\r\n", cursor);
+}
+
+void feed_format_retry_after(buf *out, int64_t seconds)
+{
+    buf_printf(out, "Retry-After: %" PRId64 "\r\n", seconds);
 }
 
 void feed_format_end_head(buf *out)
@@ -79,4 +89,34 @@ void feed_format_sse_comment(buf *out, const char *text)
 void feed_format_sse_retry(buf *out, int retry_ms)
 {
     buf_printf(out, "retry: %d\n\n", retry_ms);
+}
+
+void feed_format_sse_head(buf *out, int retry_ms)
+{
+    feed_format_head(out, 200, "text/event-stream");
+    /* nginx buffers FastCGI answers unless told otherwise, per response. */
+    feed_format_header(out, "X-Accel-Buffering", "no");
+    feed_format_end_head(out);
+    feed_format_sse_retry(out, retry_ms);
+}
+
+void feed_format_sse_reset(buf *out, const char *id, const char *channel, int64_t oldest,
+                           int64_t head, const char *reason)
+{
+    buf data = BUF_INIT;
+    buf_printf(&data,
+               "{\"channel\":\"%s\",\"oldest\":%" PRId64 ",\"head\":%" PRId64 ",\"reason\":\"%s\"}",
+               channel, oldest, head, reason);
+    feed_format_sse_event(out, id, "reset", data.data, data.len);
+    buf_free(&data);
+}
+
+void feed_format_published(buf *out, const char *channel, int64_t version)
+{
+    buf_printf(out, "{\"channel\":\"%s\",\"version\":%" PRId64 "}", channel, version);
+}
+
+void feed_format_health(buf *out)
+{
+    buf_append_str(out, "{\"status\":\"ok\",\"database\":\"up\"}");
 }

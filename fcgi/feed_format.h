@@ -1,6 +1,6 @@
 /*
- * feed_format — the bytes of feed answers: CGI header blocks, the JSON body
- * of a poll, and SSE frames.
+ * feed_format — the bytes of every answer but problem+json: CGI header blocks,
+ * the JSON bodies of a poll, a publish and /_health, and SSE frames.
  *
  * Event JSON is built once by PostgreSQL (pgfeed.read) and only concatenated
  * here, so an event delivered to 8,000 clients is never re-encoded. Channel
@@ -28,8 +28,16 @@ typedef struct feed_view {
 /* "Status: 200 OK\r\nContent-Type: ...\r\n" and the headers every answer carries. */
 void feed_format_head(buf *out, int status, const char *content_type);
 void feed_format_header(buf *out, const char *name, const char *value);
+/* ETag: "<cursor>" — the cursor the client should send next. */
+void feed_format_etag(buf *out, const char *cursor);
+void feed_format_retry_after(buf *out, int64_t seconds);
 /* Ends the header block. */
 void feed_format_end_head(buf *out);
+
+/* 201's body: {"channel","version"}. */
+void feed_format_published(buf *out, const char *channel, int64_t version);
+/* /_health's body once the database answered. */
+void feed_format_health(buf *out);
 
 /*
  * One channel: {"channel","head","oldest","events":[...],"more","cursor"}.
@@ -44,5 +52,13 @@ void feed_format_sse_event(buf *out, const char *id, const char *event_name, con
 /* A comment line, which EventSource ignores: keeps proxies from timing out. */
 void feed_format_sse_comment(buf *out, const char *text);
 void feed_format_sse_retry(buf *out, int retry_ms);
+/* What a stream sends first: the 200 header block, unbuffered by nginx, then retry:. */
+void feed_format_sse_head(buf *out, int retry_ms);
+/*
+ * "event: reset" with {"channel","oldest","head","reason"}: the client's
+ * cursor is gone (reason "pruned") or beyond the head ("reset").
+ */
+void feed_format_sse_reset(buf *out, const char *id, const char *channel, int64_t oldest,
+                           int64_t head, const char *reason);
 
 #endif

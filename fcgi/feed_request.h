@@ -43,7 +43,7 @@ typedef struct feed_request {
     feed_transport transport;
     size_t n_channels;
     char **channels;  /* n_channels validated names, owned */
-    int64_t *cursors; /* per channel: last version the client has, or CURSOR_NOW */
+    int64_t *cursors; /* per channel: last version the client has, CURSOR_NOW or CURSOR_OLDEST */
     int limit;
     int wait; /* seconds, 0 unless TRANSPORT_LONG_POLL */
     /* If-None-Match's tag (without quotes), owned, NULL when unconditional. */
@@ -72,8 +72,9 @@ typedef const char *(*feed_param_fn)(void *ctx, const char *name);
  *   - cursor per channel, first match wins: Last-Event-ID (SSE only, since
  *     EventSource repeats the original URL on reconnect; empty means absent),
  *     since= (a version, "now", or a cursor as in cursor.h), If-None-Match,
- *     else 0 for polls and CURSOR_NOW for SSE (a new stream starts at the live
- *     edge). A bad Last-Event-ID or since= is a 400; an If-None-Match that is
+ *     else CURSOR_OLDEST for polls (the oldest retained event, whatever it is
+ *     by the time the channel is read) and CURSOR_NOW for SSE (a new stream
+ *     starts at the live edge). A bad Last-Event-ID or since= is a 400; an If-None-Match that is
  *     not a cursor for these channels is only not used as one.
  *   - if_none_match keeps the first entity-tag whenever there is one, cursor
  *     or not, for the 304 comparison; "*" and malformed values leave it NULL.

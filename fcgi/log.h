@@ -1,20 +1,32 @@
 /*
- * log — leveled logging to stderr.
+ * log — leveled logging to stderr, one line per record.
  *
  * stdout is the response in CGI mode, so nothing is ever logged there. Every
- * line about a request carries its id, so one request can be followed through
+ * record about a request carries its id, so one request can be followed through
  * a busy log. Apache and lighttpd put a FastCGI process's stderr in their
- * error log.
+ * error log, one line per line; systemd puts it in the journal.
+ *
+ * A record is always exactly one line: control characters in the message
+ * (PostgreSQL's errors are multi-line and may quote client-chosen strings) are
+ * escaped, so nobody can forge or split records. Formats:
+ *   text     2026-12-01T10:07:07.123Z pgfeed[42] warn req=7: message
+ *   journal  <4>warn req=7: message     (journald reads the <N> priority and
+ *                                        keeps time and pid itself)
+ *   json     {"time":"…","level":"warn","pid":42,"req":7,"msg":"message"}
  */
 #ifndef PGFEED_LOG_H
 #define PGFEED_LOG_H
 
 typedef enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG } log_level;
+typedef enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JOURNAL, LOG_FORMAT_JSON } log_format;
 
 void log_set_level(log_level level);
+void log_set_format(log_format format);
 /* Parses "error", "warn", "info" or "debug"; returns -1 for anything else. */
 int log_level_parse(const char *name, log_level *out) __attribute__((warn_unused_result));
-/* request_id 0 means the line is about the process, not a request. */
+/* Parses "text", "journal" or "json"; returns -1 for anything else. */
+int log_format_parse(const char *name, log_format *out) __attribute__((warn_unused_result));
+/* request_id 0 means the record is about the process, not a request. */
 void log_msg(log_level level, unsigned long request_id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

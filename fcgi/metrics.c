@@ -38,7 +38,7 @@ void metrics_render(const metrics *m, const metrics_snapshot *s, buf *out)
         {"pgfeed_responses_total", NULL, NULL, "{status=\"304\"}", m->responses_304},
         {"pgfeed_responses_total", NULL, NULL, "{status=\"4xx\"}", m->responses_4xx},
         {"pgfeed_responses_total", NULL, NULL, "{status=\"5xx\"}", m->responses_5xx},
-        {"pgfeed_held_requests", "gauge", "Long polls and streams held now.", NULL, m->held_now},
+        {"pgfeed_held_requests", "gauge", "Long polls and streams held now.", NULL, s->held_now},
         {"pgfeed_held_rejected_total", "counter",
          "Requests refused with 503 because the held limit was reached.", NULL, m->held_rejected},
         {"pgfeed_events_delivered_total", "counter", "Events written to clients.", NULL,

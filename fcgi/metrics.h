@@ -28,7 +28,6 @@ typedef struct metrics {
     uint64_t slow_streams_ended;
     uint64_t held_rejected;
     uint64_t undrained_closed; /* answers not read within --drain-timeout */
-    size_t held_now;           /* long polls and streams */
     /* FastCGI intake (fcgi_intake_stats, copied by the server each turn) */
     uint64_t fcgi_accepted;
     uint64_t fcgi_refused;
@@ -50,6 +49,7 @@ typedef struct metrics_snapshot {
     size_t channels_cached;
     uint64_t cache_hits;
     uint64_t cache_misses;
+    size_t held_now; /* long polls and streams, counted by the request registry */
 } metrics_snapshot;
 
 void metrics_count_status(metrics *m, int status);

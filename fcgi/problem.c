@@ -5,42 +5,7 @@
  * client input (a channel name, a path) is always escaped correctly.
  */
 #include "problem.h"
-
-const char *http_status_reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 410:
-        return "Gone";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 415:
-        return "Unsupported Media Type";
-    case 422:
-        return "Unprocessable Content";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Unknown";
-    }
-}
+#include "http_status.h"
 
 void problem_body(buf *out, int status, const char *detail, const json_object *extra)
 {

@@ -11,9 +11,6 @@
 
 #include "buf.h"
 
-/* The reason phrase for an HTTP status ("Not Found"); "Unknown" if not listed. */
-const char *http_status_reason(int status);
-
 /*
  * Appends {"type":"about:blank","title":<reason>,"status":..,"detail":..} plus
  * every member of extra (may be NULL; not taken over, the caller still owns it).

@@ -24,20 +24,20 @@
 
 typedef struct request request;
 
-/* What every request needs from the process; owned by the server. */
-typedef struct request_registry {
-    event_loop *loop;
-    feed_cache *cache;
-    db *database;
-    const pgfeed_config *cfg;
-    metrics *stats;
-    request *active; /* every request not yet closed */
-    request *closed; /* closed this turn; freed by request_reap */
-    request *ready;  /* streams with more to write this turn (request_run_ready) */
-    size_t n_active;
-    unsigned long next_id;
-    bool shutting_down;
-} request_registry;
+/* Every request of the process, by state; owned by the server. */
+typedef struct request_registry request_registry;
+
+/* Borrows everything it is given; stats must outlive the registry. */
+request_registry *request_registry_new(event_loop *loop, feed_cache *cache, db *database,
+                                       const pgfeed_config *cfg, metrics *stats);
+/* Closes and frees every request left, then the registry. */
+void request_registry_free(request_registry *reg);
+/* Requests not yet closed. */
+size_t request_registry_active(const request_registry *reg);
+/* Long polls and streams not yet answered (what --max-held bounds). */
+size_t request_registry_held(const request_registry *reg);
+/* True when a stream has more to write this turn: the loop must not sleep. */
+bool request_registry_has_ready(const request_registry *reg);
 
 /* Takes over conn: parses it and answers, holds or streams it. */
 void request_start(request_registry *reg, fcgi_conn *conn);

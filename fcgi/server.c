@@ -40,7 +40,7 @@ typedef struct server {
     db *database;
     feed_cache *cache;
     metrics stats;
-    request_registry requests;
+    request_registry *requests;
     int listen_fd;
     fcgi_intake *intake;
     bool notify_queue_warned; /* above --notify-queue-warn since the last warning */
@@ -74,7 +74,7 @@ static void server_on_pruned(void *ctx, const char *channel, int64_t oldest)
 static void server_on_request(void *ctx, fcgi_conn *conn)
 {
     server *s = ctx;
-    request_start(&s->requests, conn);
+    request_start(s->requests, conn);
 }
 
 /*
@@ -197,7 +197,7 @@ static void server_update_metrics(server *s, int64_t now, int64_t *last_fd_count
 
 static void server_free(server *s)
 {
-    request_reap(&s->requests);
+    request_registry_free(s->requests);
     fcgi_intake_free(s->intake);
     feed_cache_free(s->cache);
     db_free(s->database);
@@ -229,8 +229,7 @@ int server_run(const pgfeed_config *cfg)
                                 .read_batch = cfg->max_limit,
                                 .idle_ms = 60000};
     s.cache = feed_cache_new(s.database, &limits);
-    s.requests = (request_registry){
-        .loop = s.loop, .cache = s.cache, .database = s.database, .cfg = cfg, .stats = &s.stats};
+    s.requests = request_registry_new(s.loop, s.cache, s.database, cfg, &s.stats);
     s.listen_fd = -1;
 
     /* A daemon that cannot listen says so before it touches the database. */
@@ -241,13 +240,13 @@ int server_run(const pgfeed_config *cfg)
     int64_t now = clock_now_ms();
     db_tick(s.database, now);
     if (cgi)
-        request_start(&s.requests, fcgi_io_cgi((size_t)cfg->max_body));
+        request_start(s.requests, fcgi_io_cgi((size_t)cfg->max_body));
 
     int64_t last_cache_sweep = now, last_prune = now, last_sweep = now, stop_deadline = 0;
     int64_t last_fd_count = now - FD_COUNT_MS;
     while (true) {
         /* Streams with more to write must not wait a tick for the next turn. */
-        event_loop_run_once(s.loop, s.requests.ready ? 0 : TICK_MS);
+        event_loop_run_once(s.loop, request_registry_has_ready(s.requests) ? 0 : TICK_MS);
         now = clock_now_ms();
         db_tick(s.database, now);
         if (s.intake)
@@ -255,14 +254,14 @@ int server_run(const pgfeed_config *cfg)
         server_update_metrics(&s, now, &last_fd_count);
         /* The sweep walks every request: once a tick, not once per wake-up. */
         if (now - last_sweep >= TICK_MS) {
-            request_sweep(&s.requests, now);
+            request_sweep(s.requests, now);
             last_sweep = now;
         }
         if (stop_requested && !stop_deadline) {
-            log_info(0, "stopping: answering %zu held requests", s.requests.n_active);
+            log_info(0, "stopping: answering %zu held requests", request_registry_held(s.requests));
             if (s.intake)
                 fcgi_intake_stop(s.intake);
-            request_shutdown(&s.requests);
+            request_shutdown(s.requests);
             stop_deadline = now + SHUTDOWN_GRACE_MS;
         }
         if (now - last_cache_sweep >= CACHE_SWEEP_MS) {
@@ -276,11 +275,11 @@ int server_run(const pgfeed_config *cfg)
             db_prune(s.database);
             last_prune = now;
         }
-        request_run_ready(&s.requests);
-        request_reap(&s.requests);
-        if (cgi && s.requests.n_active == 0)
+        request_run_ready(s.requests);
+        request_reap(s.requests);
+        if (cgi && request_registry_active(s.requests) == 0)
             break;
-        if (stop_deadline && (s.requests.n_active == 0 || now >= stop_deadline))
+        if (stop_deadline && (request_registry_active(s.requests) == 0 || now >= stop_deadline))
             break;
     }
     server_free(&s);

@@ -3,28 +3,60 @@
 # install-deps.sh — installs the Debian packages pgfeed needs, only those missing.
 #
 #   tests/install-deps.sh demo   build + run the demo (PostgreSQL, Apache, mod_fcgid)
+#   tests/install-deps.sh pg     build + the unit and pg test layers (no Node)
 #   tests/install-deps.sh test   everything the test suite drives as well
-#                                (lighttpd, nginx, Chromium, Node, cgi-fcgi)
+#                                (lighttpd, nginx, Chromium, Node, cgi-fcgi, clang-format, dpkg-dev)
 #
 # Uses apt-get as root, or through sudo. Safe to run again: installed packages
 # are skipped, so a machine that has everything runs no apt-get at all.
+#
+# PostgreSQL: any installed server (/usr/lib/postgresql/N/bin) is used as it
+# is; without one, the distribution's default major version is installed
+# (package `postgresql`: 15 on Debian 12, 16 on Ubuntu 24.04).
+# Node: any node >= 18 on PATH is used; without one, the distribution's own
+# nodejs and npm (Node 18 on Debian 12), which the tests support.
 set -euo pipefail
 
-build=(cmake gcc make pkg-config libfcgi-dev libpq-dev libjson-c-dev libcmocka-dev)
-demo=(postgresql-15 postgresql-client-15 apache2 libapache2-mod-fcgid python3 python3-psycopg2 curl)
-test=(lighttpd nginx-light libfcgi-bin chromium nodejs npm fonts-dejavu-core procps iproute2)
+# libc6-dev is only a Recommends of gcc, which --no-install-recommends skips:
+# without it gcc cannot link (no crt1.o).
+build=(cmake gcc libc6-dev make pkg-config libfcgi-dev libpq-dev libjson-c-dev libcmocka-dev)
+demo=(apache2 libapache2-mod-fcgid python3 python3-psycopg2 curl)
+test=(lighttpd nginx-light libfcgi-bin chromium fonts-dejavu-core procps iproute2 dpkg-dev file clang-format)
+
+# Whether a PostgreSQL server (initdb) of any major version is installed.
+have_postgres_server() {
+    local initdb
+    for initdb in /usr/lib/postgresql/*/bin/initdb; do
+        [[ -x $initdb ]] && return 0
+    done
+    return 1
+}
+
+# Whether a node the tests accept (>= 18) and npm are on PATH.
+have_node() {
+    local major
+    command -v npm >/dev/null || return 1
+    major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || return 1
+    ((major >= 18))
+}
 
 case "${1:-test}" in
+pg) wanted=("${build[@]}") ;;
 demo) wanted=("${build[@]}" "${demo[@]}") ;;
 test) wanted=("${build[@]}" "${demo[@]}" "${test[@]}") ;;
-*) echo "usage: install-deps.sh demo|test" >&2; exit 2 ;;
+*)
+    echo "usage: install-deps.sh demo|pg|test" >&2
+    exit 2
+    ;;
 esac
+have_postgres_server || wanted+=(postgresql postgresql-client)
+if [[ ${1:-test} == test ]] && ! have_node; then
+    wanted+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${wanted[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-    # nodejs from another repository (e.g. NodeSource) already brings npm.
-    if [[ $pkg == npm ]] && command -v npm >/dev/null; then continue; fi
     [[ $status == "install ok installed" ]] || missing+=("$pkg")
 done
 ((${#missing[@]} == 0)) && exit 0
@@ -40,6 +72,7 @@ if ((EUID != 0)); then
 fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
-# Installing apache2/nginx/lighttpd on Debian starts their stock services on
-# port 80 when an init system runs; pgfeed's scripts never use those.
+# Installing apache2/nginx/lighttpd/postgresql on Debian starts their stock
+# services (ports 80, 5432) when an init system runs; pgfeed's scripts never
+# use those.
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

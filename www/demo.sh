@@ -196,7 +196,7 @@ start_postgres() {
     "$CLUSTER_SH" start "$RUN/pg" "$PGPORT_DEMO" >/dev/null || die "PostgreSQL did not start (port $PGPORT_DEMO: set PGFEED_DEMO_PGPORT to use another)"
     eval "$("$CLUSTER_SH" env "$RUN/pg" "$PGPORT_DEMO")"
     psql -X -q -v ON_ERROR_STOP=1 -f "$REPO/www/demo/schema.sql" >/dev/null || die "loading www/demo/schema.sql failed"
-    say "PostgreSQL is up (127.0.0.1:$PGPORT_DEMO, data in .pgfeed-demo/pg), demo.orders tracked to channel orders"
+    say "$("$CLUSTER_SH" version) is up (127.0.0.1:$PGPORT_DEMO, data in .pgfeed-demo/pg), demo.orders tracked to channel orders"
 }
 
 start_apache() {

@@ -9,14 +9,15 @@
 // so ctest runs it alone (RUN_SERIAL in CMakeLists.txt).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { after, before, describe } from 'node:test';
+import { before, describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { assertFeed, assertProblem, checkWith, etag } from './lib/foundation.mjs';
 import { client, request } from './lib/http.mjs';
 import { lit, publish, publishMany, sql, unique } from './lib/pg.mjs';
-import { cluster, metrics, openRequest, waitFor } from './lib/resilience.mjs';
-import { crashLines, startLighttpd } from './lib/servers.mjs';
+import { metrics } from './lib/metrics.mjs';
+import { cluster, openRequest, waitFor } from './lib/resilience.mjs';
+import { crashLines, serverFor, startLighttpd } from './lib/servers.mjs';
 
 const CLIENTS_PER_CHANNEL = 25;
 // Each long poll's wait=: half the clients outwait every outage here (held
@@ -180,31 +181,29 @@ function startPublisher(channel) {
 
 describe('long polls through lighttpd survive PostgreSQL restarting and going away', () => {
   let server;
-  const check = checkWith(() => server);
+  const check = checkWith(() => server());
   const prefix = unique('res_db');
   const channels = [`${prefix}.a`, `${prefix}.b`];
   let pgfeedPid;
   const appName = unique('pgfeed_res');
 
+  // PGAPPNAME names pgfeed's connection, so a test can find and end it.
+  server = serverFor(() => startLighttpd({ env: { PGFEED_MAX_WAIT: String(LONG_WAIT + 5), PGAPPNAME: appName } }), {
+    onStop: async () => {
+      stopAll = true;
+      // Whatever happened, leave the shared cluster running for the tests after this one.
+      await cluster('start-again').catch((err) => process.stderr.write(`${err.message}\n`));
+    },
+  });
   before(async () => {
-    // PGAPPNAME names pgfeed's connection, so a test can find and end it.
-    server = await startLighttpd({ env: { PGFEED_MAX_WAIT: String(LONG_WAIT + 5), PGAPPNAME: appName } });
     // lighttpd starts pgfeed on the first request
-    await request(server.base, '/feed/_health');
-    pgfeedPid = server.pgfeedPids()[0];
+    await request(server().base, '/feed/_health');
+    pgfeedPid = server().pgfeedPids()[0];
   });
 
-  after(async () => {
-    stopAll = true;
-    // Whatever happened, leave the shared cluster running for the tests after this one.
-    await cluster('start-again').catch((err) => process.stderr.write(`${err.message}\n`));
-    if (!server) return;
-    await server.stop();
-    server.cleanup();
-  });
 
   check('every client gets every committed event once, in order, across a restart and an outage', async (t) => {
-    const http = client(server.base);
+    const http = client(server().base);
     const t0 = Date.now();
     const at = () => `${((Date.now() - t0) / 1000).toFixed(2)} s`;
     const timeline = [];
@@ -218,23 +217,23 @@ describe('long polls through lighttpd survive PostgreSQL restarting and going aw
     const streams = [];
     for (const ch of channels) {
       for (let i = 0; i < CLIENTS_PER_CHANNEL; i++) {
-        pollers.push(startPollClient(server.base, ch, pollers.length, i % 2 ? SHORT_WAIT : LONG_WAIT, log));
+        pollers.push(startPollClient(server().base, ch, pollers.length, i % 2 ? SHORT_WAIT : LONG_WAIT, log));
       }
-      for (let i = 0; i < STREAMS_PER_CHANNEL; i++) streams.push(startStreamClient(server.base, ch, `sse${streams.length}`, log));
+      for (let i = 0; i < STREAMS_PER_CHANNEL; i++) streams.push(startStreamClient(server().base, ch, `sse${streams.length}`, log));
     }
     const clients = [...pollers, ...streams];
-    const allHeld = () => metrics(server.base).then((m) => m.get('pgfeed_held_requests') >= clients.length);
+    const allHeld = () => metrics(server().base).then((m) => m.get('pgfeed_held_requests') >= clients.length);
     await waitFor('every client has versions 1..3 and its next long poll is held', async () =>
       clients.every((c) => c.versions.length === 3) && (await allHeld()), {
       timeoutMs: 10000,
-      describe: async () => `held ${(await metrics(server.base)).get('pgfeed_held_requests')}, versions ${clients.map((c) => c.versions.length).join(',')}`,
+      describe: async () => `held ${(await metrics(server().base)).get('pgfeed_held_requests')}, versions ${clients.map((c) => c.versions.length).join(',')}`,
     });
     note(`${pollers.length} long polls and ${streams.length} streams held`);
 
     // ---- phase 1: a fast restart while the polls are held, publishers running
     const publishers = channels.map(startPublisher);
     await sleep(1000);
-    const heldBefore = (await metrics(server.base)).get('pgfeed_held_requests');
+    const heldBefore = (await metrics(server().base)).get('pgfeed_held_requests');
     const restart = await cluster('restart');
     note(`cluster.sh restart took ${restart.ms} ms (held before: ${heldBefore})`);
     const healthBack1 = await waitFor('/_health 200 after the restart', async () => (await http.get('/feed/_health')).status === 200, { timeoutMs: 10000, everyMs: 50 });
@@ -268,7 +267,7 @@ describe('long polls through lighttpd survive PostgreSQL restarting and going aw
       assert.ok(ra >= 1 && ra <= 6, `${what}: Retry-After ${res.headers['retry-after']} should be 1..6 s (backoff is capped at 5 s)`);
       assert.match(res.json.detail, /database/i, `${what}: detail names the database: ${res.json.detail}`);
     }
-    const mDown = await metrics(server.base);
+    const mDown = await metrics(server().base);
     assert.equal(mDown.get('pgfeed_database_up'), 0, '/_metrics answers without the database and says it is down');
     note(`503s checked; held now ${mDown.get('pgfeed_held_requests')}`);
 
@@ -302,7 +301,7 @@ describe('long polls through lighttpd survive PostgreSQL restarting and going aw
     note(`all clients finished ${catchUpMs} ms after the last publish`);
     // Hundreds of refused and re-held polls leaked no place under --max-held: only
     // streams whose reader left may still count (lighttpd notices that on a write).
-    const heldAfter = (await metrics(server.base)).get('pgfeed_held_requests');
+    const heldAfter = (await metrics(server().base)).get('pgfeed_held_requests');
     assert.ok(heldAfter <= streams.length, `pgfeed_held_requests is ${heldAfter} with no long poll left`);
 
     // ---- what was committed, and what each client got
@@ -339,14 +338,14 @@ describe('long polls through lighttpd survive PostgreSQL restarting and going aw
     const pollStatuses = tally(pollers);
     note(`long-poll answers: ${JSON.stringify(pollStatuses)}; stream answers: ${JSON.stringify(tally(streams))}, ${streams.map((c) => c.connects).join('/')} connects`);
     assert.ok(pollStatuses[503] > 0, 'some re-polls met the outage and got 503 (and then caught up)');
-    assert.equal(crashLines(server.logsSince()).join('\n'), '', 'pgfeed crashed or was restarted');
+    assert.equal(crashLines(server().logsSince()).join('\n'), '', 'pgfeed crashed or was restarted');
     // pgfeed saw both disruptions: two lost connections, two reconnections.
-    const fullLog = server.logs.filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+    const fullLog = server().logs.filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8')).join('\n');
     const lost = fullLog.match(/database connection lost/g)?.length ?? 0;
     const reconnected = fullLog.match(/database connected; listening/g)?.length ?? 0;
     assert.ok(lost >= 2 && reconnected >= 2, `pgfeed logged ${lost} lost connections and ${reconnected} reconnections; expected at least 2 each`);
     note(`pgfeed log: ${lost} connections lost, ${reconnected} reconnections`);
-    assert.deepEqual(server.pgfeedPids(), [pgfeedPid], 'still the one pgfeed process lighttpd started');
+    assert.deepEqual(server().pgfeedPids(), [pgfeedPid], 'still the one pgfeed process lighttpd started');
     t.diagnostic(timeline.join('\n'));
     if (log.length) t.diagnostic(`client transport errors:\n${log.slice(0, 20).join('\n')}`);
   }, { timeout: 90000 });
@@ -360,15 +359,15 @@ describe('long polls through lighttpd survive PostgreSQL restarting and going aw
     const ch = `${prefix}.quiet`;
     await publish(ch, 'first', {});
     const log = [];
-    const longPolls = async () => (await metrics(server.base)).get('pgfeed_requests_total{transport="long_poll"}');
+    const longPolls = async () => (await metrics(server().base)).get('pgfeed_requests_total{transport="long_poll"}');
     const started = await longPolls();
-    const quiet = Array.from({ length: 10 }, (_, i) => startPollClient(server.base, ch, `q${i}`, LONG_WAIT, log));
+    const quiet = Array.from({ length: 10 }, (_, i) => startPollClient(server().base, ch, `q${i}`, LONG_WAIT, log));
     // Each client's first poll gets version 1; its second (since=1) is held at once,
     // the channel being loaded: 20 long polls have reached pgfeed, none more.
     await waitFor('the quiet channel\'s 10 second long polls reached pgfeed', async () =>
       quiet.every((c) => c.versions.length === 1) && (await longPolls()) - started === 20);
     const requestsBefore = await longPolls();
-    assert.ok((await metrics(server.base)).get('pgfeed_held_requests') >= 10, 'the 10 polls are held');
+    assert.ok((await metrics(server().base)).get('pgfeed_held_requests') >= 10, 'the 10 polls are held');
 
     // One transaction: end pgfeed's connection (waiting until it is gone), then publish;
     // the NOTIFY goes out at commit, when pgfeed listens nowhere.

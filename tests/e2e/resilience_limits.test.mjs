@@ -9,34 +9,24 @@
 //     frees the held request at once; the same with the connection to pgfeed
 //     closed directly (a raw FastCGI client).
 import assert from 'node:assert/strict';
-import { after, before, describe } from 'node:test';
+import { describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { fcgiGet } from './lib/fcgi_client.mjs';
 import { assertFeed, assertProblem, checkWith, etag } from './lib/foundation.mjs';
 import { client } from './lib/http.mjs';
 import { publish, publishMany, unique } from './lib/pg.mjs';
-import { metrics, openRequest, waitFor } from './lib/resilience.mjs';
-import { crashLines, startNginx } from './lib/servers.mjs';
+import { metrics } from './lib/metrics.mjs';
+import { openRequest, waitFor } from './lib/resilience.mjs';
+import { crashLines, serverFor, startNginx } from './lib/servers.mjs';
 
 const MAX_HELD = 5;
 const WAIT = 25; // long polls here would wait this long: every check must finish far sooner
 
 const prefix = unique('res_lim');
-const servers = [];
-
-after(async () => {
-  for (const s of servers) {
-    await s.stop();
-    s.cleanup();
-  }
-});
-
-/** nginx + pgfeed daemon with these PGFEED_* settings; stopped after the file. */
-async function start(daemonEnv = {}) {
-  const server = await startNginx({ daemonEnv: { PGFEED_MAX_WAIT: '30', ...daemonEnv } });
-  servers.push(server);
-  return server;
+/** The describe()'s nginx + pgfeed daemon with these PGFEED_* settings. */
+function nginxFor(daemonEnv = {}) {
+  return serverFor(() => startNginx({ daemonEnv: { PGFEED_MAX_WAIT: '30', ...daemonEnv } }));
 }
 
 function held(base) {
@@ -59,20 +49,17 @@ function sseFrames(text) {
 }
 
 describe(`--max-held ${MAX_HELD} (PGFEED_MAX_HELD) through nginx`, () => {
-  let server;
-  const check = checkWith(() => server);
-  before(async () => {
-    server = await start({ PGFEED_MAX_HELD: String(MAX_HELD) });
-  });
+  const server = nginxFor({ PGFEED_MAX_HELD: String(MAX_HELD) });
+  const check = checkWith(server);
 
   check('the request beyond the limit gets 503 + Retry-After; short polls still work; room frees up', async (t) => {
-    const http = client(server.base);
+    const http = client(server().base);
     const ch = `${prefix}.held`;
     await publish(ch, 'first', { n: 1 });
 
     const heldPolls = [];
-    for (let i = 0; i < MAX_HELD; i++) heldPolls.push(openRequest(server.base, `/feed/${ch}?since=1&wait=${WAIT}`));
-    await heldIs(server.base, MAX_HELD);
+    for (let i = 0; i < MAX_HELD; i++) heldPolls.push(openRequest(server().base, `/feed/${ch}?since=1&wait=${WAIT}`));
+    await heldIs(server().base, MAX_HELD);
 
     const extra = await http.get(`/feed/${ch}?since=1&wait=${WAIT}`);
     assertProblem(extra, 503, `long poll #${MAX_HELD + 1}`);
@@ -86,7 +73,7 @@ describe(`--max-held ${MAX_HELD} (PGFEED_MAX_HELD) through nginx`, () => {
     assert.deepEqual(short.events.map((e) => e.version), [1]);
     const health = await http.get('/feed/_health');
     assert.equal(health.status, 200, `/_health at the limit: ${health.status} ${health.body}`);
-    const m = await metrics(server.base);
+    const m = await metrics(server().base);
     assert.equal(m.get('pgfeed_held_rejected_total'), 2, 'pgfeed_held_rejected_total counts both refusals');
     assert.equal(m.get('pgfeed_held_requests'), MAX_HELD, 'the refusals held nothing');
 
@@ -99,13 +86,13 @@ describe(`--max-held ${MAX_HELD} (PGFEED_MAX_HELD) through nginx`, () => {
       assert.deepEqual(JSON.parse(done.body).events.map((e) => e.version), [2], `held poll ${i} gets version 2`);
     }
     t.diagnostic(`the ${MAX_HELD} held polls were answered ${Date.now() - published} ms after the publish`);
-    await heldIs(server.base, 0);
+    await heldIs(server().base, 0);
 
-    const again = openRequest(server.base, `/feed/${ch}?since=2&wait=${WAIT}`);
-    await heldIs(server.base, 1); // accepted and held, not refused
+    const again = openRequest(server().base, `/feed/${ch}?since=2&wait=${WAIT}`);
+    await heldIs(server().base, 1); // accepted and held, not refused
     const more = [];
-    for (let i = 1; i < MAX_HELD; i++) more.push(openRequest(server.base, `/feed/${ch}?since=2&wait=${WAIT}`));
-    await heldIs(server.base, MAX_HELD);
+    for (let i = 1; i < MAX_HELD; i++) more.push(openRequest(server().base, `/feed/${ch}?since=2&wait=${WAIT}`));
+    await heldIs(server().base, MAX_HELD);
     assertProblem(await http.get(`/feed/${ch}?since=2&wait=${WAIT}`), 503, 'the limit applies again once full');
     await publish(ch, 'third', { n: 3 });
     for (const p of [again, ...more]) {
@@ -113,37 +100,34 @@ describe(`--max-held ${MAX_HELD} (PGFEED_MAX_HELD) through nginx`, () => {
       assert.equal(done.status, 200, `${done.status} ${done.body}`);
       assert.deepEqual(JSON.parse(done.body).events.map((e) => e.version), [3]);
     }
-    await heldIs(server.base, 0);
+    await heldIs(server().base, 0);
   });
 });
 
 describe('SIGTERM with long polls and a stream held', () => {
-  let server;
-  const check = checkWith(() => server);
-  before(async () => {
-    server = await start();
-  });
+  const server = nginxFor();
+  const check = checkWith(server);
 
   check('held long polls get their timeout answer at once, the stream ends cleanly, pgfeed exits', async (t) => {
-    const http = client(server.base);
+    const http = client(server().base);
     const ch = `${prefix}.term`;
     await publishMany(ch, [{ type: 'a', data: {} }, { type: 'b', data: {} }]);
     const first = await http.get(`/feed/${ch}`);
     assertFeed(first, ch);
     assert.equal(etag(first), '2');
 
-    const plain = [0, 1, 2].map(() => openRequest(server.base, `/feed/${ch}?since=2&wait=${WAIT}`));
-    const conditional = [0, 1, 2].map(() => openRequest(server.base, `/feed/${ch}?wait=${WAIT}`, { headers: { 'If-None-Match': '"2"' } }));
-    const sse = openRequest(server.base, `/feed/${ch}?since=0`, { headers: { Accept: 'text/event-stream' } });
+    const plain = [0, 1, 2].map(() => openRequest(server().base, `/feed/${ch}?since=2&wait=${WAIT}`));
+    const conditional = [0, 1, 2].map(() => openRequest(server().base, `/feed/${ch}?wait=${WAIT}`, { headers: { 'If-None-Match': '"2"' } }));
+    const sse = openRequest(server().base, `/feed/${ch}?since=0`, { headers: { Accept: 'text/event-stream' } });
     const sseHead = await sse.response;
     assert.equal(sseHead.status, 200);
     assert.match(sseHead.headers['content-type'] ?? '', /^text\/event-stream/);
     await waitFor('the stream delivered versions 1 and 2', () => sseFrames(sse.text()).filter((f) => f.data).length === 2, {
       describe: () => JSON.stringify(sse.text()),
     });
-    await heldIs(server.base, 7);
+    await heldIs(server().base, 7);
 
-    const daemon = server.daemon;
+    const daemon = server().daemon;
     let exitedAt = null;
     let exit = null;
     daemon.child.on('exit', (code, signal) => {
@@ -183,7 +167,7 @@ describe('SIGTERM with long polls and a stream held', () => {
     const exitMs = exitedAt - sent;
     assert.deepEqual(exit, { code: 0, signal: null }, 'pgfeed exits with status 0');
     assert.ok(exitMs < 3000, `pgfeed exited ${exitMs} ms after SIGTERM (nothing was left to wait for)`);
-    const log = server.logsSince();
+    const log = server().logsSince();
     assert.match(log, /stopping: answering 7 held requests/, 'pgfeed logged its shutdown');
     assert.deepEqual(crashLines(log), []);
     t.diagnostic(`after SIGTERM: long polls answered within ${pollsMs} ms, stream ended at ${sseMs} ms, exit at ${exitMs} ms`);
@@ -191,40 +175,37 @@ describe('SIGTERM with long polls and a stream held', () => {
 });
 
 describe('departed clients', () => {
-  let server;
-  const check = checkWith(() => server);
-  before(async () => {
-    server = await start();
-  });
+  const server = nginxFor();
+  const check = checkWith(server);
 
   check('a client leaving nginx frees its held long poll or stream at once', async (t) => {
-    const http = client(server.base);
+    const http = client(server().base);
     const ch = `${prefix}.gone`;
     await publish(ch, 'x', {});
-    const before = (await metrics(server.base)).get('pgfeed_departed_clients_total');
-    const polls = Array.from({ length: 10 }, () => openRequest(server.base, `/feed/${ch}?since=1&wait=${WAIT}`));
-    const sse = openRequest(server.base, `/feed/${ch}?since=1`, { headers: { Accept: 'text/event-stream' } });
+    const before = (await metrics(server().base)).get('pgfeed_departed_clients_total');
+    const polls = Array.from({ length: 10 }, () => openRequest(server().base, `/feed/${ch}?since=1&wait=${WAIT}`));
+    const sse = openRequest(server().base, `/feed/${ch}?since=1`, { headers: { Accept: 'text/event-stream' } });
     assert.equal((await sse.response).status, 200);
-    await heldIs(server.base, 11);
+    await heldIs(server().base, 11);
 
     const left = Date.now();
     for (const p of [...polls, sse]) p.abort();
     await waitFor('pgfeed frees the 11 departed requests', async () => {
-      const m = await metrics(server.base);
+      const m = await metrics(server().base);
       return m.get('pgfeed_held_requests') === 0 && m.get('pgfeed_departed_clients_total') === before + 11;
     }, {
       timeoutMs: 1000,
       everyMs: 20,
       describe: async () => {
-        const m = await metrics(server.base);
+        const m = await metrics(server().base);
         return `held ${m.get('pgfeed_held_requests')}, departed ${m.get('pgfeed_departed_clients_total') - before}`;
       },
     });
     t.diagnostic(`freed ${Date.now() - left} ms after the clients left`);
 
     // The process is none the worse: the channel still serves and wakes.
-    const next = openRequest(server.base, `/feed/${ch}?since=1&wait=${WAIT}`);
-    await heldIs(server.base, 1);
+    const next = openRequest(server().base, `/feed/${ch}?since=1&wait=${WAIT}`);
+    await heldIs(server().base, 1);
     await publish(ch, 'y', {});
     const done = await next.done;
     assert.equal(done.status, 200, done.body);
@@ -235,38 +216,38 @@ describe('departed clients', () => {
   check('closing the FastCGI connection itself frees the held request at once', async (t) => {
     const ch = `${prefix}.rawgone`;
     await publish(ch, 'x', {});
-    const socket = server.daemon.socket;
+    const socket = server().daemon.socket;
 
     // The raw client works: a long poll held on the socket is answered by a publish.
     const control = fcgiGet(socket, `/${ch}`, { query: `since=1&wait=${WAIT}` });
-    await heldIs(server.base, 1);
+    await heldIs(server().base, 1);
     await publish(ch, 'y', {});
     const answered = await control.done;
     assert.equal(answered.status, 200, answered.body);
     assert.equal(answered.ended, true, 'pgfeed ended the request with FCGI_END_REQUEST');
     assert.deepEqual(JSON.parse(answered.body).events.map((e) => e.version), [2]);
-    await heldIs(server.base, 0);
+    await heldIs(server().base, 0);
 
-    const before = (await metrics(server.base)).get('pgfeed_departed_clients_total');
+    const before = (await metrics(server().base)).get('pgfeed_departed_clients_total');
     const polls = Array.from({ length: 8 }, () => fcgiGet(socket, `/${ch}`, { query: `since=2&wait=${WAIT}` }));
     const stream = fcgiGet(socket, `/${ch}`, { query: 'since=2', headers: { Accept: 'text/event-stream' } });
-    await heldIs(server.base, 9);
+    await heldIs(server().base, 9);
     const left = Date.now();
     for (const p of [...polls, stream]) p.abort();
     await waitFor('pgfeed frees the 9 requests whose connection closed', async () => {
-      const m = await metrics(server.base);
+      const m = await metrics(server().base);
       return m.get('pgfeed_held_requests') === 0 && m.get('pgfeed_departed_clients_total') === before + 9;
     }, {
       timeoutMs: 1000,
       everyMs: 20,
       describe: async () => {
-        const m = await metrics(server.base);
+        const m = await metrics(server().base);
         return `held ${m.get('pgfeed_held_requests')}, departed ${m.get('pgfeed_departed_clients_total') - before}`;
       },
     });
     t.diagnostic(`freed ${Date.now() - left} ms after the connections closed`);
     for (const p of polls) assert.equal((await p.done).status, null, 'nothing was written to a held poll');
     await sleep(100);
-    assert.deepEqual(crashLines(server.logsSince()), []);
+    assert.deepEqual(crashLines(server().logsSince()), []);
   });
 });

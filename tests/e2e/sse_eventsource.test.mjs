@@ -14,7 +14,7 @@
 // back, and that is what a deployment relies on too.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { after, afterEach, before, describe } from 'node:test';
+import { afterEach, describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { EventSource } from 'eventsource';
@@ -22,7 +22,7 @@ import { EventSource } from 'eventsource';
 import { checkWith } from './lib/foundation.mjs';
 import { publish, publishMany, unique } from './lib/pg.mjs';
 import { waitFor } from './lib/resilience.mjs';
-import { crashLines, startDaemon, startLighttpd, startNginx } from './lib/servers.mjs';
+import { crashLines, serverFor, startDaemon, startLighttpd, startNginx } from './lib/servers.mjs';
 import { range } from './lib/sse_probe.mjs';
 
 const HEARTBEAT = 1; // s
@@ -117,28 +117,20 @@ function readStatus(pid) {
 }
 
 describe(`eventsource ${ES_VERSION} (npm) through lighttpd (--sse-lifetime ${LIFETIME}, --sse-retry ${RETRY})`, () => {
-  let server;
-  const check = checkWith(() => server);
-
-  before(async () => {
-    server = await startLighttpd({
+  const server = serverFor(() =>
+    startLighttpd({
       env: {
         PGFEED_HEARTBEAT: String(HEARTBEAT),
         PGFEED_SSE_LIFETIME: String(LIFETIME),
         PGFEED_SSE_RETRY: String(RETRY),
       },
-    });
-  });
-
-  after(async () => {
-    if (!server) return;
-    await server.stop();
-    server.cleanup();
-  });
+    }),
+  );
+  const check = checkWith(server);
 
   check('onmessage receives every one of 50 events published in bursts', async () => {
     const ch = `${prefix}.bursts`;
-    const sub = subscribe(`${server.base}/feed/${ch}?since=0`);
+    const sub = subscribe(`${server().base}/feed/${ch}?since=0`);
     await waitFor('the EventSource to open', () => sub.log.opens > 0, { timeoutMs: 5000 });
     for (let burst = 0; burst < 5; burst++) {
       await publishMany(ch, range(1, 10).map((i) => ({ type: 'burst', data: { burst, i } })));
@@ -152,7 +144,7 @@ describe(`eventsource ${ES_VERSION} (npm) through lighttpd (--sse-lifetime ${LIF
 
   check(`it resumes with Last-Event-ID across the stream's planned end (--sse-lifetime ${LIFETIME} s), losing and repeating nothing`, async () => {
     const ch = `${prefix}.lifetime`;
-    const sub = subscribe(`${server.base}/feed/${ch}?since=0`);
+    const sub = subscribe(`${server().base}/feed/${ch}?since=0`);
     await waitFor('the EventSource to open', () => sub.log.opens > 0, { timeoutMs: 5000 });
     let n = 0;
     const until = Date.now() + 2 * LIFETIME * 1000 + RETRY + 500; // two planned ends
@@ -170,22 +162,22 @@ describe(`eventsource ${ES_VERSION} (npm) through lighttpd (--sse-lifetime ${LIF
 
   check('it resumes across a pgfeed crash (SIGKILL; lighttpd spawns a new pgfeed): events published meanwhile arrive once', async () => {
     const ch = `${prefix}.crash`;
-    const sub = subscribe(`${server.base}/feed/${ch}?since=0`);
+    const sub = subscribe(`${server().base}/feed/${ch}?since=0`);
     await publishMany(ch, range(1, 5).map((i) => ({ type: 'before', data: { i } })));
     await sub.waitMessages(5, 5000);
 
-    const [old] = server.pgfeedPids();
+    const [old] = server().pgfeedPids();
     assert.ok(old, 'lighttpd runs a pgfeed');
     // lighttpd spawns a new pgfeed the moment it reaps the old one: held
     // (SIGSTOP) meanwhile, it leaves pgfeed down while the test publishes.
-    process.kill(server.child.pid, 'SIGSTOP');
+    process.kill(server().child.pid, 'SIGSTOP');
     try {
       process.kill(old, 'SIGKILL');
       await waitExited(old);
       await publishMany(ch, range(6, 15).map((i) => ({ type: 'while-down', data: { i } })));
-      assert.deepEqual(server.pgfeedPids(), [], 'the events were published while no pgfeed ran');
+      assert.deepEqual(server().pgfeedPids(), [], 'the events were published while no pgfeed ran');
     } finally {
-      process.kill(server.child.pid, 'SIGCONT');
+      process.kill(server().child.pid, 'SIGCONT');
     }
 
     await sub.waitMessages(15, 10000);
@@ -193,7 +185,7 @@ describe(`eventsource ${ES_VERSION} (npm) through lighttpd (--sse-lifetime ${LIF
     await sub.waitMessages(16, 5000);
     await sleep(300);
     assertExactlyOnce(sub, 16, ch);
-    const now = server.pgfeedPids();
+    const now = server().pgfeedPids();
     assert.equal(now.length, 1, `one pgfeed again: ${now}`);
     assert.notEqual(now[0], old, 'a new pgfeed process serves the resumed stream');
     assertResumedFromLastId(sub);
@@ -201,22 +193,18 @@ describe(`eventsource ${ES_VERSION} (npm) through lighttpd (--sse-lifetime ${LIF
   });
 
   check('the server logs show no crash (but the SIGKILL the test sent)', async () => {
-    const bad = crashLines(server.logsSince()).filter((l) => !/child signalled: 9\b/.test(l));
+    const bad = crashLines(server().logsSince()).filter((l) => !/child signalled: 9\b/.test(l));
     assert.deepEqual(bad, [], `pgfeed misbehaved:\n${bad.join('\n')}`);
   });
 });
 
 describe(`eventsource ${ES_VERSION} (npm) through nginx, the pgfeed daemon restarted (--sse-retry ${2 * RETRY})`, () => {
-  let server;
   const restarted = [];
-  const check = checkWith(() => server);
   const daemonEnv = { PGFEED_HEARTBEAT: String(HEARTBEAT), PGFEED_SSE_RETRY: String(2 * RETRY) };
+  const server = serverFor(() => startNginx({ daemonEnv }), { onStop: stopRestarted });
+  const check = checkWith(server);
 
-  before(async () => {
-    server = await startNginx({ daemonEnv });
-  });
-
-  after(async () => {
+  async function stopRestarted() {
     for (const d of restarted) {
       try {
         process.kill(d.pid, 'SIGTERM');
@@ -229,23 +217,20 @@ describe(`eventsource ${ES_VERSION} (npm) through nginx, the pgfeed daemon resta
         }
       }
     }
-    if (!server) return;
-    await server.stop();
-    server.cleanup();
-  });
+  }
 
   check('it resumes across a daemon restart (SIGTERM, started again): events published meanwhile arrive once', async () => {
     const ch = `${prefix}.restart`;
-    const sub = subscribe(`${server.base}/feed/${ch}?since=0`);
+    const sub = subscribe(`${server().base}/feed/${ch}?since=0`);
     await publishMany(ch, range(1, 5).map((i) => ({ type: 'before', data: { i } })));
     await sub.waitMessages(5, 5000);
 
-    const old = server.daemon.pid;
+    const old = server().daemon.pid;
     process.kill(old, 'SIGTERM');
     await waitExited(old);
     const downAt = Date.now();
     await publishMany(ch, range(6, 15).map((i) => ({ type: 'while-down', data: { i } })));
-    const daemon = await startDaemon(server.root, { env: daemonEnv });
+    const daemon = await startDaemon(server().root, { env: daemonEnv });
     restarted.push(daemon);
     assert.ok(Date.now() - downAt < 2 * RETRY, `the daemon was back within the retry interval (${Date.now() - downAt} ms)`);
 
@@ -256,11 +241,11 @@ describe(`eventsource ${ES_VERSION} (npm) through nginx, the pgfeed daemon resta
     assertExactlyOnce(sub, 16, ch);
     assertResumedFromLastId(sub);
     assert.equal(sub.log.requests.at(-1).lastEventId, '5', 'the reconnection resumed from the last id before the restart');
-    server.logs.push(...daemon.logs.filter((f) => !server.logs.includes(f)));
+    server().logs.push(...daemon.logs.filter((f) => !server().logs.includes(f)));
   });
 
   check('the server logs show no crash', async () => {
-    const bad = crashLines(server.logsSince());
+    const bad = crashLines(server().logsSince());
     assert.deepEqual(bad, [], `pgfeed misbehaved:\n${bad.join('\n')}`);
   });
 });

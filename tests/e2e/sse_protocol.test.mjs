@@ -14,13 +14,13 @@
 // Every item carries the time it arrived: assertions are about what came over
 // the open stream, never about a body read after it closed.
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe } from 'node:test';
+import { afterEach, before, describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { assertProblem, checkWith, etag } from './lib/foundation.mjs';
 import { client } from './lib/http.mjs';
 import { channelRow, lit, publish, publishMany, sql, unique } from './lib/pg.mjs';
-import { crashLines, startLighttpd } from './lib/servers.mjs';
+import { crashLines, serverFor, startLighttpd } from './lib/servers.mjs';
 import { eventJson, openSse, publishPadded, range, versionsOf } from './lib/sse_probe.mjs';
 
 const HEARTBEAT = 1; // s
@@ -31,11 +31,11 @@ const prefix = unique('sse_proto');
 let server;
 let http;
 const streams = [];
-const check = checkWith(() => server);
+const check = checkWith(() => server());
 
 /** Opens a stream and remembers it, so a failing check leaves none open. */
 async function sse(reqPath, headers = {}) {
-  const s = await openSse(server.base, reqPath, headers);
+  const s = await openSse(server().base, reqPath, headers);
   streams.push(s);
   assert.equal(s.status, 200, `${reqPath}: status ${s.status}; ${s.raw().slice(0, 300)}`);
   assert.match(s.headers['content-type'] ?? '', /^text\/event-stream/, `${reqPath}: Content-Type`);
@@ -52,25 +52,21 @@ function nextHeartbeat(s, ms = HEARTBEAT * 1000 + 2000) {
 }
 
 describe(`SSE through lighttpd (--heartbeat ${HEARTBEAT}, --sse-lifetime ${LIFETIME}, --sse-retry ${RETRY})`, () => {
-  before(async () => {
-    server = await startLighttpd({
+  server = serverFor(() =>
+    startLighttpd({
       env: {
         PGFEED_HEARTBEAT: String(HEARTBEAT),
         PGFEED_SSE_LIFETIME: String(LIFETIME),
         PGFEED_SSE_RETRY: String(RETRY),
       },
-    });
-    http = client(server.base);
+    }),
+  );
+  before(() => {
+    http = client(server().base);
   });
 
   afterEach(() => {
     for (const s of streams.splice(0)) s.close();
-  });
-
-  after(async () => {
-    if (!server) return;
-    await server.stop();
-    server.cleanup();
   });
 
   check('retry: comes first, then the retained events after since=, then live events', async () => {
@@ -381,7 +377,7 @@ describe(`SSE through lighttpd (--heartbeat ${HEARTBEAT}, --sse-lifetime ${LIFET
   });
 
   check('the server logs show no crash', async () => {
-    const bad = crashLines(server.logsSince());
+    const bad = crashLines(server().logsSince());
     assert.deepEqual(bad, [], `pgfeed misbehaved:\n${bad.join('\n')}`);
   });
 });

@@ -15,13 +15,14 @@
 //     full (the same flow control, seen from the reader that is not slow).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { after, afterEach, before, describe } from 'node:test';
+import { afterEach, describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { checkWith } from './lib/foundation.mjs';
 import { unique } from './lib/pg.mjs';
-import { metrics, waitFor } from './lib/resilience.mjs';
-import { crashLines, startNginx } from './lib/servers.mjs';
+import { metrics } from './lib/metrics.mjs';
+import { waitFor } from './lib/resilience.mjs';
+import { crashLines, serverFor, startNginx } from './lib/servers.mjs';
 import { fcgiStalledStream, openSse, parseSse, publishPadded, range, rssKiB, versionsOf } from './lib/sse_probe.mjs';
 
 const MAX_BUFFERED = 8192; // bytes
@@ -42,7 +43,7 @@ const SANITIZED = fs.readFileSync(process.env.PGFEED_BIN).includes('__asan_init'
 
 const prefix = unique('sse_slow');
 let server;
-const check = checkWith(() => server);
+const check = checkWith(() => server());
 const open = [];
 
 afterEach(() => {
@@ -50,24 +51,18 @@ afterEach(() => {
 });
 
 async function metric(name) {
-  return (await metrics(server.base)).get(name) ?? 0;
+  return (await metrics(server().base)).get(name) ?? 0;
 }
 
 describe(`slow SSE readers, pgfeed daemon behind nginx (--max-buffered ${MAX_BUFFERED}, --heartbeat ${HEARTBEAT})`, () => {
   const ch = `${prefix}.big`;
   let lastIds = [];
 
-  before(async () => {
-    server = await startNginx({
+  server = serverFor(() =>
+    startNginx({
       daemonEnv: { PGFEED_MAX_BUFFERED: String(MAX_BUFFERED), PGFEED_HEARTBEAT: String(HEARTBEAT) },
-    });
-  });
-
-  after(async () => {
-    if (!server) return;
-    await server.stop();
-    server.cleanup();
-  });
+    }),
+  );
 
   /**
    * Opens STALLED readers on channel that stop reading, publishes EVENTS
@@ -76,10 +71,10 @@ describe(`slow SSE readers, pgfeed daemon behind nginx (--max-buffered ${MAX_BUF
    * Returns the stalled readers' last ids.
    */
   async function stalledReaders(t, channel, burst) {
-    const pid = server.daemon.pid;
+    const pid = server().daemon.pid;
     const endedBefore = await metric('pgfeed_slow_streams_ended_total');
     const endedNow = async () => (await metric('pgfeed_slow_streams_ended_total')) - endedBefore;
-    const stalled = range(1, STALLED).map(() => fcgiStalledStream(server.daemon.socket, `/${channel}`, { query: 'since=0' }));
+    const stalled = range(1, STALLED).map(() => fcgiStalledStream(server().daemon.socket, `/${channel}`, { query: 'since=0' }));
     try {
       await Promise.all(stalled.map((s) => s.connected));
       await waitFor(`${STALLED} streams held`, async () => (await metric('pgfeed_held_requests')) === STALLED, { timeoutMs: 5000 });
@@ -158,7 +153,7 @@ describe(`slow SSE readers, pgfeed daemon behind nginx (--max-buffered ${MAX_BUF
   check('fresh readers resuming from a stalled reader\'s last id, or from an early id, get every event', async () => {
     assert.ok(lastIds.length, 'the stalled readers\' check ran first');
     const resumes = [lastIds[0], '1'];
-    const streams = await Promise.all(resumes.map((id) => openSse(server.base, `/feed/${ch}`, { 'Last-Event-ID': id })));
+    const streams = await Promise.all(resumes.map((id) => openSse(server().base, `/feed/${ch}`, { 'Last-Event-ID': id })));
     open.push(...streams);
     const results = await Promise.allSettled(
       streams.map((s, i) => {
@@ -184,7 +179,7 @@ describe(`slow SSE readers, pgfeed daemon behind nginx (--max-buffered ${MAX_BUF
     const small = `${prefix}.small`;
     // 200 events of ~0.3 KB (60 KB): all in pgfeed's memory, 15 times MAX_BUFFERED/2
     await publishPadded(small, 1, 200, 150);
-    const s = await openSse(server.base, `/feed/${small}?since=0`);
+    const s = await openSse(server().base, `/feed/${small}?since=0`);
     open.push(s);
     await s.waitFor('all 200 events', (st) => st.events().length >= 200, 5000).catch(() => {
       const ev = s.events();
@@ -194,7 +189,7 @@ describe(`slow SSE readers, pgfeed daemon behind nginx (--max-buffered ${MAX_BUF
   });
 
   check('the server logs show no crash', async () => {
-    const bad = crashLines(server.logsSince());
+    const bad = crashLines(server().logsSince());
     assert.deepEqual(bad, [], `pgfeed misbehaved:\n${bad.join('\n')}`);
   });
 });

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 #
-# cluster.sh — a throwaway PostgreSQL 15 cluster for pgfeed's tests and demo.
+# cluster.sh — a throwaway PostgreSQL cluster for pgfeed's tests and demo.
 #
 #   cluster.sh start DIR PORT   initdb + start in DIR, create role and database
 #                               pgfeed_test, install sql/install.sql into it
@@ -15,6 +15,7 @@
 #   cluster.sh start-again DIR  start the existing cluster in DIR again (no
 #                               initdb, no wipe) and wait until it is ready; a
 #                               no-op when it already runs
+#   cluster.sh version          the server version that start runs
 #
 # restart, stop-fast and start-again are for tests that take the database away
 # from a running pgfeed (tests/e2e/resilience_*.test.mjs); the port is the one
@@ -28,7 +29,10 @@
 # initdb and postgres refuse to run as root. Run as root, this script runs the
 # server as the system user `pgfeed` (created with useradd --system when it is
 # missing) and everything else (psql) as root. Run as anyone else, the server
-# runs as that user. Set PGFEED_PG_BINDIR to use another PostgreSQL build.
+# runs as that user. The server is the newest major version installed under
+# /usr/lib/postgresql (Debian's layout), else pg_config's or PATH's; set
+# PGFEED_PG_BINDIR to use another PostgreSQL build. `cluster.sh version`
+# prints the one that will run.
 
 set -euo pipefail
 
@@ -48,16 +52,17 @@ die() {
 }
 
 usage() {
-    echo "usage: cluster.sh start DIR PORT | stop DIR | env DIR PORT | restart DIR | stop-fast DIR | start-again DIR" >&2
+    echo "usage: cluster.sh start DIR PORT | stop DIR | env DIR PORT | restart DIR | stop-fast DIR | start-again DIR | version" >&2
     exit 2
 }
 
 # The directory holding initdb/pg_ctl/postgres. Debian's pg_config belongs to
 # libpq-dev and answers /usr/bin, which has psql but no initdb, so the
-# versioned directory comes first.
+# versioned directories (newest first) come before it.
 find_bindir() {
-    local dir
-    for dir in "${PGFEED_PG_BINDIR:-}" /usr/lib/postgresql/15/bin "$(pg_config --bindir 2>/dev/null || true)"; do
+    local dir newest
+    newest=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k5,5nr | head -n 1)
+    for dir in "${PGFEED_PG_BINDIR:-}" "$newest" "$(pg_config --bindir 2>/dev/null || true)"; do
         if [[ -n $dir && -x $dir/initdb && -x $dir/pg_ctl ]]; then
             echo "$dir"
             return
@@ -67,7 +72,7 @@ find_bindir() {
         dirname "$(command -v initdb)"
         return
     fi
-    die "no PostgreSQL server binaries (initdb, pg_ctl) found; install postgresql-15 or set PGFEED_PG_BINDIR"
+    die "no PostgreSQL server binaries (initdb, pg_ctl) found; install postgresql (tests/install-deps.sh pg) or set PGFEED_PG_BINDIR"
 }
 
 check_port() {
@@ -348,5 +353,6 @@ env) cmd_env "$@" ;;
 restart) cmd_restart "$@" ;;
 stop-fast) cmd_stop_fast "$@" ;;
 start-again) cmd_start_again "$@" ;;
+version) "$(find_bindir)/postgres" --version ;;
 *) usage ;;
 esac

@@ -45,6 +45,14 @@ static const int_option int_options[] = {
     INT_OPTION("ring-bytes", "PGFEED_RING_BYTES", ring_bytes, 1048576, 1024, 1 << 30),
     INT_OPTION("prune-interval", "PGFEED_PRUNE_INTERVAL", prune_interval, 300, 0, 86400),
     INT_OPTION("max-body", "PGFEED_MAX_BODY", max_body, 65536, 1, 1 << 24),
+    INT_OPTION("request-timeout", "PGFEED_REQUEST_TIMEOUT", request_timeout, 10, 1, 3600),
+    INT_OPTION("keep-conn-timeout", "PGFEED_KEEP_CONN_TIMEOUT", keep_conn_timeout, 120, 1, 86400),
+    INT_OPTION("max-params", "PGFEED_MAX_PARAMS", max_params, 32768, 1024, 1 << 24),
+    INT_OPTION("max-connections", "PGFEED_MAX_CONNECTIONS", max_connections, 16384, 1, 1 << 24),
+    INT_OPTION("max-answer-bytes", "PGFEED_MAX_ANSWER_BYTES", max_answer_bytes, 1048576, 1024,
+               1 << 30),
+    INT_OPTION("drain-timeout", "PGFEED_DRAIN_TIMEOUT", drain_timeout, 30, 1, 3600),
+    INT_OPTION("notify-queue-warn", "PGFEED_NOTIFY_QUEUE_WARN", notify_queue_warn, 50, 1, 100),
 };
 #define N_INT_OPTIONS (sizeof int_options / sizeof *int_options)
 
@@ -99,10 +107,64 @@ static void load_env_ok(pgfeed_config *cfg)
     assert_int_equal(LOAD(cfg, NULL), 0);
 }
 
+/* The options this file knows that are not integers (int_options has the rest),
+ * and the two --help lists before them. */
+static const char *const other_options[] = {
+    "help",       "version", "listen",        "db",          "log-level",
+    "log-format", "publish", "publish-token", "socket-mode", "socket-group"};
+
+static bool known_option(const char *flag, size_t len, const char *shown_default)
+{
+    for (size_t i = 0; i < N_INT_OPTIONS; i++) {
+        if (strlen(int_options[i].flag) != len || strncmp(int_options[i].flag, flag, len) != 0)
+            continue;
+        char want[32];
+        snprintf(want, sizeof want, "[%d]", int_options[i].default_value);
+        assert_non_null(shown_default);
+        assert_string_equal(shown_default, want);
+        return true;
+    }
+    for (size_t i = 0; i < sizeof other_options / sizeof *other_options; i++)
+        if (strlen(other_options[i]) == len && strncmp(other_options[i], flag, len) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Every option config.c has (its --help lists them all, from the one table)
+ * is one this file checks, with the same default: an option added without a
+ * test, or a default changed on one side only, fails here.
+ */
+static void test_every_option_is_covered(void **state)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    assert_non_null(out);
+    config_usage(out);
+    assert_int_equal(fclose(out), 0);
+    size_t listed = 0;
+    for (char *line = strstr(text, "\n  --"); line; line = strstr(line + 1, "\n  --")) {
+        const char *flag = line + 5;
+        size_t len = strcspn(flag, " ");
+        const char *end = strchr(flag, '\n');
+        const char *open = end;
+        while (open > flag && *open != '[')
+            open--;
+        char shown[32] = "";
+        if (*open == '[' && (size_t)(end - open) < sizeof shown)
+            memcpy(shown, open, (size_t)(end - open));
+        if (!known_option(flag, len, shown[0] ? shown : NULL))
+            fail_msg("--%.*s is not checked by test_config", (int)len, flag);
+        listed++;
+    }
+    assert_int_equal(listed, N_INT_OPTIONS + sizeof other_options / sizeof *other_options);
+    free(text);
+}
+
 static void test_defaults(void **state)
 {
     pgfeed_config cfg;
-    memset(&cfg, 0x5a, sizeof cfg); /* everything must be set, nothing left over */
     load_env_ok(&cfg);
     assert_null(cfg.listen);
     assert_string_equal(cfg.db, "");
@@ -385,6 +447,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_defaults),
+        TEST(test_every_option_is_covered),
         TEST(test_unknown_variables_are_ignored),
         TEST(test_int_limits_from_the_environment),
         TEST(test_int_limits_from_flags),

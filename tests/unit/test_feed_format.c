@@ -409,12 +409,10 @@ static void test_sse_retry_and_comments(void **state)
 
 static void test_sse_stream_start(void **state)
 {
-    /* What a stream sends first: retry, catch-up events, then a heartbeat. */
+    /* What a stream sends first (sse_begin writes feed_format_sse_head), then
+     * catch-up events and a heartbeat. */
     buf b = BUF_INIT;
-    feed_format_head(&b, 200, "text/event-stream");
-    feed_format_header(&b, "X-Accel-Buffering", "no");
-    feed_format_end_head(&b);
-    feed_format_sse_retry(&b, 600000);
+    feed_format_sse_head(&b, 600000);
     feed_format_sse_event(&b, "1", NULL, "{\"version\":1}", 13);
     feed_format_sse_event(&b, "2", NULL, "{\"version\":2}", 13);
     feed_format_sse_comment(&b, "hb");
@@ -427,6 +425,43 @@ static void test_sse_stream_start(void **state)
                     "id: 1\ndata: {\"version\":1}\n\n"
                     "id: 2\ndata: {\"version\":2}\n\n"
                     ": hb\n\n");
+    buf_free(&b);
+}
+
+static void test_sse_reset_frame(void **state)
+{
+    buf b = BUF_INIT;
+    feed_format_sse_reset(&b, "orders=9", "orders", 5, 9, "pruned");
+    expect_text(&b,
+                "id: orders=9\nevent: reset\n"
+                "data: {\"channel\":\"orders\",\"oldest\":5,\"head\":9,\"reason\":\"pruned\"}\n\n");
+    buf_free(&b);
+}
+
+static void test_published_and_health_bodies(void **state)
+{
+    buf b = BUF_INIT;
+    feed_format_published(&b, "user:42", INT64_MAX);
+    expect_text(&b, "{\"channel\":\"user:42\",\"version\":9223372036854775807}");
+    buf_reset(&b);
+    feed_format_health(&b);
+    expect_text(&b, "{\"status\":\"ok\",\"database\":\"up\"}");
+    buf_free(&b);
+}
+
+static void test_etag_and_retry_after_headers(void **state)
+{
+    buf b = BUF_INIT;
+    feed_format_head(&b, 201, "application/json");
+    feed_format_etag(&b, "a=1,b=2");
+    feed_format_retry_after(&b, 3);
+    feed_format_end_head(&b);
+    expect_text(&b, "Status: 201 Created\r\n"
+                    "Content-Type: application/json\r\n"
+                    "Cache-Control: no-cache\r\n"
+                    "ETag: \"a=1,b=2\"\r\n"
+                    "Retry-After: 3\r\n"
+                    "\r\n");
     buf_free(&b);
 }
 
@@ -453,6 +488,9 @@ int main(void)
         cmocka_unit_test(test_sse_large_event),
         cmocka_unit_test(test_sse_retry_and_comments),
         cmocka_unit_test(test_sse_stream_start),
+        cmocka_unit_test(test_sse_reset_frame),
+        cmocka_unit_test(test_published_and_health_bodies),
+        cmocka_unit_test(test_etag_and_retry_after_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

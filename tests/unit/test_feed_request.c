@@ -676,7 +676,8 @@ static void test_if_none_match_that_is_not_a_cursor(void **state)
         {"garbage \"41\"", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        expect_cursors(ORDERS("HTTP_IF_NONE_MATCH", cases[i].header), 1, WANT(CURSOR_OLDEST), cases[i].kept);
+        expect_cursors(ORDERS("HTTP_IF_NONE_MATCH", cases[i].header), 1, WANT(CURSOR_OLDEST),
+                       cases[i].kept);
 }
 
 static void test_error_leaves_no_partial_request(void **state)

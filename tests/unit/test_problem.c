@@ -1,5 +1,5 @@
 /*
- * test_problem — reason phrases and the problem+json body, read back with
+ * test_problem — the problem+json body, read back with
  * json-c's parser so the tests check JSON, not one spelling of it.
  */
 #include <setjmp.h>
@@ -11,38 +11,6 @@
 #include <string.h>
 
 #include "problem.h"
-
-static void test_reasons(void **state)
-{
-    static const struct {
-        int status;
-        const char *reason;
-    } cases[] = {
-        {200, "OK"},
-        {304, "Not Modified"},
-        {400, "Bad Request"},
-        {403, "Forbidden"},
-        {404, "Not Found"},
-        {405, "Method Not Allowed"},
-        {410, "Gone"},
-        {413, "Content Too Large"},
-        {414, "URI Too Long"},
-        {415, "Unsupported Media Type"},
-        {422, "Unprocessable Content"},
-        {429, "Too Many Requests"},
-        {500, "Internal Server Error"},
-        {503, "Service Unavailable"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        assert_string_equal(http_status_reason(cases[i].status), cases[i].reason);
-}
-
-static void test_unknown_reasons(void **state)
-{
-    const int odd[] = {0, -1, 99, 418, 599, 1000, 2147483647};
-    for (size_t i = 0; i < sizeof odd / sizeof *odd; i++)
-        assert_string_equal(http_status_reason(odd[i]), "Unknown");
-}
 
 /* Builds the body and parses it back; the caller puts the result. */
 static json_object *body_of(int status, const char *detail, const json_object *extra, buf *b)
@@ -193,8 +161,6 @@ static void test_long_detail(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reasons),
-        cmocka_unit_test(test_unknown_reasons),
         cmocka_unit_test(test_plain_body),
         cmocka_unit_test(test_null_detail_is_left_out),
         cmocka_unit_test(test_extra_members_and_ownership),

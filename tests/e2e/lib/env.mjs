@@ -9,6 +9,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** Names ctest must set (PGFEED_TEST_PG_ENV). */
 const REQUIRED = ['PGFEED_BIN', 'PGHOST', 'PGPORT', 'PGUSER', 'PGDATABASE'];
@@ -29,7 +30,7 @@ export function testEnv() {
   return {
     bin: process.env.PGFEED_BIN,
     pg,
-    sourceDir: process.env.PGFEED_SOURCE_DIR || path.resolve(import.meta.dirname, '../../..'),
+    sourceDir: process.env.PGFEED_SOURCE_DIR || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..'),
   };
 }
 

@@ -6,11 +6,11 @@
 // Every channel and table name is unique to the run, so test files can share
 // the database and run at the same time.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 
 import { client, openStream } from './http.mjs';
 import { lit, publish, publishMany, sql, unique } from './pg.mjs';
-import { crashLines } from './servers.mjs';
+import { crashLines, serverFor } from './servers.mjs';
 
 /**
  * Registers `it` whose failure message carries what the server logged during
@@ -86,21 +86,18 @@ export function etag(res) {
 export function foundationSuite(title, start, options = {}) {
   let server;
   let http;
-  const check = checkWith(() => server);
+  const check = checkWith(() => server());
   const prefix = unique('e2e');
   const tables = [];
 
   describe(title, () => {
-    before(async () => {
-      server = await start();
-      http = client(server.base);
+    server = serverFor(start, {
+      onStop: async () => {
+        for (const t of tables) await sql(`DROP TABLE IF EXISTS ${t}`).catch(() => {});
+      },
     });
-
-    after(async () => {
-      for (const t of tables) await sql(`DROP TABLE IF EXISTS ${t}`).catch(() => {});
-      if (!server) return;
-      await server.stop();
-      server.cleanup();
+    before(() => {
+      http = client(server().base);
     });
 
     check('events published in SQL come back in order, with their JSON and an ETag', async () => {
@@ -395,7 +392,7 @@ export function foundationSuite(title, start, options = {}) {
       await publish(ch, 'before', {});
       // Accept-Encoding invites the hostile compression of the test configs:
       // the snippet must keep it off the stream, or nothing arrives in time.
-      const stream = await openStream(server.base, `/feed/${ch}?since=1`, {
+      const stream = await openStream(server().base, `/feed/${ch}?since=1`, {
         Accept: 'text/event-stream',
         'Accept-Encoding': 'gzip, deflate, br',
       });
@@ -421,8 +418,8 @@ export function foundationSuite(title, start, options = {}) {
     });
 
     check('the server logs show no crash, leak or sanitizer report', async () => {
-      await server.stop();
-      const bad = crashLines(server.logsSince());
+      await server().stop();
+      const bad = crashLines(server().logsSince());
       assert.deepEqual(bad, [], `pgfeed misbehaved:\n${bad.join('\n')}`);
     });
   });

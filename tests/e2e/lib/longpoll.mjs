@@ -6,24 +6,14 @@
 // poll to answer with that event, from one LISTEN notification rather than a
 // query per request.
 import assert from 'node:assert/strict';
-import { after, before, describe } from 'node:test';
+import { before, describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { assertFeed, checkWith } from './foundation.mjs';
 import { client } from './http.mjs';
+import { metrics } from './metrics.mjs';
 import { publish, unique } from './pg.mjs';
-
-/** pgfeed's Prometheus metrics as {name: value} (first sample of each name). */
-export async function metrics(http) {
-  const res = await http.get('/feed/_metrics');
-  assert.equal(res.status, 200, `/_metrics: ${res.status} ${res.body.slice(0, 200)}`);
-  const values = {};
-  for (const line of res.body.split('\n')) {
-    const m = /^([a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+)$/.exec(line);
-    if (m && !(m[1] in values)) values[m[1]] = Number(m[3]);
-  }
-  return values;
-}
+import { serverFor } from './servers.mjs';
 
 /**
  * @param {string} title
@@ -37,18 +27,12 @@ export async function metrics(http) {
 export function longPollSuite(title, start, { n, processes = 1, processPerRequest = false }) {
   let server;
   let http;
-  const check = checkWith(() => server);
+  const check = checkWith(() => server());
 
   describe(title, () => {
-    before(async () => {
-      server = await start();
-      http = client(server.base);
-    });
-
-    after(async () => {
-      if (!server) return;
-      await server.stop();
-      server.cleanup();
+    server = serverFor(start);
+    before(() => {
+      http = client(server().base);
     });
 
     check(`${n} concurrent long polls all receive the next published event`, async () => {
@@ -63,25 +47,25 @@ export function longPollSuite(title, start, { n, processes = 1, processPerReques
       if (processPerRequest) {
         let count = 0;
         while (Date.now() < deadline && count < processes) {
-          count = server.pgfeedPids().length;
+          count = server().pgfeedPids().length;
           await sleep(100);
         }
         await sleep(1000); // the last process spawned still has to take its request
-        server.track();
+        server().track();
         assert.ok(count >= processes, `${count} pgfeed processes for ${n} held polls, expected ${processes}`);
       } else {
         let held = 0;
         while (Date.now() < deadline) {
-          held = (await metrics(http)).pgfeed_held_requests ?? 0;
+          held = (await metrics(http)).get('pgfeed_held_requests') ?? 0;
           if (held >= n) break;
           await sleep(100);
         }
         assert.equal(held, n, `pgfeed_held_requests before the publish (of ${n} polls)`);
-        server.track();
-        assert.equal(server.pgfeedPids().length, processes, 'pgfeed processes holding them');
+        server().track();
+        assert.equal(server().pgfeedPids().length, processes, 'pgfeed processes holding them');
       }
 
-      const queriesBefore = processPerRequest ? undefined : (await metrics(http)).pgfeed_database_queries_total;
+      const queriesBefore = processPerRequest ? undefined : (await metrics(http)).get('pgfeed_database_queries_total');
       const published = Date.now();
       await publish(ch, 'wake', { n });
       const answers = await Promise.all(polls);
@@ -91,7 +75,7 @@ export function longPollSuite(title, start, { n, processes = 1, processPerReques
       }
       const wokenWithin = Date.now() - published;
       assert.ok(wokenWithin < 10000, `all ${n} answered ${wokenWithin} ms after the publish`);
-      const queriesAfter = processPerRequest ? undefined : (await metrics(http)).pgfeed_database_queries_total;
+      const queriesAfter = processPerRequest ? undefined : (await metrics(http)).get('pgfeed_database_queries_total');
       if (queriesBefore !== undefined && queriesAfter !== undefined) {
         assert.ok(
           queriesAfter - queriesBefore <= 5 * processes,

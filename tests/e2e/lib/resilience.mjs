@@ -1,6 +1,7 @@
 // resilience — what the resilience tests (resilience_*.test.mjs) add to the
-// harness: the throwaway cluster taken down and brought back, pgfeed's
-// metrics, and HTTP requests a test can read as they arrive or abort.
+// harness: the throwaway cluster taken down and brought back, waiting for a
+// condition, and HTTP requests a test can read as they arrive or abort
+// (pgfeed's metrics are in metrics.mjs).
 //
 // The cluster is the one ctest's fixture started: its directory is the parent
 // of PGHOST (<dir>/socket), and tests/pg/cluster.sh restarts, stops and starts
@@ -11,7 +12,6 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { testEnv } from './env.mjs';
-import { request } from './http.mjs';
 
 /** The cluster directory ctest's fixture uses (PGHOST is <dir>/socket). */
 export function clusterDir() {
@@ -36,21 +36,6 @@ export function cluster(command) {
       else resolve({ ms: Date.now() - started, output: stdout.trim() });
     });
   });
-}
-
-/**
- * GET /feed/_metrics as a Map from series (name plus labels, as written) to
- * value.
- */
-export async function metrics(base, mount = '/feed') {
-  const res = await request(base, `${mount}/_metrics`, { timeoutMs: 5000 });
-  if (res.status !== 200) throw new Error(`${mount}/_metrics: ${res.status} ${res.body.slice(0, 200)}`);
-  const out = new Map();
-  for (const line of res.body.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out.set(m[1], Number(m[2]));
-  }
-  return out;
 }
 
 /**

@@ -13,13 +13,37 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 
 import { asServerUser, checkServerUserAccess, serverUser, testEnv } from './env.mjs';
 import { request } from './http.mjs';
 
-const E2E_DIR = path.resolve(import.meta.dirname, '..');
+const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CONF_DIR = path.join(E2E_DIR, 'conf');
+
+/**
+ * The server of the enclosing describe(): started by start() before its first
+ * test, stopped and cleaned up after its last (then onStop, if given, runs
+ * first). Returns a getter, since the server exists only once before() ran.
+ * @param {() => Promise<Server>} start
+ * @param {{onStop?: () => Promise<void>}} [options]
+ * @returns {() => Server}
+ */
+export function serverFor(start, options = {}) {
+  let server;
+  before(async () => {
+    server = await start();
+  });
+  after(async () => {
+    await options.onStop?.();
+    if (!server) return;
+    await server.stop();
+    server.cleanup();
+  });
+  return () => server;
+}
 
 /** Where the snippets live (apache/ at the top of the source tree). */
 export function snippetPath(name) {

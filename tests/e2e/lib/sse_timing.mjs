@@ -4,11 +4,12 @@
 // (Define, SetEnv, bin-copy-environment, the daemon's environment), so this
 // also checks that plumbing.
 import assert from 'node:assert/strict';
-import { after, before, describe } from 'node:test';
+import { describe } from 'node:test';
 
 import { checkWith } from './foundation.mjs';
 import { openStream } from './http.mjs';
 import { unique } from './pg.mjs';
+import { serverFor } from './servers.mjs';
 
 /** The settings a server under sseSuite must give pgfeed. */
 export const SSE_SETTINGS = { heartbeat: 1, lifetime: 4 };
@@ -20,23 +21,15 @@ export const SSE_SETTINGS = { heartbeat: 1, lifetime: 4 };
  */
 export function sseSuite(title, start) {
   let server;
-  const check = checkWith(() => server);
+  const check = checkWith(() => server());
 
   describe(title, () => {
-    before(async () => {
-      server = await start();
-    });
-
-    after(async () => {
-      if (!server) return;
-      await server.stop();
-      server.cleanup();
-    });
+    server = serverFor(start);
 
     check(`heartbeats arrive every ${SSE_SETTINGS.heartbeat} s and the stream ends after ${SSE_SETTINGS.lifetime} s`, async () => {
       const ch = unique('e2e_sse');
       const opened = Date.now();
-      const stream = await openStream(server.base, `/feed/${ch}`, { Accept: 'text/event-stream' });
+      const stream = await openStream(server().base, `/feed/${ch}`, { Accept: 'text/event-stream' });
       try {
         assert.equal(stream.status, 200, stream.text().slice(0, 300));
         await stream.waitFor(/^retry: ?\d+$/m, 3000);

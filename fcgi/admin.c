@@ -1,0 +1,45 @@
+/*
+ * admin — GET /_health (a database round trip) and GET /_metrics (Prometheus text).
+ */
+#include "request_private.h"
+#include "feed_format.h"
+
+#include <string.h>
+
+static void admin_on_ping(void *ctx, bool ok)
+{
+    request *r = ctx;
+    r->query = NULL;
+    if (!ok) {
+        request_fail_unavailable(r);
+        return;
+    }
+    buf body = BUF_INIT;
+    feed_format_health(&body);
+    request_respond(r, 200, "application/json", NULL, body.data, body.len);
+    buf_free(&body);
+}
+
+void admin_metrics_answer(request *r)
+{
+    request_registry *reg = r->reg;
+    metrics_snapshot snap = {.db_up = db_is_up(reg->database),
+                             .db_queries = db_queries_sent(reg->database),
+                             .db_queue = db_queue_length(reg->database),
+                             .channels_cached = feed_cache_channel_count(reg->cache),
+                             .cache_hits = feed_cache_hits(reg->cache),
+                             .cache_misses = feed_cache_misses(reg->cache),
+                             .held_now = request_registry_held(reg)};
+    buf body = BUF_INIT;
+    metrics_render(reg->stats, &snap, &body);
+    request_respond(r, 200, "text/plain; version=0.0.4", NULL, body.data, body.len);
+    buf_free(&body);
+}
+
+void admin_health_start(request *r)
+{
+    request_set_state(r, REQ_WAITING_DB);
+    r->query = db_ping(r->reg->database, admin_on_ping, r);
+    if (!r->query)
+        request_fail_unavailable(r);
+}

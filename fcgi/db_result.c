@@ -1,0 +1,168 @@
+/*
+ * db_result — a finished statement's callback, and failed reads remembered and classified.
+ */
+#include "db_private.h"
+#include "log.h"
+#include "xalloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void db_result_fail(db_query *q, const char *error)
+{
+    if (q->cancelled)
+        return;
+    switch (q->kind) {
+    case QUERY_READ: {
+        db_read_result r = {.ok = false, .error = error};
+        q->cb.read(q->ctx, &r);
+        break;
+    }
+    case QUERY_PUBLISH: {
+        db_publish_result r = {.ok = false, .error = error};
+        q->cb.publish(q->ctx, &r);
+        break;
+    }
+    case QUERY_PING:
+        q->cb.ping(q->ctx, false);
+        break;
+    case QUERY_LISTEN:
+    case QUERY_PRUNE:
+    case QUERY_QUEUE_USAGE:
+        break;
+    }
+}
+
+void db_read_error_clear(db *d)
+{
+    free(d->read_error);
+    d->read_error = NULL;
+    backoff_reset(&d->read_backoff);
+}
+
+static void result_read(db_query *q, PGresult *res)
+{
+    int rows = PQntuples(res);
+    db_read_result r = {.ok = true};
+    db_event *events = xcalloc((size_t)rows, sizeof *events);
+    if (rows > 0) {
+        r.head = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        r.oldest = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    }
+    for (int i = 0; i < rows; i++) {
+        if (PQgetisnull(res, i, 2))
+            continue;
+        db_event *e = &events[r.n_events++];
+        e->version = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        e->json = PQgetvalue(res, i, 3);
+        e->json_len = (size_t)PQgetlength(res, i, 3);
+    }
+    r.events = events;
+    q->cb.read(q->ctx, &r);
+    free(events);
+}
+
+/*
+ * 500 when retrying cannot help because the statement itself is wrong (a data
+ * exception, a syntax error, an internal error); 503 for what an operator or
+ * time fixes (privileges, a schema not installed yet, timeouts, resources).
+ */
+static int read_error_status(const char *sqlstate)
+{
+    if (sqlstate && (strncmp(sqlstate, "22", 2) == 0 || strcmp(sqlstate, "42601") == 0 ||
+                     strncmp(sqlstate, "XX", 2) == 0))
+        return 500;
+    return 503;
+}
+
+/* A read failed with the connection up: remember why, log a new cause once, back off. */
+static void read_failed(db *d, PGresult *res)
+{
+    const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    char cause[512];
+    snprintf(cause, sizeof cause, "the feed cannot be read: pgfeed.read failed: %s (SQLSTATE %s)",
+             message ? message : "unknown error", sqlstate ? sqlstate : "none");
+    int64_t delay = backoff_next(&d->read_backoff);
+    if (!d->read_error || strcmp(d->read_error, cause) != 0) {
+        log_warn(0, "%s; reads retry with backoff until it works", cause);
+        free(d->read_error);
+        d->read_error = xstrdup(cause);
+    }
+    d->read_error_status = read_error_status(sqlstate);
+    d->read_retry_at_ms = clock_now_ms() + delay;
+}
+
+void db_result_deliver(db *d, db_query *q, PGresult *res)
+{
+    ExecStatusType status = PQresultStatus(res);
+    bool ok = status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK;
+    if (!ok) {
+        if (q->kind == QUERY_READ) {
+            read_failed(d, res); /* before the callback, which may read again */
+            db_result_fail(q, d->read_error);
+            q->cancelled = true;
+            return;
+        }
+        log_warn(0, "query failed: %s", PQresultErrorMessage(res));
+        if (q->kind == QUERY_PUBLISH && !q->cancelled) {
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            db_publish_result r = {.ok = false,
+                                   .client_error = state && strncmp(state, "22", 2) == 0,
+                                   .error = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)};
+            q->cb.publish(q->ctx, &r);
+            q->cancelled = true; /* answered */
+        } else {
+            db_result_fail(q, "database query failed");
+            q->cancelled = true;
+        }
+        return;
+    }
+    if (q->kind == QUERY_LISTEN) {
+        d->state = DB_UP;
+        backoff_reset(&d->reconnect);
+        /* Every CGI request connects: only reconnections are worth a line at info. */
+        log_msg(d->ever_up ? LOG_INFO : LOG_DEBUG, 0, "database connected; listening on \"%s\"",
+                NOTIFY_CHANNEL);
+        d->ever_up = true;
+        return;
+    }
+    if (q->cancelled)
+        return;
+    switch (q->kind) {
+    case QUERY_READ:
+        if (d->read_error) {
+            log_info(0, "pgfeed.read works again");
+            db_read_error_clear(d);
+        }
+        result_read(q, res);
+        break;
+    case QUERY_PUBLISH: {
+        db_publish_result r = {.ok = true, .version = strtoll(PQgetvalue(res, 0, 0), NULL, 10)};
+        q->cb.publish(q->ctx, &r);
+        break;
+    }
+    case QUERY_PING:
+        q->cb.ping(q->ctx, true);
+        break;
+    case QUERY_PRUNE:
+        log_info(0, "pruned %s events", PQntuples(res) ? PQgetvalue(res, 0, 0) : "0");
+        break;
+    case QUERY_QUEUE_USAGE:
+        d->notify_queue_usage = PQntuples(res) ? strtod(PQgetvalue(res, 0, 0), NULL) : 0;
+        break;
+    case QUERY_LISTEN:
+        break;
+    }
+    q->cancelled = true; /* a statement yields one result we act on */
+}
+
+bool db_read_failure(const db *d, int *status, const char **detail)
+{
+    if (d->state != DB_UP || !d->read_error)
+        return false;
+    *status = d->read_error_status;
+    *detail = d->read_error;
+    return true;
+}
