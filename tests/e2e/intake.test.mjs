@@ -20,7 +20,8 @@ import { begin, encodeParams, getParams, RawConn, record, requestBytes, T } from
 import { assertFeed, assertProblem } from './lib/foundation.mjs';
 import { client } from './lib/http.mjs';
 import { publish, unique } from './lib/pg.mjs';
-import { metrics, waitFor } from './lib/resilience.mjs';
+import { metrics, parseMetrics } from './lib/metrics.mjs';
+import { waitFor } from './lib/resilience.mjs';
 import { crashLines, makeRoot, startApacheProxy, startDaemon, startNginx } from './lib/servers.mjs';
 import { testEnv } from './lib/env.mjs';
 
@@ -59,13 +60,7 @@ async function rawGet(socket, pathInfo, query = '', headers = {}) {
 
 /** /_metrics straight over FastCGI, as a Map like resilience.metrics. */
 async function rawMetrics(socket) {
-  const a = await rawGet(socket, '/_metrics');
-  const out = new Map();
-  for (const line of a.body.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out.set(m[1], Number(m[2]));
-  }
-  return out;
+  return parseMetrics((await rawGet(socket, '/_metrics')).body);
 }
 
 describe('the defect: a slow client behind Apache mod_proxy_fcgi', () => {
