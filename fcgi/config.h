@@ -52,6 +52,15 @@ typedef struct pgfeed_config {
     const char *publish_token_file;
     const char *admin_allow; /* loopback, any, user:NAME */
     const char *cors_origin;
+    int request_timeout;      /* seconds for a FastCGI request's params and body to arrive */
+    int keep_conn_timeout;    /* seconds a kept FastCGI connection may wait for its next request */
+    int max_params;           /* bytes of FastCGI params per request */
+    int max_connections;      /* FastCGI connections open at once */
+    const char *socket_mode;  /* octal mode of the --listen Unix socket */
+    const char *socket_group; /* its group; NULL: the process's */
+    int max_answer_bytes;     /* event bytes in one poll answer (the first event always goes) */
+    int drain_timeout;        /* seconds a client may take to read a finished answer */
+    int notify_queue_warn;    /* percent of the NOTIFY queue in use that logs a warning */
 } pgfeed_config;
 
 /* Fills cfg from defaults, then PGFEED_* variables, then argv (list flags may repeat;

@@ -22,6 +22,8 @@ static const char *const query_sql[] = {
     [QUERY_PRUNE] = "SELECT pgfeed.prune()",
     /* NULL from the application's function is a no. */
     [QUERY_AUTHORIZE] = "SELECT coalesce(pgfeed.authorize($1, $2), false)",
+    /* How full PostgreSQL's NOTIFY queue is (0..1): a listener somewhere not reading. */
+    [QUERY_QUEUE_USAGE] = "SELECT pg_notification_queue_usage()",
 };
 
 static void db_on_io(void *data, uint32_t events);
@@ -72,6 +74,7 @@ static void db_connection_lost(db *d, const char *why)
     d->conn = NULL;
     d->state = DB_DOWN;
     d->in_flight = false;
+    d->queue_usage_in_flight = false;
     d->retry_at_ms = clock_now_ms() + delay;
     db_read_error_clear(d); /* a new connection reads at once */
 
@@ -183,7 +186,18 @@ static void db_read_results(db *d)
             d->queue_length--;
             d->in_flight = false;
             bool was_listen = q->kind == QUERY_LISTEN;
+            if (q->kind == QUERY_QUEUE_USAGE)
+                d->queue_usage_in_flight = false;
             query_free(q);
+            /* Every statement runs on its own (autocommit). A connection left inside a
+             * transaction would keep holding LISTEN without reading the NOTIFY queue
+             * (notifications reach a listener only between transactions) while the
+             * queue fills for every publisher of the database: drop it instead. */
+            PGTransactionStatusType tx = PQtransactionStatus(d->conn);
+            if (tx == PQTRANS_INTRANS || tx == PQTRANS_INERROR) {
+                db_connection_lost(d, "a statement left the connection inside a transaction");
+                return;
+            }
             if (was_listen && d->state == DB_UP && d->callbacks.up)
                 d->callbacks.up(d->callbacks.ctx);
             if (d->state == DB_DOWN)
@@ -381,6 +395,18 @@ void db_prune(db *d)
 {
     if (d->state == DB_UP)
         db_submit(d, QUERY_PRUNE, 0, NULL, NULL);
+}
+
+void db_check_notify_queue(db *d)
+{
+    if (d->state != DB_UP || d->queue_usage_in_flight)
+        return;
+    d->queue_usage_in_flight = db_submit(d, QUERY_QUEUE_USAGE, 0, NULL, NULL) != NULL;
+}
+
+double db_notify_queue_usage(const db *d)
+{
+    return d->notify_queue_usage;
 }
 
 void db_query_cancel(db_query *q)

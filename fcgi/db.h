@@ -104,6 +104,15 @@ db_query *db_authorize(db *d, const char *principal, const char *channel, db_aut
                        void *ctx);
 /* Runs pgfeed.prune(); the result is only logged. */
 void db_prune(db *d);
+/*
+ * Queues SELECT pg_notification_queue_usage() (one at a time); the answer is
+ * kept for db_notify_queue_usage. A listener that stops reading anywhere in
+ * the cluster fills the queue, and a full queue fails every transaction that
+ * sends NOTIFY, the application's writes to tracked tables included.
+ */
+void db_check_notify_queue(db *d);
+/* The last value read, 0..1 (0 before the first check). */
+double db_notify_queue_usage(const db *d);
 /* The callback will not run; q may be NULL. The caller must forget q. */
 void db_query_cancel(db_query *q);
 

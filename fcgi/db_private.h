@@ -31,7 +31,8 @@ typedef enum query_kind {
     QUERY_PUBLISH,
     QUERY_PING,
     QUERY_PRUNE,
-    QUERY_AUTHORIZE
+    QUERY_AUTHORIZE,
+    QUERY_QUEUE_USAGE
 } query_kind;
 
 struct db_query {
@@ -74,6 +75,8 @@ struct db {
     int64_t sent_at_ms;
     uint64_t queries_sent;
     bool ever_up;
+    double notify_queue_usage;  /* last pg_notification_queue_usage() */
+    bool queue_usage_in_flight; /* one check queued at a time */
 };
 
 /* db_result.c */

@@ -32,6 +32,7 @@ void db_result_fail(db_query *q, const char *error)
         break;
     case QUERY_LISTEN:
     case QUERY_PRUNE:
+    case QUERY_QUEUE_USAGE:
         break;
     }
 }
@@ -162,6 +163,9 @@ void db_result_deliver(db *d, db_query *q, PGresult *res)
         break;
     case QUERY_PRUNE:
         log_info(0, "pruned %s events", PQntuples(res) ? PQgetvalue(res, 0, 0) : "0");
+        break;
+    case QUERY_QUEUE_USAGE:
+        d->notify_queue_usage = PQntuples(res) ? strtod(PQgetvalue(res, 0, 0), NULL) : 0;
         break;
     case QUERY_LISTEN:
         break;

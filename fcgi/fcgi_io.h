@@ -1,13 +1,17 @@
 /*
  * fcgi_io — the seam between pgfeed and the web server.
  *
- * The only module that sees libfcgi. libfcgi accepts a connection and parses
- * the FastCGI request (params, body); after that pgfeed writes the response
- * itself, framing FCGI_STDOUT records into a per-connection buffer and writing
- * them without blocking. libfcgi's own writer blocks the calling thread on a
- * slow peer and keeps 17 KB of buffers per request, which would defeat holding
- * thousands of requests in one thread. The same interface serves plain CGI
- * (environment in, stdout out), so every code path is shared.
+ * pgfeed reads FastCGI itself (fcgi_record), without ever blocking: libfcgi's
+ * reader blocks on params and bodies, and one client sending half a body would
+ * freeze every request of the process. An fcgi_intake accepts connections,
+ * reads each one's request under a deadline and size caps, and hands complete
+ * requests to its callback. pgfeed writes the response itself, framing
+ * FCGI_STDOUT records into a per-connection buffer and writing them without
+ * blocking. With FCGI_KEEP_CONN a connection goes back to the intake when its
+ * request is closed after a complete answer, so successive requests travel
+ * over one connection. libfcgi is left to tell CGI from FastCGI. The same
+ * fcgi_conn interface serves plain CGI (environment in, stdout out), so every
+ * code path is shared.
  */
 #ifndef PGFEED_FCGI_IO_H
 #define PGFEED_FCGI_IO_H
@@ -17,27 +21,76 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "event_loop.h"
+
 typedef struct fcgi_conn fcgi_conn;
+typedef struct fcgi_intake fcgi_intake;
 
 /* Prepares libfcgi; call once before anything else here. */
 int fcgi_io_init(void) __attribute__((warn_unused_result));
 /* True when fd 0 is a listening socket (started by mod_fcgid, lighttpd, spawn-fcgi). */
 bool fcgi_io_is_fastcgi(void);
+
+/* How a Unix socket is created: its mode, and a group (NULL: the process's). */
+typedef struct fcgi_listen_options {
+    unsigned mode;
+    const char *group;
+} fcgi_listen_options;
+
 /*
  * Opens a non-blocking listening socket on a Unix socket path (anything with a
  * '/') or HOST:PORT. Unlike FCGX_OpenSocket it returns -1 with a logged reason
- * instead of exiting. A stale Unix socket file is replaced.
+ * instead of exiting. A Unix socket file that no process listens on (left by a
+ * crash) is replaced; a live one, or a file that is not a socket, is refused.
+ * opts may be NULL (mode 0660).
  */
-int fcgi_io_listen(const char *address, int backlog) __attribute__((warn_unused_result));
+int fcgi_io_listen(const char *address, int backlog, const fcgi_listen_options *opts)
+    __attribute__((warn_unused_result));
 /* Makes an inherited listening fd non-blocking so accepting never stalls the loop. */
 int fcgi_io_prepare_listener(int fd) __attribute__((warn_unused_result));
 
+/* The bounds of the intake; every one is a setting. */
+typedef struct fcgi_intake_limits {
+    size_t max_params;      /* raw param bytes of one request */
+    size_t max_body;        /* a larger CONTENT_LENGTH is not read (413) */
+    int request_timeout_ms; /* from the connection (or its request's first record) to complete */
+    int idle_timeout_ms;    /* a kept connection waiting for its next request */
+    size_t max_connections; /* beyond it, accepted and closed at once */
+} fcgi_intake_limits;
+
+/* Counters for /_metrics. */
+typedef struct fcgi_intake_stats {
+    uint64_t accepted;
+    uint64_t refused;         /* over --max-connections */
+    uint64_t refused_peers;   /* refused by the peer filter (fcgi_intake_filter_peers) */
+    uint64_t timed_out;       /* request not complete within --request-timeout */
+    uint64_t too_large;       /* params over --max-params */
+    uint64_t protocol_errors; /* malformed records */
+    uint64_t kept_requests;   /* requests that came over an already used connection */
+    uint64_t fd_exhausted;    /* accept() episodes at the descriptor limit */
+    size_t open;              /* connections now, reading or served */
+} fcgi_intake_stats;
+
+/* Called with each complete request; the callee owns conn and ends with fcgi_conn_close. */
+typedef void (*fcgi_intake_fn)(void *ctx, fcgi_conn *conn);
+
+/* Watches listen_fd on loop; the intake owns neither. */
+fcgi_intake *fcgi_intake_new(event_loop *loop, int listen_fd, const fcgi_intake_limits *limits,
+                             fcgi_intake_fn on_request, void *ctx);
+/* Connections whose peer allowed(fd) refuses are closed at accept, before a byte is read. */
+void fcgi_intake_filter_peers(fcgi_intake *in, bool (*allowed)(int fd));
 /*
- * Accepts one connection and reads its request (params and up to max_body
- * bytes of body). Returns NULL when no connection is waiting or on a broken
- * one (*would_block tells which).
+ * Call every loop turn: closes connections past their deadline (checked every
+ * 100 ms), resumes a listener paused at the descriptor limit, and reads
+ * requests already buffered on connections that came back from a request.
  */
-fcgi_conn *fcgi_io_accept(int listen_fd, size_t max_body, bool *would_block);
+void fcgi_intake_tick(fcgi_intake *in, int64_t now_ms);
+/* Stops accepting and closes the connections still reading (shutdown). */
+void fcgi_intake_stop(fcgi_intake *in);
+const fcgi_intake_stats *fcgi_intake_get_stats(const fcgi_intake *in);
+/* Closes what is still reading; connections handed out must be closed before. */
+void fcgi_intake_free(fcgi_intake *in);
+
 /* The CGI request of this process. */
 fcgi_conn *fcgi_io_cgi(size_t max_body);
 
@@ -72,6 +125,11 @@ bool fcgi_conn_peer_closed(fcgi_conn *conn);
  * server closes, for a bounded time. Returns false when closing at once is fine.
  */
 bool fcgi_conn_shutdown_output(fcgi_conn *conn);
+/*
+ * Ends the request's use of conn. A FastCGI connection whose server asked for
+ * FCGI_KEEP_CONN and whose answer is complete and written goes back to its
+ * intake for the next request; any other is closed.
+ */
 void fcgi_conn_close(fcgi_conn *conn);
 
 #endif

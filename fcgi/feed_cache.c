@@ -113,6 +113,13 @@ static void ring_drop_oldest(feed_channel *ch)
 static void ring_push(feed_channel *ch, int64_t version, const char *json, size_t len)
 {
     const feed_cache_limits *lim = &ch->cache->limits;
+    if (len > lim->ring_bytes) {
+        /* Larger than the whole ring: caching it would hold the channel beyond
+         * --ring-bytes. Its readers read it from the database, and get it alone;
+         * the ring is complete again from after it. */
+        ring_clear(ch, version);
+        return;
+    }
     while (ch->ring_count > 0 &&
            (ch->ring_count == lim->ring_events || ch->ring_bytes + len > lim->ring_bytes))
         ring_drop_oldest(ch);

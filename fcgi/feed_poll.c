@@ -45,7 +45,7 @@ static void feed_poll_answer(request *r, bool timed_out)
     int64_t *next = xcalloc(n, sizeof *next);
     const char **texts = NULL;
     size_t *lens = NULL;
-    size_t total = 0, used = 0;
+    size_t total = 0, used = 0, bytes = 0;
     for (size_t i = 0; i < n; i++) {
         subscription_source src = subscription_source_of(&r->subs[i]);
         if (src.gone || src.ahead) {
@@ -72,8 +72,12 @@ static void feed_poll_answer(request *r, bool timed_out)
                                .event_lens = lens + used};
         next[i] = s->cursor;
         const feed_event *e;
+        /* --max-answer-bytes bounds the answer as limit bounds its count; the first event
+         * always goes, so one larger than the budget is delivered alone (more: true). */
         while (views[i].n_events < (size_t)r->fr.limit && used < total &&
-               (e = subscription_event_after(s, next[i])) != NULL) {
+               (e = subscription_event_after(s, next[i])) != NULL &&
+               (used == 0 || bytes + e->json_len <= (size_t)r->reg->cfg->max_answer_bytes)) {
+            bytes += e->json_len;
             texts[used] = e->json;
             lens[used] = e->json_len;
             used++;

@@ -50,6 +50,33 @@ void metrics_render(const metrics *m, const metrics_snapshot *s, buf *out)
          m->departed_clients},
         {"pgfeed_slow_streams_ended_total", "counter",
          "Streams ended because the reader fell too far behind.", NULL, m->slow_streams_ended},
+        {"pgfeed_undrained_closed_total", "counter",
+         "Clients closed for not reading their answer within --drain-timeout.", NULL,
+         m->undrained_closed},
+        {"pgfeed_fastcgi_connections", "gauge", "FastCGI connections open (reading or served).",
+         NULL, m->fcgi_connections},
+        {"pgfeed_fastcgi_accepted_total", "counter", "FastCGI connections accepted.", NULL,
+         m->fcgi_accepted},
+        {"pgfeed_fastcgi_closed_total", "counter",
+         "FastCGI connections closed by the intake, by reason.", "{reason=\"max_connections\"}",
+         m->fcgi_refused},
+        {"pgfeed_fastcgi_closed_total", NULL, NULL, "{reason=\"request_timeout\"}",
+         m->fcgi_timed_out},
+        {"pgfeed_fastcgi_closed_total", NULL, NULL, "{reason=\"params_too_large\"}",
+         m->fcgi_too_large},
+        {"pgfeed_fastcgi_closed_total", NULL, NULL, "{reason=\"protocol_error\"}",
+         m->fcgi_protocol_errors},
+        {"pgfeed_fastcgi_kept_requests_total", "counter",
+         "Requests that came over a kept (FCGI_KEEP_CONN) connection.", NULL,
+         m->fcgi_kept_requests},
+        {"pgfeed_accept_fd_exhausted_total", "counter",
+         "Episodes of accept() failing at the descriptor limit (listener paused).", NULL,
+         m->fcgi_fd_exhausted},
+        {"pgfeed_fds_limit", "gauge", "Descriptor limit (soft RLIMIT_NOFILE, raised to hard).",
+         NULL, m->fds_limit},
+        {"pgfeed_fds_open", "gauge", "Descriptors open.", NULL, m->fds_open},
+        {"pgfeed_fds_margin", "gauge", "Descriptors left before the limit.", NULL,
+         m->fds_limit > m->fds_open ? m->fds_limit - m->fds_open : 0},
         {"pgfeed_database_up", "gauge", "1 when the LISTEN connection is up.", NULL, s->db_up},
         {"pgfeed_database_queries_total", "counter", "Statements sent to PostgreSQL.", NULL,
          s->db_queries},
@@ -66,4 +93,9 @@ void metrics_render(const metrics *m, const metrics_snapshot *s, buf *out)
             buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", r->name, r->help, r->name, r->type);
         buf_printf(out, "%s%s %" PRIu64 "\n", r->name, r->labels ? r->labels : "", r->value);
     }
+    /* The one ratio: how full PostgreSQL's NOTIFY queue is (alert well before 1). */
+    buf_printf(out,
+               "# HELP pgfeed_notify_queue_usage Fraction of PostgreSQL's NOTIFY queue in use.\n"
+               "# TYPE pgfeed_notify_queue_usage gauge\npgfeed_notify_queue_usage %.6f\n",
+               m->notify_queue_usage);
 }

@@ -27,6 +27,19 @@ typedef struct metrics {
     uint64_t departed_clients;
     uint64_t slow_streams_ended;
     uint64_t held_rejected;
+    uint64_t undrained_closed; /* answers not read within --drain-timeout */
+    /* FastCGI intake (fcgi_intake_stats, copied by the server each turn) */
+    uint64_t fcgi_accepted;
+    uint64_t fcgi_refused;
+    uint64_t fcgi_timed_out;
+    uint64_t fcgi_too_large;
+    uint64_t fcgi_protocol_errors;
+    uint64_t fcgi_kept_requests;
+    uint64_t fcgi_fd_exhausted;
+    size_t fcgi_connections;
+    size_t fds_limit; /* RLIMIT_NOFILE after raising it */
+    size_t fds_open;
+    double notify_queue_usage; /* pg_notification_queue_usage(), 0..1, checked periodically */
 } metrics;
 
 typedef struct metrics_snapshot {

@@ -415,6 +415,18 @@ void request_sweep(request_registry *reg, int64_t now_ms)
         if (now_ms >= r->deadline_ms)
             request_close(r);
     }
+    for (r = reg->flushing.head; r; r = next) {
+        next = r->next;
+        if (now_ms >= r->deadline_ms) {
+            /* Not reading its answer: what it holds queued is ours to free. */
+            reg->stats->undrained_closed++;
+            log_info(r->id,
+                     "closing a client that did not read its answer within --drain-timeout "
+                     "(%zu bytes left)",
+                     fcgi_conn_pending(r->conn));
+            request_close(r);
+        }
+    }
     for (r = reg->streaming.head; r; r = next) {
         next = r->next;
         sse_sweep(r, now_ms);

@@ -107,6 +107,9 @@ void request_set_state(request *r, request_state state)
     r->state = state;
     r->list = registry_list(reg, state);
     list_push(r->list, r);
+    /* An answer is complete: it drains within --drain-timeout or the client is closed. */
+    if (state == REQ_FLUSHING)
+        r->deadline_ms = clock_now_ms() + (int64_t)reg->cfg->drain_timeout * 1000;
 }
 
 request_registry *request_registry_new(event_loop *loop, feed_cache *cache, db *database,

@@ -13,13 +13,17 @@
 #include "metrics.h"
 #include "request.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
-#define TICK_MS 100         /* deadlines and heartbeats are checked this often */
-#define ACCEPTS_PER_TURN 64 /* so a burst of connections cannot starve held requests */
+#define TICK_MS 100   /* deadlines and heartbeats are checked this often */
+#define FD_RESERVE 64 /* descriptors kept for the database, logs, the listener and accept */
+#define FD_COUNT_MS 1000
 #define CACHE_SWEEP_MS 5000
 #define SHUTDOWN_GRACE_MS 5000
 #define LISTEN_BACKLOG 1024
@@ -47,7 +51,9 @@ typedef struct server {
     guard *guard;
     metrics stats;
     request_registry *requests;
-    event_watch listener;
+    int listen_fd;
+    fcgi_intake *intake;
+    bool notify_queue_warned; /* above --notify-queue-warn since the last warning */
 } server;
 
 static void server_on_db_up(void *ctx)
@@ -85,24 +91,44 @@ static void server_on_pruned(void *ctx, const char *channel, int64_t oldest)
     feed_cache_on_pruned(s->cache, channel, oldest);
 }
 
-static void server_on_listener(void *data, uint32_t events)
+static void server_on_request(void *ctx, fcgi_conn *conn)
 {
-    server *s = data;
-    for (int i = 0; i < ACCEPTS_PER_TURN; i++) {
-        bool would_block = false;
-        fcgi_conn *conn = fcgi_io_accept(s->listener.fd, (size_t)s->cfg->max_body, &would_block);
-        if (!conn) {
-            if (would_block)
-                return;
-            continue; /* a broken connection; others may be waiting */
-        }
-        /* issue 11: a hub serves its own user's relays only (hub.h) */
-        if (hub_is_serving(s->cfg) && !hub_peer_allowed(fcgi_conn_fd(conn))) {
-            fcgi_conn_close(conn);
-            continue;
-        }
-        request_start(s->requests, conn);
+    server *s = ctx;
+    request_start(s->requests, conn);
+}
+
+/*
+ * Raises the soft descriptor limit to the hard one: every held request is a
+ * descriptor, and the common soft limit of 1024 would be reached by ~1,000
+ * long polls. Returns the limit now in force.
+ */
+static size_t raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl.rlim_cur = rl.rlim_max;
+        else
+            log_warn(0, "cannot raise the descriptor limit to %llu: %s",
+                     (unsigned long long)rl.rlim_max, strerror(errno));
     }
+    return rl.rlim_cur == RLIM_INFINITY ? (size_t)1 << 20 : (size_t)rl.rlim_cur;
+}
+
+/* Descriptors open now, for the margin /_metrics shows. */
+static size_t count_open_fds(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir)
+        return 0;
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
 }
 
 static void install_signals(void)
@@ -121,24 +147,82 @@ static void install_signals(void)
 
 static int server_open_listener(server *s)
 {
+    const pgfeed_config *cfg = s->cfg;
     int fd;
-    if (s->cfg->listen) {
-        fd = fcgi_io_listen(s->cfg->listen, LISTEN_BACKLOG);
+    if (cfg->listen) {
+        char *end;
+        unsigned long mode = strtoul(cfg->socket_mode ? cfg->socket_mode : "0660", &end, 8);
+        if (*end || mode > 0777) {
+            log_error(0, "--socket-mode %s: expected an octal mode such as 0660", cfg->socket_mode);
+            return -1;
+        }
+        fcgi_listen_options opts = {.mode = (unsigned)mode, .group = cfg->socket_group};
+        fd = fcgi_io_listen(cfg->listen, LISTEN_BACKLOG, &opts);
         if (fd < 0)
             return -1;
-        log_info(0, "listening on %s", s->cfg->listen);
+        log_info(0, "listening on %s", cfg->listen);
     } else {
         fd = 0;
         if (fcgi_io_prepare_listener(fd) < 0)
             return -1;
     }
-    s->listener = (event_watch){.fd = fd, .handler = server_on_listener, .data = s};
-    return event_loop_watch(s->loop, &s->listener, EPOLLIN);
+    s->listen_fd = fd;
+    size_t max_connections = (size_t)cfg->max_connections;
+    if (s->stats.fds_limit > FD_RESERVE && max_connections > s->stats.fds_limit - FD_RESERVE) {
+        max_connections = s->stats.fds_limit - FD_RESERVE;
+        log_info(0, "--max-connections %d lowered to %zu by the descriptor limit %zu",
+                 cfg->max_connections, max_connections, s->stats.fds_limit);
+    }
+    fcgi_intake_limits limits = {.max_params = (size_t)cfg->max_params,
+                                 .max_body = (size_t)cfg->max_body,
+                                 .request_timeout_ms = cfg->request_timeout * 1000,
+                                 .idle_timeout_ms = cfg->keep_conn_timeout * 1000,
+                                 .max_connections = max_connections};
+    s->intake = fcgi_intake_new(s->loop, fd, &limits, server_on_request, s);
+    /* issue 11: a hub serves its own user's relays only, checked before it reads a byte (hub.h) */
+    if (s->intake && hub_is_serving(s->cfg))
+        fcgi_intake_filter_peers(s->intake, hub_peer_allowed);
+    return s->intake ? 0 : -1;
+}
+
+/* Copies what the intake and the process know into the metrics /_metrics renders. */
+static void server_update_metrics(server *s, int64_t now, int64_t *last_fd_count)
+{
+    if (s->intake) {
+        const fcgi_intake_stats *in = fcgi_intake_get_stats(s->intake);
+        s->stats.fcgi_accepted = in->accepted;
+        s->stats.fcgi_refused = in->refused;
+        s->stats.fcgi_timed_out = in->timed_out;
+        s->stats.fcgi_too_large = in->too_large;
+        s->stats.fcgi_protocol_errors = in->protocol_errors;
+        s->stats.fcgi_kept_requests = in->kept_requests;
+        s->stats.fcgi_fd_exhausted = in->fd_exhausted;
+        s->stats.fcgi_connections = in->open;
+    }
+    if (now - *last_fd_count >= FD_COUNT_MS) {
+        s->stats.fds_open = count_open_fds();
+        *last_fd_count = now;
+    }
+    double usage = db_notify_queue_usage(s->database);
+    double warn = s->cfg->notify_queue_warn / 100.0;
+    if (usage >= warn && !s->notify_queue_warned) {
+        log_warn(0,
+                 "PostgreSQL's NOTIFY queue is %.1f%% full (warning at %d%%): a listening session "
+                 "is not reading (see pg_stat_activity for the oldest LISTEN backend); when it is "
+                 "full, every transaction that publishes fails",
+                 usage * 100, s->cfg->notify_queue_warn);
+        s->notify_queue_warned = true;
+    } else if (usage < warn / 2 && s->notify_queue_warned) {
+        log_info(0, "PostgreSQL's NOTIFY queue is down to %.1f%%", usage * 100);
+        s->notify_queue_warned = false;
+    }
+    s->stats.notify_queue_usage = usage;
 }
 
 static void server_free(server *s)
 {
     request_registry_free(s->requests);
+    fcgi_intake_free(s->intake);
     feed_cache_free(s->cache);
     guard_free(s->guard);
     db_free(s->database);
@@ -165,6 +249,7 @@ int server_run(const pgfeed_config *cfg)
     const char *advice = guard_closed_advice(s.guard);
     if (advice && !cgi)
         log_warn(0, "%s", advice);
+    s.stats.fds_limit = raise_fd_limit();
     s.loop = event_loop_new();
     if (!s.loop) {
         guard_free(s.guard);
@@ -183,7 +268,7 @@ int server_run(const pgfeed_config *cfg)
                                 .idle_ms = 60000};
     s.cache = feed_cache_new(s.database, &limits);
     s.requests = request_registry_new(s.loop, s.cache, s.database, cfg, &s.stats, s.guard);
-    s.listener.fd = -1;
+    s.listen_fd = -1;
 
     /* A daemon that cannot listen says so before it touches the database. */
     if (!cgi && server_open_listener(&s) < 0) {
@@ -197,11 +282,15 @@ int server_run(const pgfeed_config *cfg)
 
     int64_t last_cache_sweep = now, last_prune = now, last_sweep = now, stop_deadline = 0;
     int64_t busy_at = now;
+    int64_t last_fd_count = now - FD_COUNT_MS;
     while (true) {
         /* Streams with more to write must not wait a tick for the next turn. */
         event_loop_run_once(s.loop, request_registry_has_ready(s.requests) ? 0 : TICK_MS);
         now = clock_now_ms();
         db_tick(s.database, now);
+        if (s.intake)
+            fcgi_intake_tick(s.intake, now);
+        server_update_metrics(&s, now, &last_fd_count);
         /* The sweep walks every request: once a tick, not once per wake-up. */
         if (now - last_sweep >= TICK_MS) {
             request_sweep(s.requests, now);
@@ -216,13 +305,15 @@ int server_run(const pgfeed_config *cfg)
         }
         if (stop_requested && !stop_deadline) {
             log_info(0, "stopping: answering %zu held requests", request_registry_held(s.requests));
-            if (s.listener.fd >= 0)
-                event_loop_unwatch(s.loop, &s.listener);
+            if (s.intake)
+                fcgi_intake_stop(s.intake);
             request_shutdown(s.requests);
             stop_deadline = now + SHUTDOWN_GRACE_MS;
         }
         if (now - last_cache_sweep >= CACHE_SWEEP_MS) {
             feed_cache_sweep(s.cache, now);
+            if (!cgi)
+                db_check_notify_queue(s.database);
             last_cache_sweep = now;
         }
         if (cfg->prune_interval && !cgi &&
@@ -232,8 +323,9 @@ int server_run(const pgfeed_config *cfg)
         }
         request_run_ready(s.requests);
         request_reap(s.requests);
-        /* issue 11: a hub idle for --hub-idle s unlinks its socket, takes what
-         * reached it before that, and stops like on SIGTERM (hub.h) */
+        /* issue 11: a hub idle for --hub-idle s unlinks its socket and stops like
+         * on SIGTERM (hub.h); a relay that connected in that instant gets 503 +
+         * Retry-After from its relay and comes back to a new hub */
         if (request_registry_active(s.requests))
             busy_at = now;
         else if (hub_is_serving(cfg) && !stop_deadline &&
@@ -241,7 +333,6 @@ int server_run(const pgfeed_config *cfg)
             busy_at = now;
             if (hub_retire(cfg->listen)) {
                 log_info(0, "hub: idle for %d s, leaving", cfg->hub_idle);
-                server_on_listener(&s, EPOLLIN);
                 stop_requested = 1;
             }
         }

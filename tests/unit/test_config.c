@@ -54,6 +54,14 @@ static const int_option int_options[] = {
     INT_OPTION("auth-cache-max", "PGFEED_AUTH_CACHE_MAX", auth_cache_max, 100000, 1, 10000000),
     INT_OPTION("token-leeway", "PGFEED_TOKEN_LEEWAY", token_leeway, 30, 0, 600),
     INT_OPTION("token-max-bytes", "PGFEED_TOKEN_MAX_BYTES", token_max_bytes, 8192, 64, 65536),
+    INT_OPTION("request-timeout", "PGFEED_REQUEST_TIMEOUT", request_timeout, 10, 1, 3600),
+    INT_OPTION("keep-conn-timeout", "PGFEED_KEEP_CONN_TIMEOUT", keep_conn_timeout, 120, 1, 86400),
+    INT_OPTION("max-params", "PGFEED_MAX_PARAMS", max_params, 32768, 1024, 1 << 24),
+    INT_OPTION("max-connections", "PGFEED_MAX_CONNECTIONS", max_connections, 16384, 1, 1 << 24),
+    INT_OPTION("max-answer-bytes", "PGFEED_MAX_ANSWER_BYTES", max_answer_bytes, 1048576, 1024,
+               1 << 30),
+    INT_OPTION("drain-timeout", "PGFEED_DRAIN_TIMEOUT", drain_timeout, 30, 1, 3600),
+    INT_OPTION("notify-queue-warn", "PGFEED_NOTIFY_QUEUE_WARN", notify_queue_warn, 50, 1, 100),
 };
 #define N_INT_OPTIONS (sizeof int_options / sizeof *int_options)
 
@@ -127,7 +135,9 @@ static const char *const other_options[] = {"help",
                                             "admin-allow",
                                             "cors-origin",
                                             "hub",
-                                            "hub-dir"};
+                                            "hub-dir",
+                                            "socket-mode",
+                                            "socket-group"};
 
 static bool known_option(const char *flag, size_t len, const char *shown_default)
 {

@@ -23,11 +23,66 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "event_loop.h"
 #include "fcgi_io.h"
 
 static char sock_dir[] = "/tmp/pgfeed-unit-XXXXXX";
 static char sock_path[sizeof sock_dir + 16];
 static int listen_fd = -1;
+
+/*
+ * pgfeed's intake, one per max_body a test asks for, each on its own loop so
+ * that only the one a test runs accepts. Requests land in `arrived`.
+ */
+typedef struct intake_slot {
+    size_t max_body;
+    event_loop *loop;
+    fcgi_intake *intake;
+} intake_slot;
+static intake_slot slots[8];
+/* Requests in the order they arrived: one turn may complete several. */
+static fcgi_conn *arrived[16];
+static size_t n_arrived;
+
+static void on_request(void *ctx, fcgi_conn *conn)
+{
+    assert_true(n_arrived < sizeof arrived / sizeof *arrived);
+    arrived[n_arrived++] = conn;
+}
+
+static intake_slot *slot_for(size_t max_body)
+{
+    size_t i = 0;
+    for (; i < sizeof slots / sizeof *slots && slots[i].loop; i++)
+        if (slots[i].max_body == max_body)
+            return &slots[i];
+    assert_true(i < sizeof slots / sizeof *slots);
+    fcgi_intake_limits limits = {.max_params = 65536,
+                                 .max_body = max_body,
+                                 .request_timeout_ms = 10000,
+                                 .idle_timeout_ms = 10000,
+                                 .max_connections = 64};
+    slots[i].max_body = max_body;
+    slots[i].loop = event_loop_new();
+    slots[i].intake = fcgi_intake_new(slots[i].loop, listen_fd, &limits, on_request, NULL);
+    assert_non_null(slots[i].intake);
+    return &slots[i];
+}
+
+/* Runs the slot's loop for up to turns turns (wait_ms each) or until a request arrives. */
+static fcgi_conn *intake_run(size_t max_body, int turns, int wait_ms)
+{
+    intake_slot *slot = slot_for(max_body);
+    for (int i = 0; i < turns && !n_arrived; i++) {
+        event_loop_run_once(slot->loop, wait_ms);
+        fcgi_intake_tick(slot->intake, clock_now_ms());
+    }
+    if (!n_arrived)
+        return NULL;
+    fcgi_conn *conn = arrived[0];
+    memmove(arrived, arrived + 1, --n_arrived * sizeof *arrived);
+    return conn;
+}
 
 static int setup_listener(void **state)
 {
@@ -37,12 +92,16 @@ static int setup_listener(void **state)
     snprintf(sock_path, sizeof sock_path, "%s/fcgi.sock", sock_dir);
     if (fcgi_io_init() != 0)
         return -1;
-    listen_fd = fcgi_io_listen(sock_path, 16);
+    listen_fd = fcgi_io_listen(sock_path, 16, NULL);
     return listen_fd < 0 ? -1 : 0;
 }
 
 static int remove_listener(void **state)
 {
+    for (size_t i = 0; i < sizeof slots / sizeof *slots && slots[i].loop; i++) {
+        fcgi_intake_free(slots[i].intake);
+        event_loop_free(slots[i].loop);
+    }
     close(listen_fd);
     unlink(sock_path);
     rmdir(sock_dir);
@@ -234,10 +293,8 @@ static void response_free(response *r)
 
 static fcgi_conn *accept_one(size_t max_body)
 {
-    bool would_block = true;
-    fcgi_conn *conn = fcgi_io_accept(listen_fd, max_body, &would_block);
+    fcgi_conn *conn = intake_run(max_body, 20, 50);
     assert_non_null(conn);
-    assert_false(would_block);
     assert_true(fcgi_conn_fd(conn) >= 0);
     return conn;
 }
@@ -261,9 +318,7 @@ static void close_all(fcgi_conn *conn, int server, response *r)
 
 static void expect_nothing_waiting(void)
 {
-    bool would_block = false;
-    assert_null(fcgi_io_accept(listen_fd, 1024, &would_block));
-    assert_true(would_block);
+    assert_null(intake_run(1024, 3, 0));
 }
 
 static void expect_body(fcgi_conn *conn, const char *want, size_t want_len, bool too_large)
@@ -607,14 +662,7 @@ static void test_broken_connections_are_skipped(void **state)
     int whole = server_connect();
     server_send_request(whole, 2, params, NULL, 0, true);
 
-    fcgi_conn *conn = NULL;
-    for (int tries = 0; tries < 4 && !conn; tries++) {
-        bool would_block = true;
-        conn = fcgi_io_accept(listen_fd, 0, &would_block);
-        if (!conn)
-            assert_false(would_block); /* a broken connection is not an empty queue */
-    }
-    assert_non_null(conn);
+    fcgi_conn *conn = accept_one(0);
     assert_string_equal(fcgi_conn_param(conn, "PATH_INFO"), "/whole");
     expect_nothing_waiting();
     fcgi_conn_close(conn);
@@ -635,7 +683,7 @@ static void test_listen_refuses_bad_addresses(void **state)
                          "/nonexistent/dir/pgfeed.sock",
                          "no.such.host.invalid:9000"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_int_equal(fcgi_io_listen(bad[i], 16), -1);
+        assert_int_equal(fcgi_io_listen(bad[i], 16, NULL), -1);
 }
 
 int main(void)

@@ -65,6 +65,16 @@ static const struct family {
     {"pgfeed_notifications_total", "counter"},
     {"pgfeed_departed_clients_total", "counter"},
     {"pgfeed_slow_streams_ended_total", "counter"},
+    {"pgfeed_undrained_closed_total", "counter"},
+    {"pgfeed_fastcgi_connections", "gauge"},
+    {"pgfeed_fastcgi_accepted_total", "counter"},
+    {"pgfeed_fastcgi_closed_total", "counter"},
+    {"pgfeed_fastcgi_kept_requests_total", "counter"},
+    {"pgfeed_accept_fd_exhausted_total", "counter"},
+    {"pgfeed_fds_limit", "gauge"},
+    {"pgfeed_fds_open", "gauge"},
+    {"pgfeed_fds_margin", "gauge"},
+    {"pgfeed_notify_queue_usage", "gauge"},
     {"pgfeed_database_up", "gauge"},
     {"pgfeed_database_queries_total", "counter"},
     {"pgfeed_database_queue", "gauge"},
@@ -126,7 +136,11 @@ static void check_sample(const char *line, size_t len, family_seen *seen)
         assert_memory_equal(value - 1, "}", 1);
     value++;
     assert_true(value < line + len);
-    assert_int_equal(strspn(value, "0123456789"), (size_t)(line + len - value));
+    /* Counters and gauges are whole numbers; the one ratio has a decimal point. */
+    size_t digits = strspn(value, "0123456789");
+    if (value[digits] == '.')
+        digits += 1 + strspn(value + digits + 1, "0123456789");
+    assert_int_equal(digits, (size_t)(line + len - value));
 }
 
 /* Reads the exposition line by line and checks its grammar and declaration order. */
@@ -179,6 +193,23 @@ static void expect_all_samples(const buf *b, const metrics *m, const metrics_sna
     expect_sample(b, "pgfeed_notifications_total", m->notifications);
     expect_sample(b, "pgfeed_departed_clients_total", m->departed_clients);
     expect_sample(b, "pgfeed_slow_streams_ended_total", m->slow_streams_ended);
+    expect_sample(b, "pgfeed_undrained_closed_total", m->undrained_closed);
+    expect_sample(b, "pgfeed_fastcgi_connections", m->fcgi_connections);
+    expect_sample(b, "pgfeed_fastcgi_accepted_total", m->fcgi_accepted);
+    expect_sample(b, "pgfeed_fastcgi_closed_total{reason=\"max_connections\"}", m->fcgi_refused);
+    expect_sample(b, "pgfeed_fastcgi_closed_total{reason=\"request_timeout\"}", m->fcgi_timed_out);
+    expect_sample(b, "pgfeed_fastcgi_closed_total{reason=\"params_too_large\"}", m->fcgi_too_large);
+    expect_sample(b, "pgfeed_fastcgi_closed_total{reason=\"protocol_error\"}",
+                  m->fcgi_protocol_errors);
+    expect_sample(b, "pgfeed_fastcgi_kept_requests_total", m->fcgi_kept_requests);
+    expect_sample(b, "pgfeed_accept_fd_exhausted_total", m->fcgi_fd_exhausted);
+    expect_sample(b, "pgfeed_fds_limit", m->fds_limit);
+    expect_sample(b, "pgfeed_fds_open", m->fds_open);
+    expect_sample(b, "pgfeed_fds_margin",
+                  m->fds_limit > m->fds_open ? m->fds_limit - m->fds_open : 0);
+    char ratio[64];
+    snprintf(ratio, sizeof ratio, "\npgfeed_notify_queue_usage %.6f\n", m->notify_queue_usage);
+    assert_non_null(strstr(b->data, ratio));
     expect_sample(b, "pgfeed_database_up", s->db_up);
     expect_sample(b, "pgfeed_database_queries_total", s->db_queries);
     expect_sample(b, "pgfeed_database_queue", s->db_queue);
@@ -216,6 +247,18 @@ static void test_render_distinct_values(void **state)
         .departed_clients = 111,
         .slow_streams_ended = 112,
         .held_rejected = 113,
+        .undrained_closed = 130,
+        .fcgi_accepted = 120,
+        .fcgi_refused = 121,
+        .fcgi_timed_out = 122,
+        .fcgi_too_large = 123,
+        .fcgi_protocol_errors = 124,
+        .fcgi_kept_requests = 125,
+        .fcgi_fd_exhausted = 126,
+        .fcgi_connections = 127,
+        .fds_limit = 1000,
+        .fds_open = 129,
+        .notify_queue_usage = 0.25,
     };
     metrics_snapshot s = {
         .db_up = true,

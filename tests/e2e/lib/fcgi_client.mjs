@@ -14,9 +14,10 @@ const STDERR = 7;
 const RESPONDER = 1;
 const REQUEST_ID = 1;
 
-function record(type, content = Buffer.alloc(0)) {
-  const header = Buffer.from([VERSION, type, REQUEST_ID >> 8, REQUEST_ID & 0xff, content.length >> 8, content.length & 0xff, 0, 0]);
-  return Buffer.concat([header, content]);
+/** One FastCGI record (content of at most 65535 bytes), padded by `padding` zero bytes. */
+export function record(type, content = Buffer.alloc(0), id = REQUEST_ID, padding = 0) {
+  const header = Buffer.from([VERSION, type, id >> 8, id & 0xff, content.length >> 8, content.length & 0xff, padding, 0]);
+  return Buffer.concat([header, content, Buffer.alloc(padding)]);
 }
 
 function length(n) {
@@ -26,7 +27,8 @@ function length(n) {
   return b;
 }
 
-function encodeParams(params) {
+/** Name-value pairs as FastCGI encodes them (PARAMS, GET_VALUES). */
+export function encodeParams(params) {
   const parts = [];
   for (const [name, value] of Object.entries(params)) {
     const n = Buffer.from(name);

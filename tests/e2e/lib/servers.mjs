@@ -68,7 +68,7 @@ export function freePort() {
 }
 
 /** A temp dir owned by the server user, with the subdirectories servers expect. */
-function makeRoot(kind) {
+export function makeRoot(kind) {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), `pgfeed-e2e-${kind}-`));
   for (const sub of ['htdocs', 'fcgid', 'nginx']) fs.mkdirSync(path.join(root, sub));
   const user = serverUser();
@@ -464,7 +464,7 @@ export async function startApacheProxy(options = {}) {
 /**
  * nginx in front of a pgfeed daemon; stop() stops both. nginx reads no
  * environment in its configuration, so the top-level file (listen port,
- * paths, `set $pgfeed_socket`) is written here; it includes
+ * paths, the `upstream pgfeed` block) is written here; it includes
  * tests/e2e/conf/nginx-http.conf and the snippet unchanged.
  * @param {{daemonEnv?: Record<string,string>, authUrl?: string}} [options]
  *   authUrl: the login endpoint auth_request asks ($pgfeed_auth_url; none by default)
@@ -490,13 +490,14 @@ export async function startNginx(options = {}) {
           'events { worker_connections 4096; }',
           'http {',
           `    include ${path.join(CONF_DIR, 'nginx-http.conf')};`,
+          // The upstream the snippet passes to, as its comment asks (keepalive pool).
+          `    upstream pgfeed { server unix:${daemon.socket}; keepalive 16; keepalive_timeout 60s; keepalive_requests 10000; }`,
           `    access_log ${root}/access.log;`,
           ...['client_body', 'fastcgi', 'proxy', 'uwsgi', 'scgi'].map((t) => `    ${t}_temp_path ${root}/nginx/${t};`),
           '    server {',
           `        listen 127.0.0.1:${port};`,
           '        server_name 127.0.0.1;',
           `        root ${root}/htdocs;`,
-          `        set $pgfeed_socket ${daemon.socket};`,
           `        set $pgfeed_auth_url "${options.authUrl ?? ''}";`,
           `        include ${snippetPath('nginx-pgfeed.conf')};`,
           '    }',
