@@ -89,7 +89,7 @@ const HTTP_CASES = [
   // If-None-Match
   ['If-None-Match: *', `/feed/${ch}`, { status: 200, headers: { 'If-None-Match': '*' } }],
   ['If-None-Match: W/"1" (weak, current)', `/feed/${ch}`, { status: 304, headers: { 'If-None-Match': 'W/"1"' } }],
-  ['If-None-Match: a list (the first tag is the cursor)', `/feed/${ch}`, { status: 200, headers: { 'If-None-Match': '"0", "1"' } }],
+  ['If-None-Match: a list holding the current tag (RFC 9110: any tag counts)', `/feed/${ch}`, { status: 304, headers: { 'If-None-Match': '"0", "1"' } }],
   ['If-None-Match: a list led by the current tag', `/feed/${ch}`, { status: 304, headers: { 'If-None-Match': '"1", "0"' } }],
   ['If-None-Match: unterminated', `/feed/${ch}`, { status: 200, headers: { 'If-None-Match': '"1' } }],
   ['If-None-Match: a negative version', `/feed/${ch}`, { status: 200, headers: { 'If-None-Match': '"-1"' } }],
