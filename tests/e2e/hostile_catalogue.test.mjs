@@ -100,11 +100,14 @@ const HTTP_CASES = [
   ['Last-Event-ID beyond bigint', `/feed/${ch}`, { status: 400, headers: { Accept: 'text/event-stream', 'Last-Event-ID': '99999999999999999999' } }],
   ['Last-Event-ID on a poll is not a cursor', `/feed/${ch}`, { status: 200, headers: { 'Last-Event-ID': 'abc' } }],
   // methods
-  ...['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'PROPFIND'].map((method) => [
+  ...['POST', 'PUT', 'DELETE', 'PATCH', 'PROPFIND'].map((method) => [
     `${method} (publishing off)`,
     `/feed/${ch}`,
     { status: 405, method, headers: { 'Content-Type': 'application/json' }, body: '{"type":"x"}' },
   ]),
+  // OPTIONS is for CORS preflights, refused where no --cors-origin admits the page.
+  ['OPTIONS without --cors-origin', `/feed/${ch}`, { status: 403, method: 'OPTIONS', headers: { Origin: 'https://elsewhere.example', 'Access-Control-Request-Method': 'GET' } }],
+  ['OPTIONS that is no preflight', `/feed/${ch}`, { status: 403, method: 'OPTIONS' }],
   ['HEAD', `/feed/${ch}`, { status: 200, method: 'HEAD' }],
   ['a GET with a body', `/feed/${ch}`, { status: 200, headers: { 'Content-Type': 'text/plain' }, body: 'x'.repeat(1000) }],
 ];

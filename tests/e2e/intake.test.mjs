@@ -24,6 +24,7 @@ import { metrics, parseMetrics } from './lib/metrics.mjs';
 import { waitFor } from './lib/resilience.mjs';
 import { crashLines, makeRoot, startApacheProxy, startDaemon, startNginx } from './lib/servers.mjs';
 import { testEnv } from './lib/env.mjs';
+import { readableDir } from './lib/auth.mjs';
 
 const prefix = unique('intake');
 const cleanups = [];
@@ -66,10 +67,14 @@ async function rawMetrics(socket) {
 describe('the defect: a slow client behind Apache mod_proxy_fcgi', () => {
   let server;
   before(async () => {
-    server = await startApacheProxy({ daemonEnv: { PGFEED_PUBLISH: '1' } });
+    // Publishing is never anonymous; the slow POST below never gets as far as its token.
+    const files = readableDir('intake');
+    const PGFEED_PUBLISH_TOKEN_FILE = files.write('publish-token', `${unique('intake')}-token\n`);
+    server = await startApacheProxy({ daemonEnv: { PGFEED_PUBLISH: '1', PGFEED_PUBLISH_TOKEN_FILE } });
     cleanups.push(async () => {
       await server.stop();
       server.cleanup();
+      files.cleanup();
     });
   });
 
