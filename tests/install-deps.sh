@@ -5,6 +5,7 @@
 #   tests/install-deps.sh demo   build + run the demo (PostgreSQL, Apache, mod_fcgid)
 #   tests/install-deps.sh test   everything the test suite drives as well
 #                                (lighttpd, nginx, Chromium, Node, cgi-fcgi, clang-format)
+#   tests/install-deps.sh bench  the test set plus Nchan, tests/bench/run.sh compare's baseline
 #
 # Uses apt-get as root, or through sudo. Safe to run again: installed packages
 # are skipped, so a machine that has everything runs no apt-get at all.
@@ -13,11 +14,13 @@ set -euo pipefail
 build=(cmake gcc make pkg-config libfcgi-dev libpq-dev libjson-c-dev libcmocka-dev)
 demo=(postgresql-15 postgresql-client-15 apache2 libapache2-mod-fcgid python3 python3-psycopg2 curl)
 test=(lighttpd nginx-light libfcgi-bin chromium nodejs npm fonts-dejavu-core procps iproute2 clang-format)
+bench=(libnginx-mod-nchan util-linux)
 
 case "${1:-test}" in
 demo) wanted=("${build[@]}" "${demo[@]}") ;;
 test) wanted=("${build[@]}" "${demo[@]}" "${test[@]}") ;;
-*) echo "usage: install-deps.sh demo|test" >&2; exit 2 ;;
+bench) wanted=("${build[@]}" "${demo[@]}" "${test[@]}" "${bench[@]}") ;;
+*) echo "usage: install-deps.sh demo|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()
