@@ -53,6 +53,9 @@ static const option_spec options[] = {
     OPT("publish-token", OPT_STRING, publish_token, NULL, 0, 0,
         "bearer token POST must carry (recommended with --publish)"),
     OPT("max-body", OPT_INT, max_body, "65536", 1, 1 << 24, "largest POST body, bytes"),
+    OPT("cache-public", OPT_STRING, cache_public, NULL, 0, 0,
+        "channels a shared cache may keep answers of: names, NAME* prefixes or * (default: none;"
+        " only for channels anyone may read)"),
 };
 
 static char *env_name(const char *flag, char *out, size_t cap)

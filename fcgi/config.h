@@ -31,6 +31,9 @@ typedef struct pgfeed_config {
     bool publish;              /* POST /{channel} publishes */
     const char *publish_token; /* if set, POST needs Authorization: Bearer <token> */
     int max_body;
+    /* Channels whose answers a shared cache may keep (comma-separated names, NAME* prefixes,
+     * or *); NULL or "": none, every answer is private. */
+    const char *cache_public;
 } pgfeed_config;
 
 /* Fills cfg from defaults, then PGFEED_* variables, then argv. Returns -1 on bad input

@@ -2,6 +2,7 @@
  * feed_poll — short and long polls: answer, hold until a channel moves, time out, 410.
  */
 #include "request_private.h"
+#include "channel_name.h"
 #include "feed_format.h"
 #include "xalloc.h"
 
@@ -32,6 +33,59 @@ static void feed_poll_fail_gone(request *r, const subscription *s, const subscri
                  s->cursor, feed_channel_name(s->node.channel), src->oldest);
     request_fail(r, 410, detail, extra);
     json_object_put(extra);
+}
+
+/*
+ * Shared caches. An answer carrying events after a cursor is true forever, so
+ * a front cache (nginx fastcgi_cache with its lock, Apache mod_cache) may hand
+ * one answer to every client polling the same URL, and 2,000 long polls for
+ * one cursor cost pgfeed one request per round. Three things make that safe:
+ *  - only channels the operator listed in --cache-public (anyone may read
+ *    them, or authorization runs in front of the cache) are ever "public";
+ *    everything else stays no-cache, errors and streams no-store;
+ *  - every cacheable answer names its canonical next URL (Link rel="next"
+ *    and "next" in the body), so clients that got the same answer ask the
+ *    same next URL and collapse again;
+ *  - after an empty answer the next URL's round= goes up by one, so a client
+ *    never gets the same cached empty answer back and cannot loop on it.
+ * A full page (limit events from every channel) never changes: immutable. A
+ * partial or empty one is kept for about the wait, after which the URL's
+ * answer would hold more.
+ */
+static bool feed_poll_shareable(const request *r)
+{
+    const char *list = r->reg->cfg->cache_public;
+    if (!list || !*list)
+        return false;
+    for (size_t i = 0; i < r->fr.n_channels; i++)
+        if (!channel_name_listed(list, r->fr.channels[i]))
+            return false;
+    return true;
+}
+
+/* The canonical relative URL ("?...") of the poll that follows this answer. */
+static void feed_poll_next_link(const request *r, const char *cursor, bool empty, buf *out)
+{
+    buf_append_str(out, "?");
+    if (r->fr.channels_in_query)
+        for (size_t i = 0; i < r->fr.n_channels; i++)
+            buf_printf(out, "channel=%s&", r->fr.channels[i]);
+    buf_append_str(out, "since=");
+    /* Several channels' cursor is a=1,b=2: escape what a query gives meaning to. */
+    for (const char *p = cursor; *p; p++)
+        if (*p == '=')
+            buf_append_str(out, "%3D");
+        else if (*p == ',')
+            buf_append_str(out, "%2C");
+        else
+            buf_append(out, p, 1);
+    if (r->fr.limit != r->reg->cfg->default_limit)
+        buf_printf(out, "&limit=%d", r->fr.limit);
+    if (r->fr.transport == TRANSPORT_LONG_POLL)
+        buf_printf(out, "&wait=%d", r->fr.wait);
+    int64_t round = empty ? r->fr.round + 1 : 0;
+    if (round > 0)
+        buf_printf(out, "&round=%" PRId64, round);
 }
 
 /*
@@ -84,17 +138,36 @@ static void feed_poll_answer(request *r, bool timed_out)
     }
     buf cursor = BUF_INIT;
     subscription_format_cursor(r, next, &cursor);
-    buf headers = BUF_INIT;
+    buf headers = BUF_INIT, link = BUF_INIT;
+    char cache_control[64];
     feed_format_etag(&headers, cursor.data);
+    bool shared = feed_poll_shareable(r);
+    if (shared) {
+        bool full = used > 0;
+        for (size_t i = 0; i < n; i++)
+            full = full && views[i].n_events == (size_t)r->fr.limit;
+        if (full)
+            snprintf(cache_control, sizeof cache_control, "public, max-age=31536000, immutable");
+        else
+            snprintf(cache_control, sizeof cache_control, "public, max-age=%d",
+                     r->fr.wait > 0 ? r->fr.wait : 1);
+        feed_poll_next_link(r, cursor.data, used == 0, &link);
+        buf_printf(&headers, "Link: <%s>; rel=\"next\"\r\n", link.data);
+        /* SSE shares the URL: a cache must key on Accept too. */
+        feed_format_header(&headers, "Vary", "Accept");
+    }
     if (used == 0 && r->fr.if_none_match && strcmp(r->fr.if_none_match, cursor.data) == 0) {
         request_respond(r, 304, NULL, headers.data, NULL, 0);
     } else {
         buf body = BUF_INIT;
-        feed_format_poll_body(&body, views, n, r->fr.n_channels > 1, cursor.data);
+        feed_format_poll_body(&body, views, n, r->fr.n_channels > 1, cursor.data,
+                              shared ? link.data : NULL);
         r->reg->stats->events_delivered += used;
-        request_respond(r, 200, "application/json", headers.data, body.data, body.len);
+        request_respond_cache(r, 200, "application/json", shared ? cache_control : NULL,
+                              headers.data, body.data, body.len);
         buf_free(&body);
     }
+    buf_free(&link);
     buf_free(&headers);
     buf_free(&cursor);
 cleanup:

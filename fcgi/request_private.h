@@ -115,6 +115,10 @@ void request_close(request *r);
 void request_flush(request *r);
 void request_respond(request *r, int status, const char *content_type, const char *extra_headers,
                      const char *body, size_t body_len);
+/* The same with the Cache-Control value given (NULL: no-cache, no-store for errors). */
+void request_respond_cache(request *r, int status, const char *content_type,
+                           const char *cache_control, const char *extra_headers, const char *body,
+                           size_t body_len);
 void request_fail_allow(request *r, int status, const char *detail, json_object *extra,
                         const char *allow);
 void request_fail(request *r, int status, const char *detail, json_object *extra);

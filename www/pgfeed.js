@@ -162,6 +162,8 @@ export class Feed {
   #failures = 0;
   #attempt = 0;
   #pollDelay = 0;
+  /** @type {{link: string, since: string} | null} the last answer's canonical next URL (#get) */
+  #next = null;
   /** @type {Run | null} */ #run = null;
   /** @type {any} */ #climbTimer = null;
   #onVisibility = () => this.#visibilityChanged();
@@ -546,13 +548,25 @@ export class Feed {
   async #get(run, params, conditional) {
     /** @type {Record<string, string>} */
     const headers = { Accept: 'application/json' };
-    if (conditional) headers['If-None-Match'] = `"${this.#format()}"`;
-    const res = await this.#d.fetch(this.#url({ ...params, limit: params.limit ?? this.#o.limit }), {
+    let url = this.#url({ ...params, limit: params.limit ?? this.#o.limit });
+    // A cacheable answer names the canonical URL to poll next (Link rel="next"):
+    // follow it while our cursor is still the one that answer gave, so that
+    // every client of a shared cache asks the same URL, and a cached empty
+    // answer leads on (its link's round= moves) instead of back to itself.
+    const next = this.#next;
+    const follow = next !== null && next.since === this.#format() && params.limit === undefined &&
+      /[?&]wait=/.test(next.link) === (params.wait !== undefined);
+    if (follow) url = url.split('?')[0] + next.link;
+    else if (conditional) headers['If-None-Match'] = `"${this.#format()}"`;
+    const res = await this.#d.fetch(url, {
       headers,
       signal: run.abort.signal,
-      cache: 'no-store',
+      cache: follow ? 'default' : 'no-store',
       credentials: this.#o.withCredentials ? 'include' : 'same-origin',
     });
+    const link = /^<(\?[^>]*)>;\s*rel="next"$/.exec(res.headers.get('Link') ?? '');
+    const etag = res.headers.get('ETag');
+    this.#next = res.status === 200 && link && etag ? { link: link[1], since: etag.replace(/^"|"$/g, '') } : null;
     return {
       status: res.status,
       body: res.status === 304 ? null : await res.json().catch(() => null),

@@ -100,8 +100,8 @@ static void load_env_ok(pgfeed_config *cfg)
 }
 
 /* The options this file knows that are not integers (int_options has the rest). */
-static const char *const other_options[] = {"listen", "db", "log-level", "publish",
-                                            "publish-token"};
+static const char *const other_options[] = {"listen",        "db",          "log-level", "publish",
+                                            "publish-token", "cache-public"};
 
 static bool known_option(const char *flag, size_t len, const char *shown_default)
 {
@@ -161,6 +161,7 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.log_level, "info");
     assert_false(cfg.publish);
     assert_null(cfg.publish_token);
+    assert_null(cfg.cache_public); /* nothing is public unless the operator says so */
     for (size_t i = 0; i < N_INT_OPTIONS; i++)
         assert_int_equal(int_field(&cfg, &int_options[i]), int_options[i].default_value);
 }
@@ -273,7 +274,8 @@ static void test_strings_from_flags(void **state)
 {
     pgfeed_config cfg;
     LOAD_OK(&cfg, "--listen", "127.0.0.1:9000", "--db=host=db port=5433", "--publish-token=a=b",
-            "--log-level", "warn");
+            "--log-level", "warn", "--cache-public", "news,public:*");
+    assert_string_equal(cfg.cache_public, "news,public:*");
     assert_string_equal(cfg.listen, "127.0.0.1:9000");
     assert_string_equal(cfg.db, "host=db port=5433"); /* split at the first '=' only */
     assert_string_equal(cfg.publish_token, "a=b");
