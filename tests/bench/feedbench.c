@@ -162,6 +162,8 @@ typedef struct options {
     long requests;     /* repeat: answers to collect */
     int expect_status; /* repeat: every answer must have this status */
     const char *label; /* printed on the RESULT line run.sh collects */
+    bool collapsed; /* a shared cache in front: pgfeed holds one request per URL, not one per client
+                     */
 } options;
 
 static void usage(void)
@@ -172,7 +174,7 @@ static void usage(void)
           "                 [--burst 20] [--timeout 10] [--wait 300] [--ramp 2000]\n"
           "                 [--pgfeed-role ROLE] [--no-baseline] [--deferred-repoll]\n"
           "                 [--target pgfeed|nchan] [--pub-prefix /pub] [--metrics-path P]\n"
-          "                 [--label TEXT]\n"
+          "                 [--label TEXT] [--collapsed]\n"
           "       feedbench --mode repeat --path TARGET [--header 'Name: value']...\n"
           "                 [--requests 20000] [--expect 304] --clients N --port PORT ...\n"
           "--target nchan: --pgfeed-pid 0 (there is none), --prefix is the subscriber location.\n"
@@ -214,6 +216,10 @@ static void options_parse(options *o, int argc, char **argv)
         const char *name = argv[i];
         if (!strcmp(name, "--no-baseline")) {
             o->baseline = false;
+            continue;
+        }
+        if (!strcmp(name, "--collapsed")) {
+            o->collapsed = true;
             continue;
         }
         if (!strcmp(name, "--deferred-repoll")) {
@@ -317,6 +323,7 @@ typedef struct http_response {
     long long remaining; /* of the body or of the current chunk */
     char etag[64];
     char last_modified[64]; /* Nchan's long-poll cursor is Last-Modified + Etag */
+    char link[256];         /* Link: <...>; rel="next": pgfeed's canonical next URL */
     char line[HTTP_LINE_MAX];
     size_t line_len;
     bool line_overflow;
@@ -385,6 +392,10 @@ static int http_on_header(http_response *h)
         h->close = strcasecmp(value, "close") == 0;
     } else if (header_is(h->line, "ETag", &value)) {
         snprintf(h->etag, sizeof h->etag, "%s", value);
+    } else if (header_is(h->line, "Link", &value)) {
+        const char *end = strstr(value, ">; rel=\"next\"");
+        if (value[0] == '<' && end && (size_t)(end - value) < sizeof h->link)
+            snprintf(h->link, sizeof h->link, "%.*s", (int)(end - value - 1), value + 1);
     } else if (header_is(h->line, "Last-Modified", &value)) {
         snprintf(h->last_modified, sizeof h->last_modified, "%s", value);
     }
@@ -509,7 +520,8 @@ typedef struct client {
     bool stream_open;   /* SSE: a 200 and the retry: line have arrived */
     int64_t last_event; /* the newest version this client received */
     char nchan_etag[64], nchan_last_modified[64]; /* nchan long poll: the next request's cursor */
-    long repeats;                                 /* repeat: answers this client has had */
+    char next_link[256]; /* the answer's Link rel="next" ("?since=..."), followed as given */
+    long repeats;        /* repeat: answers this client has had */
 } client;
 
 /* ---- the bench: clients, publisher, measurements ---------------------------- */
@@ -610,6 +622,9 @@ static void client_format_request(client *c)
     else if (o->nchan) /* the first poll: the location sends only messages newer than it */
         n = snprintf(c->request, sizeof c->request, "GET %s/%s HTTP/1.1\r\nHost: %s\r\n\r\n",
                      o->prefix, o->channel, o->host);
+    else if (o->mode == MODE_LONG_POLL && c->next_link[0] == '?')
+        n = snprintf(c->request, sizeof c->request, "GET %s/%s%s HTTP/1.1\r\nHost: %s\r\n\r\n",
+                     o->prefix, o->channel, c->next_link, o->host);
     else if (o->mode == MODE_SSE)
         n = snprintf(c->request, sizeof c->request,
                      "GET %s/%s?since=%" PRId64 " HTTP/1.1\r\nHost: %s\r\n"
@@ -748,6 +763,8 @@ static void poll_on_answer(client *c, int64_t t)
         snprintf(c->nchan_last_modified, sizeof c->nchan_last_modified, "%s", h->last_modified);
     } else if (h->etag[0] == '"')
         c->cursor = strtoll(h->etag + 1, NULL, 10);
+    /* A cacheable answer names the URL to poll next: clients of a shared cache follow it. */
+    snprintf(c->next_link, sizeof c->next_link, "%s", h->link);
     if (!b->repoll) {
         client_close_fd(c);
         c->state = CL_CLOSED;
@@ -1281,8 +1298,11 @@ static long long bench_wait_held(bench *b)
         bool opened = b->n_opened == b->n_clients &&
                       (b->opt->mode != MODE_SSE || open + b->failed >= b->n_clients);
         if (opened && waiting + done >= b->n_clients && metrics_fetch(b, &m) == 0 &&
-            m.held >= waiting)
+            (b->opt->collapsed ? m.held >= (waiting > 0) : m.held >= waiting)) {
+            if (b->opt->collapsed) /* the cache holds the rest: let their requests reach it */
+                bench_run(b, now_ns() + 1000 * NS_PER_MS, NULL, 0);
             return m.held;
+        }
         if (now_ns() > deadline) {
             fprintf(stderr,
                     "feedbench: after %d s only %lld requests are held (%ld clients waiting,"

@@ -144,13 +144,14 @@ psql -X -q -v ON_ERROR_STOP=1 \
 
 # ---- servers: each start_* sets its pid variable and adds it to STARTED -----------
 
-# start_pgfeed NAME: a pgfeed daemon on $TMP/NAME.sock; sets PGFEED_PID.
+# start_pgfeed NAME [pgfeed options]: a pgfeed daemon on $TMP/NAME.sock; sets PGFEED_PID.
 start_pgfeed() {
     local name=$1
+    shift
     # Long enough waits and stream lifetimes that nothing ends by itself mid-run; no pruning.
     PGUSER=$PGFEED_ROLE "${SERVER_CPU[@]}" "$PGFEED" --listen "$TMP/$name.sock" --log-level warn \
         --max-held $((N + 1000)) --max-wait 3600 --sse-lifetime 3600 --prune-interval 0 \
-        >"$TMP/$name.log" 2>&1 &
+        "$@" >"$TMP/$name.log" 2>&1 &
     PGFEED_PID=$!
     STARTED+=("$PGFEED_PID")
     for _ in $(seq 300); do [[ -S $TMP/$name.sock ]] && break; sleep 0.1; done
@@ -228,14 +229,19 @@ start_pgfeed pgfeed-lighttpd
 LPG_PID=$PGFEED_PID LPG_SOCK=$TMP/pgfeed-lighttpd.sock
 start_pgfeed pgfeed-nginx
 NPG_PID=$PGFEED_PID NPG_SOCK=$TMP/pgfeed-nginx.sock
+start_pgfeed pgfeed-cache --cache-public '*'
+CPG_PID=$PGFEED_PID CPG_SOCK=$TMP/pgfeed-cache.sock
 start_lighttpd "$LPG_SOCK"
 start_nginx pgfeed nginx-pgfeed.conf "$NPG_SOCK"
 NGINX_PGFEED_PORT=$NGINX_PORT NGINX_PGFEED_WORKER=$NGINX_WORKER
+start_nginx cache nginx-pgfeed-cache.conf "$CPG_SOCK"
+NGINX_CACHE_PORT=$NGINX_PORT NGINX_CACHE_WORKER=$NGINX_WORKER
 start_nginx nchan nginx-nchan.conf
 NCHAN_PORT=$NGINX_PORT NCHAN_WORKER=$NGINX_WORKER
 describe_run
 echo "run.sh: servers, pgfeed and PostgreSQL on CPU 0, feedbench on CPU 1; pids: lighttpd $LIGHTTPD_PID" \
-    "(pgfeed $LPG_PID), nginx worker $NGINX_PGFEED_WORKER (pgfeed $NPG_PID), nchan nginx worker $NCHAN_WORKER"
+    "(pgfeed $LPG_PID), nginx worker $NGINX_PGFEED_WORKER (pgfeed $NPG_PID)," \
+    "nginx+cache worker $NGINX_CACHE_WORKER (pgfeed $CPG_PID), nchan nginx worker $NCHAN_WORKER"
 
 RESULTS=$TMP/results
 : >"$RESULTS"
@@ -259,12 +265,15 @@ target() {
         --pgfeed-pid "$LPG_PID" --server-pid "$LIGHTTPD_PID" --pgfeed-role "$PGFEED_ROLE" --channel "c$channel" "$@" ;;
     nginx) bench "$label" --mode "$mode" --clients "$n" --port "$NGINX_PGFEED_PORT" \
         --pgfeed-pid "$NPG_PID" --server-pid "$NGINX_PGFEED_WORKER" --pgfeed-role "$PGFEED_ROLE" --channel "c$channel" "$@" ;;
+    # The shared cache collapses the clients' identical polls: pgfeed holds one per URL.
+    nginx-cache) bench "$label" --mode "$mode" --clients "$n" --port "$NGINX_CACHE_PORT" --collapsed \
+        --pgfeed-pid "$CPG_PID" --server-pid "$NGINX_CACHE_WORKER" --pgfeed-role "$PGFEED_ROLE" --channel "c$channel" "$@" ;;
     esac
 }
 
 # Interleaved: the three measurements of one load follow each other, so they share the noise.
 for n in "${SIZES[@]}"; do
-    for t in nchan lighttpd nginx; do target "$t" longpoll "$n" "$@"; done
+    for t in nchan lighttpd nginx nginx-cache; do target "$t" longpoll "$n" "$@"; done
 done
 for t in nchan lighttpd nginx; do target "$t" sse "$SSE_N" --interval-ms 50 --burst 0 "$@"; done
 
@@ -290,6 +299,9 @@ repeat "$NGINX_PGFEED_PORT" "$NGINX_PGFEED_WORKER" 0 nginx-static-304 /static/x.
 # Nchan's conditional poll: its interval-poll location, with the cursor of the channel's message.
 curl -fsS -X POST "http://127.0.0.1:$NCHAN_PORT/pub/poll304" -d '{"version":1}' >/dev/null
 nchan_headers=$(curl -fsS -D - -o /dev/null "http://127.0.0.1:$NCHAN_PORT/poll/poll304" | tr -d '\r')
+# Through the shipped cache config nginx answers the conditional poll from its cached 200
+# (kept 1 s: pgfeed is asked about once a second); its static 304 is nginx-static-304.
+repeat "$NGINX_CACHE_PORT" "$NGINX_CACHE_WORKER" "$CPG_PID" nginx-cache-304 "/feed/poll304?since=$head" "If-None-Match: \"$head\""
 repeat "$NCHAN_PORT" "$NCHAN_WORKER" 0 nchan-304 /poll/poll304 \
     "If-Modified-Since: $(sed -n 's/^Last-Modified: //p' <<<"$nchan_headers")" \
     "If-None-Match: $(sed -n 's/^Etag: //p' <<<"$nchan_headers")"
