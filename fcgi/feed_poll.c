@@ -89,33 +89,79 @@ static void feed_poll_next_link(const request *r, const char *cursor, bool empty
 }
 
 /*
- * Answers a poll from prepared subscriptions, or holds a long poll that has
- * nothing new. timed_out: the wait is over, answer even when empty.
+ * The answer formatted for the first of identical requests, written unchanged
+ * to the others. A publish wakes every long poll held on a channel within one
+ * loop turn, and those waiting on the same cursor (8,000 clients re-polling
+ * with the ETag they all got) would each build the same JSON, ETag and Link.
+ * The key is everything the bytes depend on: each channel's name, the
+ * request's cursor and the channel's head and oldest, limit, wait, round, the
+ * transport and how the channels were named. It is forgotten at the end of
+ * the turn (request_reap), so nothing a later turn changes (a read, a prune,
+ * a reset) can be answered from it; answers built from a request's own
+ * history read are never kept.
  */
-static void feed_poll_answer(request *r, bool timed_out)
+struct feed_poll_memo {
+    buf key;
+    buf cursor;
+    buf headers; /* ETag, and Link and Vary when shared */
+    buf body;
+    char cache_control[64]; /* "" for the default */
+    size_t used;            /* events in the body */
+};
+
+static void feed_poll_memo_free(feed_poll_memo *m)
 {
-    size_t n = r->n_subs;
+    if (!m)
+        return;
+    buf_free(&m->key);
+    buf_free(&m->cursor);
+    buf_free(&m->headers);
+    buf_free(&m->body);
+    free(m);
+}
+
+void feed_poll_memo_forget(request_registry *reg)
+{
+    feed_poll_memo_free(reg->poll_memo);
+    reg->poll_memo = NULL;
+}
+
+/* The memo key of r's answer; false when the answer cannot be shared. */
+static bool feed_poll_memo_key(const request *r, buf *key)
+{
+    for (size_t i = 0; i < r->n_subs; i++) {
+        const subscription *s = &r->subs[i];
+        if (s->hist)
+            return false;
+        subscription_source src = subscription_source_of(s);
+        buf_printf(key, "%s %" PRId64 " %" PRId64 " %" PRId64 ",",
+                   feed_channel_name(s->node.channel), s->cursor, src.head, src.oldest);
+    }
+    buf_printf(key, "%d %d %" PRId64 " %d %d", r->fr.limit, r->fr.wait, r->fr.round,
+               (int)r->fr.transport, (int)r->fr.channels_in_query);
+    return true;
+}
+
+/* Sends a formatted answer: 304 when it is empty and the client's tag is its cursor. */
+static void feed_poll_send(request *r, const feed_poll_memo *m)
+{
+    if (m->used == 0 && r->fr.if_none_match && strcmp(r->fr.if_none_match, m->cursor.data) == 0) {
+        request_respond(r, 304, NULL, m->headers.data, NULL, 0);
+        return;
+    }
+    r->reg->stats->events_delivered += m->used;
+    request_respond_cache(r, 200, "application/json", m->cache_control[0] ? m->cache_control : NULL,
+                          m->headers.data, m->body.data, m->body.len);
+}
+
+/* Formats r's answer from its prepared subscriptions into a new memo. */
+static feed_poll_memo *feed_poll_format(request *r, size_t total)
+{
+    size_t n = r->n_subs, used = 0;
     feed_view *views = xcalloc(n, sizeof *views);
     int64_t *next = xcalloc(n, sizeof *next);
-    const char **texts = NULL;
-    size_t *lens = NULL;
-    size_t total = 0, used = 0;
-    for (size_t i = 0; i < n; i++) {
-        subscription_source src = subscription_source_of(&r->subs[i]);
-        if (src.gone || src.ahead) {
-            feed_poll_fail_gone(r, &r->subs[i], &src);
-            goto cleanup;
-        }
-        int64_t available = src.head - r->subs[i].cursor;
-        total += (size_t)(available < r->fr.limit ? (available > 0 ? available : 0) : r->fr.limit);
-    }
-    if (total == 0 && r->fr.transport == TRANSPORT_LONG_POLL && !timed_out &&
-        !r->reg->shutting_down) {
-        request_set_state(r, REQ_HELD);
-        goto cleanup;
-    }
-    texts = xcalloc(total ? total : 1, sizeof *texts);
-    lens = xcalloc(total ? total : 1, sizeof *lens);
+    const char **texts = xcalloc(total ? total : 1, sizeof *texts);
+    size_t *lens = xcalloc(total ? total : 1, sizeof *lens);
     for (size_t i = 0; i < n; i++) {
         subscription *s = &r->subs[i];
         subscription_source src = subscription_source_of(s);
@@ -136,45 +182,77 @@ static void feed_poll_answer(request *r, bool timed_out)
         }
         views[i].more = next[i] < src.head;
     }
-    buf cursor = BUF_INIT;
-    subscription_format_cursor(r, next, &cursor);
-    buf headers = BUF_INIT, link = BUF_INIT;
-    char cache_control[64];
-    feed_format_etag(&headers, cursor.data);
+    feed_poll_memo *m = xcalloc(1, sizeof *m);
+    m->used = used;
+    subscription_format_cursor(r, next, &m->cursor);
+    feed_format_etag(&m->headers, m->cursor.data);
+    buf link = BUF_INIT;
     bool shared = feed_poll_shareable(r);
     if (shared) {
         bool full = used > 0;
         for (size_t i = 0; i < n; i++)
             full = full && views[i].n_events == (size_t)r->fr.limit;
         if (full)
-            snprintf(cache_control, sizeof cache_control, "public, max-age=31536000, immutable");
+            snprintf(m->cache_control, sizeof m->cache_control,
+                     "public, max-age=31536000, immutable");
         else
-            snprintf(cache_control, sizeof cache_control, "public, max-age=%d",
+            snprintf(m->cache_control, sizeof m->cache_control, "public, max-age=%d",
                      r->fr.wait > 0 ? r->fr.wait : 1);
-        feed_poll_next_link(r, cursor.data, used == 0, &link);
-        buf_printf(&headers, "Link: <%s>; rel=\"next\"\r\n", link.data);
+        feed_poll_next_link(r, m->cursor.data, used == 0, &link);
+        buf_printf(&m->headers, "Link: <%s>; rel=\"next\"\r\n", link.data);
         /* SSE shares the URL: a cache must key on Accept too. */
-        feed_format_header(&headers, "Vary", "Accept");
+        feed_format_header(&m->headers, "Vary", "Accept");
     }
-    if (used == 0 && r->fr.if_none_match && strcmp(r->fr.if_none_match, cursor.data) == 0) {
-        request_respond(r, 304, NULL, headers.data, NULL, 0);
-    } else {
-        buf body = BUF_INIT;
-        feed_format_poll_body(&body, views, n, r->fr.n_channels > 1, cursor.data,
-                              shared ? link.data : NULL);
-        r->reg->stats->events_delivered += used;
-        request_respond_cache(r, 200, "application/json", shared ? cache_control : NULL,
-                              headers.data, body.data, body.len);
-        buf_free(&body);
-    }
+    feed_format_poll_body(&m->body, views, n, r->fr.n_channels > 1, m->cursor.data,
+                          shared ? link.data : NULL);
     buf_free(&link);
-    buf_free(&headers);
-    buf_free(&cursor);
-cleanup:
     free(views);
     free(next);
     free(texts);
     free(lens);
+    return m;
+}
+
+/*
+ * Answers a poll from prepared subscriptions, or holds a long poll that has
+ * nothing new. timed_out: the wait is over, answer even when empty.
+ */
+static void feed_poll_answer(request *r, bool timed_out)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < r->n_subs; i++) {
+        subscription_source src = subscription_source_of(&r->subs[i]);
+        if (src.gone || src.ahead) {
+            feed_poll_fail_gone(r, &r->subs[i], &src);
+            return;
+        }
+        int64_t available = src.head - r->subs[i].cursor;
+        total += (size_t)(available < r->fr.limit ? (available > 0 ? available : 0) : r->fr.limit);
+    }
+    if (total == 0 && r->fr.transport == TRANSPORT_LONG_POLL && !timed_out &&
+        !r->reg->shutting_down) {
+        request_set_state(r, REQ_HELD);
+        return;
+    }
+    buf key = BUF_INIT;
+    bool keep = feed_poll_memo_key(r, &key);
+    feed_poll_memo *m = r->reg->poll_memo;
+    if (keep && m && m->key.len == key.len && memcmp(m->key.data, key.data, key.len) == 0) {
+        buf_free(&key);
+        feed_poll_send(r, m);
+        return;
+    }
+    m = feed_poll_format(r, total);
+    if (keep) {
+        feed_poll_memo_forget(r->reg);
+        m->key = key;
+        r->reg->poll_memo = m;
+        feed_poll_send(r, m);
+        return;
+    }
+    buf_free(&key);
+    feed_poll_send(r, m); /* built from this request's own history: nobody else's answer */
+    feed_poll_memo_free(m);
 }
 
 void feed_poll_evaluate(request *r)

@@ -61,6 +61,8 @@ struct request_registry {
     request *ready;   /* streams with more to write this turn (request_run_ready) */
     request *pumping; /* the ready streams request_run_ready is pumping now */
     size_t n_held;    /* long polls and streams not yet answered, against --max-held */
+    /* feed_poll: the last poll answer formatted this loop turn, for identical requests. */
+    struct feed_poll_memo *poll_memo;
     unsigned long next_id;
     bool shutting_down;
 };
@@ -163,7 +165,10 @@ const feed_event *subscription_event_after(const subscription *s, int64_t versio
 void subscription_format_cursor(request *r, const int64_t *versions, buf *out);
 
 /* feed_poll.c: short and long polls. */
+typedef struct feed_poll_memo feed_poll_memo;
 void feed_poll_evaluate(request *r);
+/* Drops this turn's formatted answer (request_reap, at the end of every turn). */
+void feed_poll_memo_forget(request_registry *reg);
 void feed_poll_time_out(request *r);
 
 /* sse.c: Server-Sent Events streams. */
