@@ -91,6 +91,9 @@ static const option_spec options[] = {
         "who gets /_health and /_metrics: loopback, any, user:NAME"),
     OPT("cors-origin", OPT_LIST, cors_origin, NULL, 0, 0,
         "origins whose pages may read cross-origin (https://app.example, or *)"),
+    OPT("cache-public", OPT_LIST, cache_public, NULL, 0, 0,
+        "channels a shared cache may keep answers of: names, NAME* prefixes or * (default: none;"
+        " only for channels anyone may read)"),
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])

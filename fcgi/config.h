@@ -52,6 +52,9 @@ typedef struct pgfeed_config {
     const char *publish_token_file;
     const char *admin_allow; /* loopback, any, user:NAME */
     const char *cors_origin;
+    /* Channels whose answers a shared cache may keep (comma-separated names, NAME* prefixes,
+     * or *); NULL or "": none, every answer is private. */
+    const char *cache_public;
 } pgfeed_config;
 
 /* Fills cfg from defaults, then PGFEED_* variables, then argv (list flags may repeat;
