@@ -91,3 +91,12 @@ int64_t clock_now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+int64_t clock_wall_s(void)
+{
+    /* Not time(): glibc reads the coarse clock there, up to a tick behind, so a token
+     * issued this very second by another process could look issued in the future. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}

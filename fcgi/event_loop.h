@@ -39,5 +39,7 @@ void event_loop_run_once(event_loop *loop, int timeout_ms);
 
 /* Monotonic milliseconds, for deadlines and latency. */
 int64_t clock_now_ms(void);
+/* Seconds since the epoch (the clock tokens' exp, nbf and iat are written in). */
+int64_t clock_wall_s(void);
 
 #endif

@@ -10,10 +10,14 @@ const char *http_status_reason(int status)
         return "OK";
     case 201:
         return "Created";
+    case 204:
+        return "No Content";
     case 304:
         return "Not Modified";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
     case 403:
         return "Forbidden";
     case 404:

@@ -350,8 +350,8 @@ void request_start(request_registry *reg, fcgi_conn *conn)
     /* Who asks is decided while the params are here; so are the CORS headers. */
     guard_cors_headers(reg->guard, conn_param, conn, request_all_public(r), &r->cors);
     guard_refusal why;
-    if (guard_identify(reg->guard, conn_param, conn, clock_now_ms(), time(NULL), &r->who, &why) <
-            0 ||
+    if (guard_identify(reg->guard, conn_param, conn, clock_now_ms(), clock_wall_s(), &r->who,
+                       &why) < 0 ||
         ((r->fr.route == ROUTE_HEALTH || r->fr.route == ROUTE_METRICS) &&
          !guard_admin(reg->guard, conn_param, conn, &r->who, &why))) {
         fcgi_conn_drop_params(conn);

@@ -12,7 +12,7 @@
 //     and prunes, and a POST outside its publish prefixes is a 403.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { describe } from 'node:test';
+import { after, describe } from 'node:test';
 
 import { assertFeed, assertProblem, checkWith, etag } from './lib/foundation.mjs';
 import { client } from './lib/http.mjs';
@@ -21,11 +21,18 @@ import { waitFor } from './lib/resilience.mjs';
 import { testEnv } from './lib/env.mjs';
 import { crashLines, serverFor, startNginx } from './lib/servers.mjs';
 import { openSse } from './lib/sse_probe.mjs';
+import { readableDir } from './lib/auth.mjs';
 
 const prefix = unique('edges');
-const getServer = serverFor(() => startNginx({ daemonEnv: { PGFEED_PUBLISH: '1', PGFEED_MAX_WAIT: '30' } }), { checkCrashes: true });
+// Publishing is never anonymous: POSTs carry the shared token from a file.
+const PUBLISH_TOKEN = `${prefix}-publish-0123456789`;
+const tokenFiles = readableDir('edges');
+const publishEnv = { PGFEED_PUBLISH: '1', PGFEED_PUBLISH_TOKEN_FILE: tokenFiles.write('publish-token', `${PUBLISH_TOKEN}\n`) };
+const publisher = { Authorization: `Bearer ${PUBLISH_TOKEN}` };
+const getServer = serverFor(() => startNginx({ daemonEnv: { ...publishEnv, PGFEED_MAX_WAIT: '30' } }), { checkCrashes: true });
 
 describe('request forms at the edges of HTTP, through nginx', () => {
+  after(() => tokenFiles.cleanup());
   const check = checkWith(getServer);
 
   check('HEAD with Accept: text/event-stream answers at once, without a body', async () => {
@@ -69,12 +76,12 @@ describe('request forms at the edges of HTTP, through nginx', () => {
     const ch = `${prefix}.ctype`;
     const body = JSON.stringify({ type: 't', data: {} });
     const res = await http.send('POST', `/feed/${ch}`, {
-      headers: { 'Content-Type': 'application/jsonfoo' },
+      headers: { ...publisher, 'Content-Type': 'application/jsonfoo' },
       body,
     });
     assertProblem(res, 415, 'application/jsonfoo');
     const ok = await http.send('POST', `/feed/${ch}`, {
-      headers: { 'Content-Type': 'application/json; charset=utf-8' },
+      headers: { ...publisher, 'Content-Type': 'application/json; charset=utf-8' },
       body,
     });
     assert.equal(ok.status, 201, `application/json; charset=utf-8: ${ok.status} ${ok.body}`);
@@ -85,7 +92,7 @@ describe('request forms at the edges of HTTP, through nginx', () => {
     const ch = `${prefix}.type`;
     const mark = getServer().mark();
     const res = await http.send('POST', `/feed/${ch}`, {
-      headers: { 'Content-Type': 'application/json' },
+      headers: { ...publisher, 'Content-Type': 'application/json' },
       body: JSON.stringify({ type: 'evil\nwarn: forged line', data: {} }),
     });
     assertProblem(res, 400, 'control character in the type');
@@ -109,7 +116,7 @@ describe('request forms at the edges of HTTP, through nginx', () => {
     const ch = `${prefix}.roles`;
     await sql(`CREATE ROLE ${role} LOGIN; GRANT pgfeed_reader, pgfeed_pruner, pgfeed_publisher TO ${role}`);
     const web = await startNginx({
-      daemonEnv: { PGUSER: role, PGFEED_PUBLISH: '1', PGFEED_PRUNE_INTERVAL: '1' },
+      daemonEnv: { PGUSER: role, ...publishEnv, PGFEED_PRUNE_INTERVAL: '1' },
     });
     try {
       const http = client(web.base);
@@ -121,7 +128,7 @@ describe('request forms at the edges of HTTP, through nginx', () => {
       try {
         await stream.waitEvents(1, 5000);
         const posted = await http.send('POST', `/feed/${ch}`, {
-          headers: { 'Content-Type': 'application/json' },
+          headers: { ...publisher, 'Content-Type': 'application/json' },
           body: JSON.stringify({ type: 'posted', data: { n: 4 } }),
         });
         assert.equal(posted.status, 201, `POST: ${posted.status} ${posted.body}`);
@@ -131,7 +138,7 @@ describe('request forms at the edges of HTTP, through nginx', () => {
         await sql(`INSERT INTO pgfeed.publish_prefix VALUES ('${role}', 'elsewhere:')`);
         try {
           const refused = await http.send('POST', `/feed/${ch}`, {
-            headers: { 'Content-Type': 'application/json' },
+            headers: { ...publisher, 'Content-Type': 'application/json' },
             body: JSON.stringify({ type: 'refused', data: {} }),
           });
           assertProblem(refused, 403, 'POST outside the role\'s publish prefixes');

@@ -17,8 +17,10 @@ static void test_reasons(void **state)
     } cases[] = {
         {200, "OK"},
         {201, "Created"},
+        {204, "No Content"},
         {304, "Not Modified"},
         {400, "Bad Request"},
+        {401, "Unauthorized"},
         {403, "Forbidden"},
         {404, "Not Found"},
         {405, "Method Not Allowed"},
