@@ -7,6 +7,8 @@
  */
 #include "channel_name.h"
 
+#include <string.h>
+
 static bool is_alnum(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
@@ -25,4 +27,21 @@ bool channel_name_valid(const char *name, size_t len)
             return false;
     }
     return true;
+}
+
+bool channel_name_listed(const char *patterns, const char *name)
+{
+    size_t name_len = strlen(name);
+    for (const char *p = patterns; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > 0 && p[len - 1] == '*') {
+            if (name_len >= len - 1 && strncmp(name, p, len - 1) == 0)
+                return true;
+        } else if (len == name_len && strncmp(name, p, len) == 0) {
+            return true;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return false;
 }

@@ -15,4 +15,11 @@
 
 bool channel_name_valid(const char *name, size_t len);
 
+/*
+ * True when patterns (comma-separated: a name, a prefix ending in '*', or '*'
+ * alone; NULL or "" matches nothing) names the channel. Used for settings that
+ * list channels, e.g. --cache-public.
+ */
+bool channel_name_listed(const char *patterns, const char *name);
+
 #endif

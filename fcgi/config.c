@@ -109,6 +109,9 @@ static const option_spec options[] = {
         "seconds a client may take to read a finished answer before it is closed"),
     OPT("notify-queue-warn", OPT_INT, notify_queue_warn, "50", 1, 100,
         "percent of PostgreSQL's NOTIFY queue in use that logs a warning"),
+    OPT("cache-public", OPT_LIST, cache_public, NULL, 0, 0,
+        "channels a shared cache may keep answers of: names, NAME* prefixes or * (default: none;"
+        " only for channels anyone may read)"),
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])

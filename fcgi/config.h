@@ -61,6 +61,9 @@ typedef struct pgfeed_config {
     int max_answer_bytes;     /* event bytes in one poll answer (the first event always goes) */
     int drain_timeout;        /* seconds a client may take to read a finished answer */
     int notify_queue_warn;    /* percent of the NOTIFY queue in use that logs a warning */
+    /* Channels whose answers a shared cache may keep (comma-separated names, NAME* prefixes,
+     * or *); NULL or "": none, every answer is private. */
+    const char *cache_public;
 } pgfeed_config;
 
 /* Fills cfg from defaults, then PGFEED_* variables, then argv (list flags may repeat;

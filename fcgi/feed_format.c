@@ -7,13 +7,23 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 
-void feed_format_head(buf *out, int status, const char *content_type)
+void feed_format_head_cache(buf *out, int status, const char *content_type,
+                            const char *cache_control)
 {
     buf_printf(out, "Status: %d %s\r\n", status, http_status_reason(status));
     if (content_type)
         buf_printf(out, "Content-Type: %s\r\n", content_type);
-    /* Answers change with every publish: caches must revalidate, never reuse blindly. */
-    buf_append_str(out, "Cache-Control: no-cache\r\n");
+    /* Feed answers change with every publish: caches must revalidate, never reuse blindly.
+     * An error is about this moment only (a 503 is over once the database is back): a
+     * cache must not keep it at all. */
+    if (!cache_control)
+        cache_control = status >= 400 ? "no-store" : "no-cache";
+    buf_printf(out, "Cache-Control: %s\r\n", cache_control);
+}
+
+void feed_format_head(buf *out, int status, const char *content_type)
+{
+    feed_format_head_cache(out, status, content_type, NULL);
 }
 
 void feed_format_header(buf *out, const char *name, const char *value)
@@ -46,8 +56,15 @@ static void append_events(buf *out, const feed_view *v, bool *first)
     }
 }
 
+/* ,"next":"<link>" when the answer names its canonical next URL. */
+static void append_next(buf *out, const char *next)
+{
+    if (next)
+        buf_printf(out, ",\"next\":\"%s\"", next);
+}
+
 void feed_format_poll_body(buf *out, const feed_view *views, size_t n_views, bool several,
-                           const char *cursor)
+                           const char *cursor, const char *next)
 {
     bool first = true;
     if (!several) {
@@ -56,7 +73,9 @@ void feed_format_poll_body(buf *out, const feed_view *views, size_t n_views, boo
                    "{\"channel\":\"%s\",\"head\":%" PRId64 ",\"oldest\":%" PRId64 ",\"events\":[",
                    v->channel, v->head, v->oldest);
         append_events(out, v, &first);
-        buf_printf(out, "],\"more\":%s,\"cursor\":\"%s\"}", v->more ? "true" : "false", cursor);
+        buf_printf(out, "],\"more\":%s,\"cursor\":\"%s\"", v->more ? "true" : "false", cursor);
+        append_next(out, next);
+        buf_append_str(out, "}");
         return;
     }
     buf_append_str(out, "{\"channels\":{");
@@ -67,7 +86,9 @@ void feed_format_poll_body(buf *out, const feed_view *views, size_t n_views, boo
     buf_append_str(out, "},\"events\":[");
     for (size_t i = 0; i < n_views; i++)
         append_events(out, &views[i], &first);
-    buf_printf(out, "],\"cursor\":\"%s\"}", cursor);
+    buf_printf(out, "],\"cursor\":\"%s\"", cursor);
+    append_next(out, next);
+    buf_append_str(out, "}");
 }
 
 void feed_format_sse_event(buf *out, const char *id, const char *event_name, const char *data,
@@ -94,7 +115,8 @@ void feed_format_sse_retry(buf *out, int retry_ms)
 
 void feed_format_sse_head(buf *out, int retry_ms, const char *extra_headers)
 {
-    feed_format_head(out, 200, "text/event-stream");
+    /* A stream is this connection's alone: no cache may keep or share any of it. */
+    feed_format_head_cache(out, 200, "text/event-stream", "no-store");
     /* nginx buffers FastCGI answers unless told otherwise, per response. */
     feed_format_header(out, "X-Accel-Buffering", "no");
     if (extra_headers)

@@ -25,8 +25,12 @@ typedef struct feed_view {
     const size_t *event_lens;
 } feed_view;
 
-/* "Status: 200 OK\r\nContent-Type: ...\r\n" and the headers every answer carries. */
+/* "Status: 200 OK\r\nContent-Type: ...\r\n" and the headers every answer carries;
+ * Cache-Control is no-cache, or no-store for an error (status >= 400). */
 void feed_format_head(buf *out, int status, const char *content_type);
+/* The same with the Cache-Control value given (NULL: as feed_format_head). */
+void feed_format_head_cache(buf *out, int status, const char *content_type,
+                            const char *cache_control);
 void feed_format_header(buf *out, const char *name, const char *value);
 /* ETag: "<cursor>" — the cursor the client should send next. */
 void feed_format_etag(buf *out, const char *cursor);
@@ -40,11 +44,12 @@ void feed_format_published(buf *out, const char *channel, int64_t version);
 void feed_format_health(buf *out);
 
 /*
- * One channel: {"channel","head","oldest","events":[...],"more","cursor"}.
- * Several: {"channels":{name:{"head","oldest","more"}},"events":[...],"cursor"}.
+ * One channel: {"channel","head","oldest","events":[...],"more","cursor"[,"next"]}.
+ * Several: {"channels":{name:{"head","oldest","more"}},"events":[...],"cursor"[,"next"]}.
+ * next (NULL: left out) is the canonical URL to poll next, JSON-safe (see feed_poll).
  */
 void feed_format_poll_body(buf *out, const feed_view *views, size_t n_views, bool several,
-                           const char *cursor);
+                           const char *cursor, const char *next);
 
 /* "id: <id>\n[event: <name>\n]data: <data>\n\n"; data must hold no newline. */
 void feed_format_sse_event(buf *out, const char *id, const char *event_name, const char *data,

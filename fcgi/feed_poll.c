@@ -3,6 +3,7 @@
  */
 #include "request_private.h"
 #include "feed_format.h"
+#include "guard.h"
 #include "xalloc.h"
 
 #include <inttypes.h>
@@ -35,33 +36,143 @@ static void feed_poll_fail_gone(request *r, const subscription *s, const subscri
 }
 
 /*
- * Answers a poll from prepared subscriptions, or holds a long poll that has
- * nothing new. timed_out: the wait is over, answer even when empty.
+ * Shared caches. An answer carrying events after a cursor is true forever, so
+ * a front cache (nginx fastcgi_cache with its lock, Apache mod_cache) may hand
+ * one answer to every client polling the same URL, and 2,000 long polls for
+ * one cursor cost pgfeed one request per round. Three things make that safe:
+ *  - only channels the operator listed in --cache-public that are also
+ *    open to anyone (--allow: guard_channel_cacheable) are ever "public";
+ *    everything else stays no-cache, errors and streams no-store;
+ *  - every cacheable answer names its canonical next URL (Link rel="next"
+ *    and "next" in the body), so clients that got the same answer ask the
+ *    same next URL and collapse again;
+ *  - after an empty answer the next URL's round= goes up by one, so a client
+ *    never gets the same cached empty answer back and cannot loop on it.
+ * A full page (limit events from every channel) never changes: immutable. A
+ * partial or empty one is kept for about the wait, after which the URL's
+ * answer would hold more.
  */
-static void feed_poll_answer(request *r, bool timed_out)
+static bool feed_poll_shareable(const request *r)
 {
-    size_t n = r->n_subs;
+    for (size_t i = 0; i < r->fr.n_channels; i++)
+        if (!guard_channel_cacheable(r->reg->guard, r->fr.channels[i]))
+            return false;
+    return true;
+}
+
+/* The canonical relative URL ("?...") of the poll that follows this answer. */
+static void feed_poll_next_link(const request *r, const char *cursor, bool empty, buf *out)
+{
+    buf_append_str(out, "?");
+    if (r->fr.channels_in_query)
+        for (size_t i = 0; i < r->fr.n_channels; i++)
+            buf_printf(out, "channel=%s&", r->fr.channels[i]);
+    buf_append_str(out, "since=");
+    /* Several channels' cursor is a=1,b=2: escape what a query gives meaning to. */
+    for (const char *p = cursor; *p; p++)
+        if (*p == '=')
+            buf_append_str(out, "%3D");
+        else if (*p == ',')
+            buf_append_str(out, "%2C");
+        else
+            buf_append(out, p, 1);
+    if (r->fr.limit != r->reg->cfg->default_limit)
+        buf_printf(out, "&limit=%d", r->fr.limit);
+    if (r->fr.transport == TRANSPORT_LONG_POLL)
+        buf_printf(out, "&wait=%d", r->fr.wait);
+    int64_t round = empty ? r->fr.round + 1 : 0;
+    if (round > 0)
+        buf_printf(out, "&round=%" PRId64, round);
+}
+
+/*
+ * The answer formatted for the first of identical requests, written unchanged
+ * to the others. A publish wakes every long poll held on a channel within one
+ * loop turn, and those waiting on the same cursor (8,000 clients re-polling
+ * with the ETag they all got) would each build the same JSON, ETag and Link.
+ * The key is everything the bytes depend on: each channel's name, the
+ * request's cursor and the channel's head and oldest, limit, wait, round, the
+ * transport and how the channels were named. It is forgotten at the end of
+ * the turn (request_reap), so nothing a later turn changes (a read, a prune,
+ * a reset) can be answered from it; answers built from a request's own
+ * history read are never kept.
+ */
+struct feed_poll_memo {
+    buf key;
+    buf cursor;
+    buf headers; /* ETag, and Link and Vary when shared */
+    buf body;
+    char cache_control[64]; /* "" for the default */
+    size_t used;            /* events in the body */
+};
+
+static void feed_poll_memo_free(feed_poll_memo *m)
+{
+    if (!m)
+        return;
+    buf_free(&m->key);
+    buf_free(&m->cursor);
+    buf_free(&m->headers);
+    buf_free(&m->body);
+    free(m);
+}
+
+void feed_poll_memo_forget(request_registry *reg)
+{
+    feed_poll_memo_free(reg->poll_memo);
+    reg->poll_memo = NULL;
+}
+
+/* The memo key of r's answer; false when the answer cannot be shared. */
+static bool feed_poll_memo_key(const request *r, buf *key)
+{
+    for (size_t i = 0; i < r->n_subs; i++) {
+        const subscription *s = &r->subs[i];
+        if (s->hist)
+            return false;
+        subscription_source src = subscription_source_of(s);
+        buf_printf(key, "%s %" PRId64 " %" PRId64 " %" PRId64 ",",
+                   feed_channel_name(s->node.channel), s->cursor, src.head, src.oldest);
+    }
+    buf_printf(key, "%d %d %" PRId64 " %d %d", r->fr.limit, r->fr.wait, r->fr.round,
+               (int)r->fr.transport, (int)r->fr.channels_in_query);
+    return true;
+}
+
+/*
+ * Sends a formatted answer: 304 when it is empty and one of the client's tags
+ * is its cursor. What differs per request is added here, never kept in the
+ * memo: the CORS headers (request_respond adds r->cors) and whether the
+ * database is down, which is about this moment only, so such an answer is
+ * not offered to a shared cache either.
+ */
+static void feed_poll_send(request *r, const feed_poll_memo *m)
+{
+    bool down = !db_is_up(r->reg->database);
+    buf headers = BUF_INIT;
+    buf_append(&headers, m->headers.data, m->headers.len);
+    if (down)
+        feed_format_database_down(&headers); /* a 304 has no body to say it in */
+    if (m->used == 0 && feed_request_etag_matches(&r->fr, m->cursor.data)) {
+        request_respond(r, 304, NULL, headers.data, NULL, 0);
+    } else {
+        r->reg->stats->events_delivered += m->used;
+        request_respond_cache(r, 200, "application/json",
+                              m->cache_control[0] && !down ? m->cache_control : NULL, headers.data,
+                              m->body.data, m->body.len);
+    }
+    buf_free(&headers);
+}
+
+/* Formats r's answer from its prepared subscriptions into a new memo. */
+static feed_poll_memo *feed_poll_format(request *r, size_t total)
+{
+    size_t n = r->n_subs, used = 0;
     feed_view *views = xcalloc(n, sizeof *views);
     int64_t *next = xcalloc(n, sizeof *next);
-    const char **texts = NULL;
-    size_t *lens = NULL;
-    size_t total = 0, used = 0, bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        subscription_source src = subscription_source_of(&r->subs[i]);
-        if (src.gone || src.ahead) {
-            feed_poll_fail_gone(r, &r->subs[i], &src);
-            goto cleanup;
-        }
-        int64_t available = src.head - r->subs[i].cursor;
-        total += (size_t)(available < r->fr.limit ? (available > 0 ? available : 0) : r->fr.limit);
-    }
-    if (total == 0 && r->fr.transport == TRANSPORT_LONG_POLL && !timed_out &&
-        !r->reg->shutting_down) {
-        request_set_state(r, REQ_HELD);
-        goto cleanup;
-    }
-    texts = xcalloc(total ? total : 1, sizeof *texts);
-    lens = xcalloc(total ? total : 1, sizeof *lens);
+    const char **texts = xcalloc(total ? total : 1, sizeof *texts);
+    size_t *lens = xcalloc(total ? total : 1, sizeof *lens);
+    size_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
         subscription *s = &r->subs[i];
         subscription_source src = subscription_source_of(s);
@@ -87,28 +198,77 @@ static void feed_poll_answer(request *r, bool timed_out)
         next[i] = subscription_caught_up(s, &src, next[i]);
         views[i].more = next[i] < src.head;
     }
-    buf cursor = BUF_INIT;
-    subscription_format_cursor(r, next, &cursor);
-    buf headers = BUF_INIT;
-    feed_format_etag(&headers, cursor.data);
-    if (!db_is_up(r->reg->database))
-        feed_format_database_down(&headers); /* a 304 has no body to say it in */
-    if (used == 0 && feed_request_etag_matches(&r->fr, cursor.data)) {
-        request_respond(r, 304, NULL, headers.data, NULL, 0);
-    } else {
-        buf body = BUF_INIT;
-        feed_format_poll_body(&body, views, n, r->fr.n_channels > 1, cursor.data);
-        r->reg->stats->events_delivered += used;
-        request_respond(r, 200, "application/json", headers.data, body.data, body.len);
-        buf_free(&body);
+    feed_poll_memo *m = xcalloc(1, sizeof *m);
+    m->used = used;
+    subscription_format_cursor(r, next, &m->cursor);
+    feed_format_etag(&m->headers, m->cursor.data);
+    buf link = BUF_INIT;
+    bool shared = feed_poll_shareable(r);
+    if (shared) {
+        bool full = used > 0;
+        for (size_t i = 0; i < n; i++)
+            full = full && views[i].n_events == (size_t)r->fr.limit;
+        if (full)
+            snprintf(m->cache_control, sizeof m->cache_control,
+                     "public, max-age=31536000, immutable");
+        else
+            snprintf(m->cache_control, sizeof m->cache_control, "public, max-age=%d",
+                     r->fr.wait > 0 ? r->fr.wait : 1);
+        feed_poll_next_link(r, m->cursor.data, used == 0, &link);
+        buf_printf(&m->headers, "Link: <%s>; rel=\"next\"\r\n", link.data);
+        /* SSE shares the URL: a cache must key on Accept too. */
+        feed_format_header(&m->headers, "Vary", "Accept");
     }
-    buf_free(&headers);
-    buf_free(&cursor);
-cleanup:
+    feed_format_poll_body(&m->body, views, n, r->fr.n_channels > 1, m->cursor.data,
+                          shared ? link.data : NULL);
+    buf_free(&link);
     free(views);
     free(next);
     free(texts);
     free(lens);
+    return m;
+}
+
+/*
+ * Answers a poll from prepared subscriptions, or holds a long poll that has
+ * nothing new. timed_out: the wait is over, answer even when empty.
+ */
+static void feed_poll_answer(request *r, bool timed_out)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < r->n_subs; i++) {
+        subscription_source src = subscription_source_of(&r->subs[i]);
+        if (src.gone || src.ahead) {
+            feed_poll_fail_gone(r, &r->subs[i], &src);
+            return;
+        }
+        int64_t available = src.head - r->subs[i].cursor;
+        total += (size_t)(available < r->fr.limit ? (available > 0 ? available : 0) : r->fr.limit);
+    }
+    if (total == 0 && r->fr.transport == TRANSPORT_LONG_POLL && !timed_out &&
+        !r->reg->shutting_down) {
+        request_set_state(r, REQ_HELD);
+        return;
+    }
+    buf key = BUF_INIT;
+    bool keep = feed_poll_memo_key(r, &key);
+    feed_poll_memo *m = r->reg->poll_memo;
+    if (keep && m && m->key.len == key.len && memcmp(m->key.data, key.data, key.len) == 0) {
+        buf_free(&key);
+        feed_poll_send(r, m);
+        return;
+    }
+    m = feed_poll_format(r, total);
+    if (keep) {
+        feed_poll_memo_forget(r->reg);
+        m->key = key;
+        r->reg->poll_memo = m;
+        feed_poll_send(r, m);
+        return;
+    }
+    buf_free(&key);
+    feed_poll_send(r, m); /* built from this request's own history: nobody else's answer */
+    feed_poll_memo_free(m);
 }
 
 void feed_poll_evaluate(request *r)

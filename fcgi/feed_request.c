@@ -178,6 +178,7 @@ static int resolve_channels(const query_params *q, const char *path_channel,
     out->channels = xcalloc(n, sizeof *out->channels);
     out->cursors = xcalloc(n, sizeof *out->cursors);
     out->n_channels = n;
+    out->channels_in_query = path_channel == NULL;
     if (path_channel) {
         out->channels[0] = xstrdup(path_channel);
         return 0;
@@ -279,10 +280,13 @@ bool feed_request_etag_matches(const feed_request *req, const char *tag)
 static int parse_paging(feed_param_fn param, void *ctx, const query_params *q,
                         const feed_limits *limits, feed_request *out, feed_error *err)
 {
-    const char *limit_text = NULL, *wait_text = NULL;
+    const char *limit_text = NULL, *wait_text = NULL, *round_text = NULL;
     if (single_param(q, "limit", &limit_text, err) < 0 ||
-        single_param(q, "wait", &wait_text, err) < 0)
+        single_param(q, "wait", &wait_text, err) < 0 ||
+        single_param(q, "round", &round_text, err) < 0)
         return -1;
+    if (round_text != NULL && parse_count(round_text, &out->round) < 0)
+        return fail(err, 400, "round must be a non-negative integer");
 
     int64_t value;
     out->limit = limits->default_limit;

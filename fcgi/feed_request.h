@@ -46,6 +46,10 @@ typedef struct feed_request {
     int64_t *cursors; /* per channel: last version the client has, CURSOR_NOW or CURSOR_OLDEST */
     int limit;
     int wait; /* seconds, 0 unless TRANSPORT_LONG_POLL */
+    /* round=: how many empty answers in a row led here (see feed_poll's next link); it only
+     * makes the URL differ, so a cache never hands the same empty answer back. */
+    int64_t round;
+    bool channels_in_query; /* channel= parameters name them, not the path */
     /* If-None-Match's first tag (without quotes), NULL when unconditional; points into etags. */
     const char *if_none_match;
     char **etags; /* every tag of If-None-Match (at most 16), owned */

@@ -3,6 +3,7 @@
  * (see guard.h).
  */
 #include "guard.h"
+#include "channel_name.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -335,6 +336,11 @@ void guard_identity_free(guard_identity *id)
 bool guard_channel_public(const guard *a, const char *channel)
 {
     return authz_read(a->rules, NULL, NULL, channel) == AUTHZ_ALLOW;
+}
+
+bool guard_channel_cacheable(const guard *a, const char *channel)
+{
+    return channel_name_listed(a->cfg->cache_public, channel) && guard_channel_public(a, channel);
 }
 
 static void refuse_read(const guard_identity *id, const char *channel, guard_refusal *why)

@@ -100,6 +100,12 @@ int guard_preflight(const guard *a, guard_param_fn param, void *ctx, buf *header
                     guard_refusal *why);
 /* Whether --allow alone opens channel (for CORS "*"). */
 bool guard_channel_public(const guard *a, const char *channel);
+/*
+ * Whether a shared cache may keep answers of channel: listed in --cache-public
+ * AND open to anyone. A channel authorization restricts is never public, or a
+ * cache would hand one reader's answer to the next, who may not read it.
+ */
+bool guard_channel_cacheable(const guard *a, const char *channel);
 
 /* Appends the headers a refusal needs (WWW-Authenticate). */
 void guard_refusal_headers(const guard_refusal *why, buf *headers);

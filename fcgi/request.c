@@ -65,9 +65,16 @@ void request_flush(request *r)
 void request_respond(request *r, int status, const char *content_type, const char *extra_headers,
                      const char *body, size_t body_len)
 {
+    request_respond_cache(r, status, content_type, NULL, extra_headers, body, body_len);
+}
+
+void request_respond_cache(request *r, int status, const char *content_type,
+                           const char *cache_control, const char *extra_headers, const char *body,
+                           size_t body_len)
+{
     subscription_release_all(r);
     buf head = BUF_INIT;
-    feed_format_head(&head, status, content_type);
+    feed_format_head_cache(&head, status, content_type, cache_control);
     if (extra_headers)
         buf_append_str(&head, extra_headers);
     if (r->cors.len)

@@ -67,6 +67,8 @@ struct request_registry {
     request *ready;   /* streams with more to write this turn (request_run_ready) */
     request *pumping; /* the ready streams request_run_ready is pumping now */
     size_t n_held;    /* long polls and streams not yet answered, against --max-held */
+    /* feed_poll: the last poll answer formatted this loop turn, for identical requests. */
+    struct feed_poll_memo *poll_memo;
     unsigned long next_id;
     bool shutting_down;
 };
@@ -125,6 +127,10 @@ void request_close(request *r);
 void request_flush(request *r);
 void request_respond(request *r, int status, const char *content_type, const char *extra_headers,
                      const char *body, size_t body_len);
+/* The same with the Cache-Control value given (NULL: no-cache, no-store for errors). */
+void request_respond_cache(request *r, int status, const char *content_type,
+                           const char *cache_control, const char *extra_headers, const char *body,
+                           size_t body_len);
 void request_fail_allow(request *r, int status, const char *detail, json_object *extra,
                         const char *allow);
 void request_fail(request *r, int status, const char *detail, json_object *extra);
@@ -174,7 +180,10 @@ int64_t subscription_caught_up(const subscription *s, const subscription_source 
 void subscription_format_cursor(request *r, const int64_t *versions, buf *out);
 
 /* feed_poll.c: short and long polls. */
+typedef struct feed_poll_memo feed_poll_memo;
 void feed_poll_evaluate(request *r);
+/* Drops this turn's formatted answer (request_reap, at the end of every turn). */
+void feed_poll_memo_forget(request_registry *reg);
 void feed_poll_time_out(request *r);
 
 /* sse.c: Server-Sent Events streams. */

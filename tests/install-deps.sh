@@ -6,6 +6,7 @@
 #   tests/install-deps.sh pg     build + the unit and pg test layers (no Node)
 #   tests/install-deps.sh test   everything the test suite drives as well
 #                                (lighttpd, nginx, Chromium, Node, cgi-fcgi, clang-format, dpkg-dev)
+#   tests/install-deps.sh bench  the test set plus Nchan, tests/bench/run.sh compare's baseline
 #
 # Uses apt-get as root, or through sudo. Safe to run again: installed packages
 # are skipped, so a machine that has everything runs no apt-get at all.
@@ -22,6 +23,7 @@ set -euo pipefail
 build=(cmake gcc libc6-dev make pkg-config libfcgi-dev libpq-dev libjson-c-dev libcmocka-dev libssl-dev)
 demo=(apache2 libapache2-mod-fcgid python3 python3-psycopg2 curl)
 test=(lighttpd nginx-light libfcgi-bin chromium fonts-dejavu-core procps iproute2 dpkg-dev file clang-format)
+bench=(libnginx-mod-nchan util-linux)
 
 # Whether a PostgreSQL server (initdb) of any major version is installed.
 have_postgres_server() {
@@ -44,13 +46,14 @@ case "${1:-test}" in
 pg) wanted=("${build[@]}") ;;
 demo) wanted=("${build[@]}" "${demo[@]}") ;;
 test) wanted=("${build[@]}" "${demo[@]}" "${test[@]}") ;;
+bench) wanted=("${build[@]}" "${demo[@]}" "${test[@]}" "${bench[@]}") ;;
 *)
-    echo "usage: install-deps.sh demo|pg|test" >&2
+    echo "usage: install-deps.sh demo|pg|test|bench" >&2
     exit 2
     ;;
 esac
 have_postgres_server || wanted+=(postgresql postgresql-client)
-if [[ ${1:-test} == test ]] && ! have_node; then
+if [[ ${1:-test} == test || ${1:-test} == bench ]] && ! have_node; then
     wanted+=(nodejs npm)
 fi
 

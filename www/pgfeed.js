@@ -239,6 +239,8 @@ export class Feed {
   #failures = 0;
   #attempt = 0;
   #pollDelay = 0;
+  /** @type {{link: string, since: string} | null} the last answer's canonical next URL (#get) */
+  #next = null;
   /** @type {Run | null} */ #run = null;
   /** @type {any} */ #climbTimer = null;
   /** The bearer token in use; null: ask options.token (again). */
@@ -768,15 +770,27 @@ export class Feed {
   async #get(run, params, conditional) {
     /** @type {Record<string, string>} */
     const headers = { Accept: 'application/json' };
-    if (conditional) headers['If-None-Match'] = `"${this.#format()}"`;
+    let url = this.#url({ ...params, limit: params.limit ?? this.#o.limit });
+    // A cacheable answer names the canonical URL to poll next (Link rel="next"):
+    // follow it while our cursor is still the one that answer gave, so that
+    // every client of a shared cache asks the same URL, and a cached empty
+    // answer leads on (its link's round= moves) instead of back to itself.
+    const next = this.#next;
+    const follow = next !== null && next.since === this.#format() && params.limit === undefined &&
+      /[?&]wait=/.test(next.link) === (params.wait !== undefined);
+    if (follow) url = url.split('?')[0] + next.link;
+    else if (conditional) headers['If-None-Match'] = `"${this.#format()}"`;
     // Without a token nothing is awaited: the request goes out in this turn.
     if (this.#o.token != null) headers.Authorization = /** @type {string} */ (await this.#authorization());
-    const res = await this.#d.fetch(this.#url({ ...params, limit: params.limit ?? this.#o.limit }), {
+    const res = await this.#d.fetch(url, {
       headers,
       signal: run.abort.signal,
-      cache: 'no-store',
+      cache: follow ? 'default' : 'no-store',
       credentials: this.#o.withCredentials ? 'include' : 'same-origin',
     });
+    const link = /^<(\?[^>]*)>;\s*rel="next"$/.exec(res.headers.get('Link') ?? '');
+    const etag = res.headers.get('ETag');
+    this.#next = res.status === 200 && link && etag ? { link: link[1], since: etag.replace(/^"|"$/g, '') } : null;
     return {
       status: res.status,
       body: res.status === 304 ? null : await res.json().catch(() => null),

@@ -14,6 +14,14 @@
  * Latency of one delivery = (time the client's complete response, or the SSE
  * frame's closing blank line, was read) − (time just before the publishing
  * statement was handed to libpq). Both come from CLOCK_MONOTONIC.
+ *
+ * --target nchan runs the same load against Nchan (an nginx module) as the
+ * baseline: events are published by HTTP POST to its publisher location on a
+ * keep-alive connection in the same epoll set, each message's body is
+ * {"version":N} so the same bookkeeping applies, and the held gauge is
+ * "subscribers:" of nchan_stub_status. --mode repeat measures the server CPU
+ * of one request sent over and over (a 304 of pgfeed, of Nchan's interval
+ * poll, or of a static file), for µs per 304.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -123,7 +131,8 @@ static void bytes_append(bytes *b, const char *data, size_t len)
 
 /* ---- options ------------------------------------------------------------------- */
 
-typedef enum bench_mode { MODE_LONG_POLL, MODE_SSE } bench_mode;
+typedef enum bench_mode { MODE_LONG_POLL, MODE_SSE, MODE_REPEAT } bench_mode;
+#define MAX_EXTRA_HEADERS 4
 
 typedef struct options {
     bench_mode mode;
@@ -143,9 +152,20 @@ typedef struct options {
     bool deferred_repoll; /* long poll: poll again only once every client has the event */
     long pgfeed_pid;
     long server_pid;
-    const char *pgfeed_role; /* the database role pgfeed connects as (pg_stat_statements) */
-    const char *server_name; /* what --server-pid is, in the report */
-    const char *memory_cmd;  /* run as `CMD before|held N` around opening a phase */
+    const char *pgfeed_role;  /* the database role pgfeed connects as (pg_stat_statements) */
+    const char *server_name;  /* what --server-pid is, in the report */
+    const char *memory_cmd;   /* run as `CMD before|held N` around opening a phase */
+    bool nchan;               /* --target nchan: Nchan, not pgfeed, serves the clients */
+    const char *pub_prefix;   /* nchan: the publisher location, e.g. /pub */
+    const char *metrics_path; /* the held gauge: pgfeed's /_metrics or nchan_stub_status */
+    const char *path;         /* repeat: the request target sent over and over */
+    const char *headers[MAX_EXTRA_HEADERS]; /* repeat: extra header lines */
+    int n_headers;
+    long requests;     /* repeat: answers to collect */
+    int expect_status; /* repeat: every answer must have this status */
+    const char *label; /* printed on the RESULT line run.sh collects */
+    bool collapsed; /* a shared cache in front: pgfeed holds one request per URL, not one per client
+                     */
 } options;
 
 static void usage(void)
@@ -155,7 +175,12 @@ static void usage(void)
           "                 [--channel bench] [--rounds 5] [--events 20] [--interval-ms 200]\n"
           "                 [--burst 20] [--timeout 10] [--wait 300] [--ramp 2000]\n"
           "                 [--pgfeed-role ROLE] [--no-baseline] [--deferred-repoll]\n"
+          "                 [--target pgfeed|nchan] [--pub-prefix /pub] [--metrics-path P]\n"
+          "                 [--label TEXT] [--collapsed]\n"
           "                 [--server-name lighttpd] [--memory-cmd CMD]\n"
+          "       feedbench --mode repeat --path TARGET [--header 'Name: value']...\n"
+          "                 [--requests 20000] [--expect 304] --clients N --port PORT ...\n"
+          "--target nchan: --pgfeed-pid 0 (there is none), --prefix is the subscriber location.\n"
           "Publishes through libpq's PG* environment. See tests/bench/run.sh.\n",
           stderr);
     exit(2);
@@ -186,11 +211,19 @@ static void options_parse(options *o, int argc, char **argv)
                    .wait_s = 300,
                    .ramp_per_s = 2000,
                    .server_name = "lighttpd",
-                   .baseline = true};
+                   .baseline = true,
+                   .pub_prefix = "/pub",
+                   .requests = 20000,
+                   .expect_status = 304,
+                   .label = "-"};
     for (int i = 1; i < argc; i++) {
         const char *name = argv[i];
         if (!strcmp(name, "--no-baseline")) {
             o->baseline = false;
+            continue;
+        }
+        if (!strcmp(name, "--collapsed")) {
+            o->collapsed = true;
             continue;
         }
         if (!strcmp(name, "--deferred-repoll")) {
@@ -205,8 +238,30 @@ static void options_parse(options *o, int argc, char **argv)
                 o->mode = MODE_LONG_POLL;
             else if (!strcmp(value, "sse"))
                 o->mode = MODE_SSE;
+            else if (!strcmp(value, "repeat"))
+                o->mode = MODE_REPEAT;
             else
-                die("--mode: longpoll or sse, not \"%s\"", value);
+                die("--mode: longpoll, sse or repeat, not \"%s\"", value);
+        } else if (!strcmp(name, "--target")) {
+            if (strcmp(value, "pgfeed") && strcmp(value, "nchan"))
+                die("--target: pgfeed or nchan, not \"%s\"", value);
+            o->nchan = !strcmp(value, "nchan");
+        } else if (!strcmp(name, "--pub-prefix")) {
+            o->pub_prefix = value;
+        } else if (!strcmp(name, "--metrics-path")) {
+            o->metrics_path = value;
+        } else if (!strcmp(name, "--path")) {
+            o->path = value;
+        } else if (!strcmp(name, "--header")) {
+            if (o->n_headers == MAX_EXTRA_HEADERS)
+                die("at most %d --header", MAX_EXTRA_HEADERS);
+            o->headers[o->n_headers++] = value;
+        } else if (!strcmp(name, "--requests")) {
+            o->requests = option_number(name, value, 1, 100000000);
+        } else if (!strcmp(name, "--expect")) {
+            o->expect_status = (int)option_number(name, value, 100, 599);
+        } else if (!strcmp(name, "--label")) {
+            o->label = value;
         } else if (!strcmp(name, "--clients")) {
             o->clients = (int)option_number(name, value, 1, 1000000);
         } else if (!strcmp(name, "--host")) {
@@ -232,7 +287,7 @@ static void options_parse(options *o, int argc, char **argv)
         } else if (!strcmp(name, "--ramp")) {
             o->ramp_per_s = (int)option_number(name, value, 1, 1000000);
         } else if (!strcmp(name, "--pgfeed-pid")) {
-            o->pgfeed_pid = option_number(name, value, 1, 1L << 30);
+            o->pgfeed_pid = option_number(name, value, 0, 1L << 30);
         } else if (!strcmp(name, "--server-pid")) {
             o->server_pid = option_number(name, value, 1, 1L << 30);
         } else if (!strcmp(name, "--pgfeed-role")) {
@@ -245,8 +300,12 @@ static void options_parse(options *o, int argc, char **argv)
             usage();
         }
     }
-    if (!o->port || !o->pgfeed_pid || !o->server_pid)
+    if (!o->port || !o->server_pid || (!o->pgfeed_pid && !o->nchan && o->mode != MODE_REPEAT))
         usage();
+    if (o->mode == MODE_REPEAT && !o->path)
+        die("--mode repeat needs --path");
+    if (!o->metrics_path)
+        o->metrics_path = o->nchan ? "/nchan_status" : NULL; /* NULL: {prefix}/_metrics */
 }
 
 /* ---- HTTP responses, parsed incrementally ----------------------------------- */
@@ -271,6 +330,8 @@ typedef struct http_response {
     long long content_length;
     long long remaining; /* of the body or of the current chunk */
     char etag[64];
+    char last_modified[64]; /* Nchan's long-poll cursor is Last-Modified + Etag */
+    char link[256];         /* Link: <...>; rel="next": pgfeed's canonical next URL */
     char line[HTTP_LINE_MAX];
     size_t line_len;
     bool line_overflow;
@@ -339,6 +400,12 @@ static int http_on_header(http_response *h)
         h->close = strcasecmp(value, "close") == 0;
     } else if (header_is(h->line, "ETag", &value)) {
         snprintf(h->etag, sizeof h->etag, "%s", value);
+    } else if (header_is(h->line, "Link", &value)) {
+        const char *end = strstr(value, ">; rel=\"next\"");
+        if (value[0] == '<' && end && (size_t)(end - value) < sizeof h->link)
+            snprintf(h->link, sizeof h->link, "%.*s", (int)(end - value - 1), value + 1);
+    } else if (header_is(h->line, "Last-Modified", &value)) {
+        snprintf(h->last_modified, sizeof h->last_modified, "%s", value);
     }
     return 0;
 }
@@ -460,12 +527,17 @@ typedef struct client {
     sse_parser sse;     /* SSE: the frame being read */
     bool stream_open;   /* SSE: a 200 and the retry: line have arrived */
     int64_t last_event; /* the newest version this client received */
+    char nchan_etag[64], nchan_last_modified[64]; /* nchan long poll: the next request's cursor */
+    char next_link[256]; /* the answer's Link rel="next" ("?since=..."), followed as given */
+    long repeats;        /* repeat: answers this client has had */
 } client;
 
 /* ---- the bench: clients, publisher, measurements ---------------------------- */
 
 typedef struct publisher {
     PGconn *conn;
+    int http_fd;        /* nchan: keep-alive connection to the publisher location */
+    http_response http; /* nchan: the answer to the POST in flight */
     bool in_flight;
     int queued;           /* publishes waiting behind the one in flight */
     int64_t next_version; /* the bench is the channel's only publisher: versions are known */
@@ -505,8 +577,14 @@ struct bench {
     long empty_answers;     /* long poll answered without an event (wait ran out) */
     long reconnects;        /* long poll: the server closed a keep-alive connection */
     long heartbeats;
+    long repeat_answers; /* repeat: answers collected */
     int64_t last_delivery_ns;
+    double mem_per_held_kb; /* pgfeed + server RSS growth per held request, last phase_open */
+    int64_t nchan_head; /* nchan: the last version the bench published (it keeps no channel row) */
 };
+
+/* The epoll tag of the publisher's HTTP connection to Nchan (clients are tagged by pointer). */
+static char nchan_publisher_tag;
 
 static void client_fail(client *c, const char *why);
 static void client_send_request(client *c);
@@ -533,7 +611,29 @@ static void client_format_request(client *c)
 {
     const options *o = c->b->opt;
     int n;
-    if (o->mode == MODE_SSE)
+    if (o->mode == MODE_REPEAT) {
+        n = snprintf(c->request, sizeof c->request, "GET %s HTTP/1.1\r\nHost: %s\r\n", o->path,
+                     o->host);
+        for (int i = 0; i < o->n_headers && n > 0 && (size_t)n < sizeof c->request; i++)
+            n += snprintf(c->request + n, sizeof c->request - (size_t)n, "%s\r\n", o->headers[i]);
+        if (n > 0 && (size_t)n < sizeof c->request)
+            n += snprintf(c->request + n, sizeof c->request - (size_t)n, "\r\n");
+    } else if (o->nchan && o->mode == MODE_SSE)
+        n = snprintf(c->request, sizeof c->request,
+                     "GET %s/%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n",
+                     o->prefix, o->channel, o->host);
+    else if (o->nchan && c->nchan_etag[0])
+        n = snprintf(c->request, sizeof c->request,
+                     "GET %s/%s HTTP/1.1\r\nHost: %s\r\nIf-Modified-Since: %s\r\n"
+                     "If-None-Match: %s\r\n\r\n",
+                     o->prefix, o->channel, o->host, c->nchan_last_modified, c->nchan_etag);
+    else if (o->nchan) /* the first poll: the location sends only messages newer than it */
+        n = snprintf(c->request, sizeof c->request, "GET %s/%s HTTP/1.1\r\nHost: %s\r\n\r\n",
+                     o->prefix, o->channel, o->host);
+    else if (o->mode == MODE_LONG_POLL && c->next_link[0] == '?')
+        n = snprintf(c->request, sizeof c->request, "GET %s/%s%s HTTP/1.1\r\nHost: %s\r\n\r\n",
+                     o->prefix, o->channel, c->next_link, o->host);
+    else if (o->mode == MODE_SSE)
         n = snprintf(c->request, sizeof c->request,
                      "GET %s/%s?since=%" PRId64 " HTTP/1.1\r\nHost: %s\r\n"
                      "Accept: text/event-stream\r\n\r\n",
@@ -641,17 +741,38 @@ static void poll_on_answer(client *c, int64_t t)
     bench *b = c->b;
     http_response *h = &c->http;
     b->status_count[h->status >= 0 && h->status < 600 ? h->status : 0]++;
-    if (h->status != 200) {
+    if (b->opt->mode == MODE_REPEAT) {
+        if (h->status != b->opt->expect_status) {
+            char why[64];
+            snprintf(why, sizeof why, "HTTP status %d, not %d", h->status, b->opt->expect_status);
+            client_fail(c, why);
+            return;
+        }
+        c->repeats++;
+        b->repeat_answers++;
+        if (b->repeat_answers + b->n_clients > b->opt->requests) {
+            client_close_fd(c);
+            c->state = CL_CLOSED;
+            return;
+        }
+    } else if (h->status != 200) {
         char why[64];
         snprintf(why, sizeof why, "HTTP status %d", h->status);
         client_fail(c, why);
         return;
     }
-    if (poll_record_events(c, t) == 0)
+    if (b->opt->mode == MODE_REPEAT) {
+        /* the same request again */
+    } else if (poll_record_events(c, t) == 0)
         b->empty_answers++;
-    /* The ETag is the cursor to send next: "N" for one channel. */
-    if (h->etag[0] == '"')
+    /* The ETag is the cursor to send next: "N" for one channel; Nchan's is Etag + Last-Modified. */
+    if (b->opt->nchan) {
+        snprintf(c->nchan_etag, sizeof c->nchan_etag, "%s", h->etag);
+        snprintf(c->nchan_last_modified, sizeof c->nchan_last_modified, "%s", h->last_modified);
+    } else if (h->etag[0] == '"')
         c->cursor = strtoll(h->etag + 1, NULL, 10);
+    /* A cacheable answer names the URL to poll next: clients of a shared cache follow it. */
+    snprintf(c->next_link, sizeof c->next_link, "%s", h->link);
     if (!b->repoll) {
         client_close_fd(c);
         c->state = CL_CLOSED;
@@ -684,6 +805,8 @@ static void sse_on_line(client *c, const char *line, size_t len, int64_t t)
     sse_parser *s = &c->sse;
     bench *b = c->b;
     if (len == 0) {
+        if (b->opt->nchan) /* Nchan's id: is its own time:tag; the version is in the data */
+            s->id = s->data_version;
         if (s->has_data && s->is_reset)
             b->resets++;
         else if (s->has_data && s->data_version != s->id)
@@ -693,9 +816,10 @@ static void sse_on_line(client *c, const char *line, size_t len, int64_t t)
         s->has_data = s->is_reset = false;
         return;
     }
-    if (line[0] == ':')
+    if (line[0] == ':') {
         b->heartbeats++;
-    else if (!strncmp(line, "retry:", 6))
+        c->stream_open |= b->opt->nchan; /* Nchan opens a stream with ": hi", not retry: */
+    } else if (!strncmp(line, "retry:", 6))
         c->stream_open = true;
     else if (!strncmp(line, "id:", 3))
         s->id = strtoll(line + 3, NULL, 10);
@@ -854,6 +978,22 @@ static void pub_send_next(bench *b)
     int64_t e = p->next_version - b->base_version - 1;
     if (e < 0 || e >= b->n_events)
         die("publishing more events than the phase planned");
+    if (b->opt->nchan) {
+        char body[64], request[512];
+        int body_len = snprintf(body, sizeof body, "{\"version\":%" PRId64 "}", p->next_version);
+        int len = snprintf(request, sizeof request,
+                           "POST %s/%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                           "Content-Length: %d\r\n\r\n%s",
+                           b->opt->pub_prefix, b->opt->channel, b->opt->host, body_len, body);
+        http_reset(&p->http);
+        b->publish_ns[e] = now_ns();
+        /* A few hundred bytes into an idle keep-alive socket: one write takes them. */
+        if (write(p->http_fd, request, (size_t)len) != len)
+            die("publish to Nchan: %s", strerror(errno));
+        p->in_flight = true;
+        p->queued--;
+        return;
+    }
     char data[64];
     snprintf(data, sizeof data, "{\"event\":%" PRId64 "}", e);
     const char *params[2] = {b->opt->channel, data};
@@ -896,6 +1036,36 @@ static void pub_on_readable(bench *b)
                 version, p->next_version);
         PQclear(res);
     }
+}
+
+static void discard_body(void *ctx, const char *data, size_t len, int64_t t)
+{
+    (void)ctx, (void)data, (void)len, (void)t;
+}
+
+/* Nchan answered a POST (202 with no subscriber, 201 with some): the message is out. */
+static void nchan_pub_on_readable(bench *b)
+{
+    publisher *p = &b->pub;
+    char chunk[4096];
+    ssize_t n = read(p->http_fd, chunk, sizeof chunk);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        die("Nchan closed the publishing connection");
+    }
+    if (http_feed(&p->http, chunk, (size_t)n, now_ns(), discard_body, NULL) < 0)
+        die("malformed answer from Nchan's publisher location");
+    if (p->http.state != HTTP_DONE)
+        return;
+    if (p->http.status != 201 && p->http.status != 202)
+        die("Nchan refused a publish: HTTP %d", p->http.status);
+    int64_t e = p->next_version - b->base_version - 1;
+    b->committed_ns[e] = now_ns();
+    b->nchan_head = p->next_version;
+    p->in_flight = false;
+    p->next_version++;
+    pub_send_next(b);
 }
 
 static bool pub_idle(const bench *b)
@@ -944,6 +1114,8 @@ static bool bench_run(bench *b, int64_t deadline_ns, bench_done *done, int arg)
             if (events[i].data.ptr == NULL)
                 pub_on_readable(
                     b); /* the publishing connection is the only watch without a client */
+            else if (events[i].data.ptr == &nchan_publisher_tag)
+                nchan_pub_on_readable(b);
             else
                 client_on_event(events[i].data.ptr, events[i].events);
         }
@@ -991,7 +1163,11 @@ static int metrics_fetch(const bench *b, pgfeed_metrics *m)
     bytes answer = {0};
     int rc = -1;
     char request[256];
-    int len = snprintf(request, sizeof request, "GET %s/_metrics HTTP/1.0\r\nHost: %s\r\n\r\n",
+    int len =
+        b->opt->metrics_path
+            ? snprintf(request, sizeof request, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n",
+                       b->opt->metrics_path, b->opt->host)
+            : snprintf(request, sizeof request, "GET %s/_metrics HTTP/1.0\r\nHost: %s\r\n\r\n",
                        b->opt->prefix, b->opt->host);
     if (connect(fd, (const struct sockaddr *)&b->addr, sizeof b->addr) < 0 ||
         write(fd, request, (size_t)len) != len)
@@ -1002,6 +1178,12 @@ static int metrics_fetch(const bench *b, pgfeed_metrics *m)
         bytes_append(&answer, chunk, (size_t)n);
     if (n < 0 || !answer.data || strncmp(answer.data + 9, "200", 3) != 0)
         goto cleanup;
+    if (b->opt->nchan) { /* nchan_stub_status: "subscribers: N"; it runs no queries */
+        m->held = metric_value(answer.data, "subscribers:");
+        m->queries = m->delivered = m->notifications = 0;
+        rc = m->held >= 0 ? 0 : -1;
+        goto cleanup;
+    }
     m->held = metric_value(answer.data, "pgfeed_held_requests");
     m->queries = metric_value(answer.data, "pgfeed_database_queries_total");
     m->delivered = metric_value(answer.data, "pgfeed_events_delivered_total");
@@ -1093,6 +1275,8 @@ static void pgss_print(const bench *b)
 
 static int64_t channel_head(const bench *b)
 {
+    if (b->opt->nchan || !b->stats) /* Nchan keeps no channel row; repeat publishes nothing */
+        return b->nchan_head;
     const char *params[1] = {b->opt->channel};
     PGresult *res = stats_query(
         b, "SELECT coalesce((SELECT head FROM pgfeed.channel WHERE name = $1), 0)", 1, params);
@@ -1122,8 +1306,11 @@ static long long bench_wait_held(bench *b)
         bool opened = b->n_opened == b->n_clients &&
                       (b->opt->mode != MODE_SSE || open + b->failed >= b->n_clients);
         if (opened && waiting + done >= b->n_clients && metrics_fetch(b, &m) == 0 &&
-            m.held >= waiting)
+            (b->opt->collapsed ? m.held >= (waiting > 0) : m.held >= waiting)) {
+            if (b->opt->collapsed) /* the cache holds the rest: let their requests reach it */
+                bench_run(b, now_ns() + 1000 * NS_PER_MS, NULL, 0);
             return m.held;
+        }
         if (now_ns() > deadline) {
             fprintf(stderr,
                     "feedbench: after %d s only %lld requests are held (%ld clients waiting,"
@@ -1143,11 +1330,10 @@ typedef struct sched_time {
 static sched_time sched_of(long pid)
 {
     char path[64];
-    if (pid)
-        snprintf(path, sizeof path, "/proc/%ld/schedstat", pid);
-    else
-        snprintf(path, sizeof path, "/proc/self/schedstat");
     sched_time t = {0};
+    if (pid <= 0) /* no such process (Nchan has no pgfeed) */
+        return t;
+    snprintf(path, sizeof path, "/proc/%ld/schedstat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return t;
@@ -1165,7 +1351,8 @@ typedef struct cpu_sample {
 
 static cpu_sample cpu_now(const bench *b)
 {
-    return (cpu_sample){sched_of(b->opt->pgfeed_pid), sched_of(b->opt->server_pid), sched_of(0)};
+    return (cpu_sample){sched_of(b->opt->pgfeed_pid), sched_of(b->opt->server_pid),
+                        sched_of((long)getpid())};
 }
 
 static void sched_add(sched_time *total, const sched_time *from, const sched_time *to)
@@ -1221,7 +1408,8 @@ static double load_average(void)
 
 static memory_sample memory_now(const bench *b)
 {
-    return (memory_sample){rss_kb(b->opt->pgfeed_pid), rss_kb(b->opt->server_pid)};
+    return (memory_sample){b->opt->pgfeed_pid ? rss_kb(b->opt->pgfeed_pid) : 0,
+                           rss_kb(b->opt->server_pid)};
 }
 
 /* Sets up n clients and n_events events; the first event's version is the channel's head + 1. */
@@ -1346,6 +1534,79 @@ static void memory_cmd_run(const bench *b, const char *when, int n)
 }
 
 /*
+ * One line per measured phase, "RESULT key=value ...", which run.sh collects
+ * to put every configuration of one run side by side.
+ */
+static void print_result_line(const bench *b, const char *mode, int n, const latency_stats *s,
+                              const cpu_sample *used)
+{
+    double d = s->delivered ? (double)s->delivered : 1.0;
+    printf("RESULT label=%s mode=%s n=%d delivered=%zu lost=%zu duplicates=%ld out_of_order=%ld"
+           " failed=%ld p50_ms=%.2f p99_ms=%.2f max_ms=%.2f mem_kb_per_held=%.2f"
+           " cpu_us_pgfeed=%.2f cpu_us_server=%.2f load=%.2f\n",
+           b->opt->label, mode, n, s->delivered, s->lost, b->duplicates, b->out_of_order, b->failed,
+           ns_to_ms(s->p50), ns_to_ms(s->p99), ns_to_ms(s->max), b->mem_per_held_kb,
+           (double)used->pgfeed.run_ns / 1000.0 / d, (double)used->server.run_ns / 1000.0 / d,
+           load_average());
+    fflush(stdout);
+}
+
+/* The first tenth of the answers: connections open, caches warm. */
+static bool warmed_up(const bench *b, int unused)
+{
+    (void)unused;
+    return b->repeat_answers >= b->opt->requests / 10 || b->failed;
+}
+
+static bool all_repeated(const bench *b, int unused)
+{
+    (void)unused;
+    int done = 0;
+    for (int i = 0; i < b->n_clients; i++)
+        done += b->clients[i].state == CL_CLOSED || b->clients[i].state == CL_FAILED;
+    return done == b->n_clients;
+}
+
+/*
+ * Repeat: n keep-alive connections send the same request (say a conditional
+ * GET answered 304) until `requests` answers are in; reports the server's and
+ * pgfeed's CPU per answer. The first answers warm caches and are not timed.
+ */
+static void repeat_phase(bench *b, int n)
+{
+    const options *o = b->opt;
+    printf("\n== repeat GET %s on %d connections, %ld answers, load average %.2f ==\n", o->path, n,
+           o->requests, load_average());
+    phase_begin(b, n, 1);
+    b->repeat_answers = 0;
+    bench_run(b, now_ns() + 30 * NS_PER_S, warmed_up, 0);
+    long warm = b->repeat_answers;
+    cpu_sample cpu0 = cpu_now(b), used = {0};
+    int64_t start = now_ns();
+    bool done = bench_run(b, now_ns() + 600 * NS_PER_S, all_repeated, 0);
+    cpu_sample cpu1 = cpu_now(b);
+    cpu_add(&used, &cpu0, &cpu1);
+    double answers = (double)(b->repeat_answers - warm);
+    double secs = (double)(now_ns() - start) / (double)NS_PER_S;
+    if (!done || answers <= 0)
+        die("repeat: only %ld answers", b->repeat_answers);
+    printf("  %.0f answers in %.2f s (%.0f/s); CPU per answer: pgfeed %.2f us, server %.2f us,"
+           " feedbench %.2f us\n",
+           answers, secs, answers / secs, (double)used.pgfeed.run_ns / 1000.0 / answers,
+           (double)used.server.run_ns / 1000.0 / answers,
+           (double)used.bench.run_ns / 1000.0 / answers);
+    print_anomalies(b);
+    printf("RESULT label=%s mode=repeat n=%d answers=%.0f failed=%ld cpu_us_pgfeed=%.2f"
+           " cpu_us_server=%.2f cpu_us_total=%.2f load=%.2f\n",
+           o->label, n, answers, b->failed, (double)used.pgfeed.run_ns / 1000.0 / answers,
+           (double)used.server.run_ns / 1000.0 / answers,
+           (double)(used.pgfeed.run_ns + used.server.run_ns) / 1000.0 / answers, load_average());
+    if (b->failed)
+        die("repeat: %ld connections failed", b->failed);
+    phase_end(b);
+}
+
+/*
  * Opens a phase's n clients for n_events events, waits until pgfeed holds them
  * all, and prints how long that took and what it cost in memory. Returns
  * pgfeed's held gauge.
@@ -1368,6 +1629,9 @@ static long long phase_open(bench *b, const char *transport, const char *what, i
     print_memory("pgfeed", before.pgfeed_kb, held_mem.pgfeed_kb, n);
     print_memory(b->opt->server_name, before.server_kb, held_mem.server_kb, n);
     memory_cmd_run(b, "held", n);
+    b->mem_per_held_kb =
+        (double)(held_mem.pgfeed_kb - before.pgfeed_kb + held_mem.server_kb - before.server_kb) /
+        (double)n;
     return held;
 }
 
@@ -1429,6 +1693,8 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
     print_latency("all rounds", &result.latency);
     cpu_print_per_delivery(b, ", publish to last delivery (incl. the re-polls meanwhile)", &used,
                            result.latency.delivered);
+    if (n > 1)
+        print_result_line(b, "longpoll", n, &result.latency, &used);
     print_anomalies(b);
     pgss_print(b);
     phase_end(b);
@@ -1476,6 +1742,8 @@ static sse_result sse_phase(bench *b, int n, const char *label)
     cpu_print(&used);
     putchar('\n');
     cpu_print_per_delivery(b, "", &used, result.paced.delivered);
+    if (n > 1)
+        print_result_line(b, "sse", n, &result.paced, &used);
     printf("  statements per publish: pg_stat_statements %.2f, pgfeed_database_queries_total"
            " %.2f\n",
            calls0 >= 0 ? (double)(calls1 - calls0) / o->events : -1.0,
@@ -1534,15 +1802,31 @@ int main(int argc, char **argv)
     b.epfd = epoll_create1(EPOLL_CLOEXEC);
     if (b.epfd < 0)
         die("epoll_create1: %s", strerror(errno));
-    b.stats = pg_connect();
-    b.pub.conn = pg_connect();
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-    if (epoll_ctl(b.epfd, EPOLL_CTL_ADD, PQsocket(b.pub.conn), &ev) < 0)
-        die("epoll_ctl: %s", strerror(errno));
-
-    /* The session's first publish compiles pgfeed.publish's plan: keep that out of the rounds. */
-    const char *warm_params[2] = {o.channel, "{\"warmup\":true}"};
-    PQclear(PQexecParams(b.pub.conn, PUBLISH_SQL, 2, NULL, warm_params, NULL, NULL, 0));
+    if (o.mode == MODE_REPEAT) {
+        repeat_phase(&b, o.clients);
+        close(b.epfd);
+        return 0;
+    }
+    if (o.nchan) {
+        b.pub.http_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        setsockopt(b.pub.http_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (b.pub.http_fd < 0 ||
+            connect(b.pub.http_fd, (const struct sockaddr *)&b.addr, sizeof b.addr) < 0)
+            die("cannot connect to Nchan's publisher: %s", strerror(errno));
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &nchan_publisher_tag};
+        if (epoll_ctl(b.epfd, EPOLL_CTL_ADD, b.pub.http_fd, &ev) < 0)
+            die("epoll_ctl: %s", strerror(errno));
+    } else {
+        b.stats = pg_connect();
+        b.pub.conn = pg_connect();
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+        if (epoll_ctl(b.epfd, EPOLL_CTL_ADD, PQsocket(b.pub.conn), &ev) < 0)
+            die("epoll_ctl: %s", strerror(errno));
+        /* The session's first publish compiles pgfeed.publish's plan: keep it out of the rounds. */
+        const char *warm_params[2] = {o.channel, "{\"warmup\":true}"};
+        PQclear(PQexecParams(b.pub.conn, PUBLISH_SQL, 2, NULL, warm_params, NULL, NULL, 0));
+    }
 
     printf("feedbench: %s, %d clients via http://%s:%d%s/%s; pgfeed pid %ld, server pid %ld\n",
            o.mode == MODE_SSE ? "SSE" : "long poll", o.clients, o.host, o.port, o.prefix, o.channel,
@@ -1573,6 +1857,8 @@ int main(int argc, char **argv)
                    o.clients);
         }
     }
+    if (o.nchan)
+        close(b.pub.http_fd);
     PQfinish(b.pub.conn);
     PQfinish(b.stats);
     close(b.epfd);

@@ -42,16 +42,16 @@ bench_build() {
     }
 }
 
-# bench_postgres DIR ROLE — a throwaway cluster in DIR on a free port with
+# bench_postgres DIR ROLE [PREFIX...] — a throwaway cluster in DIR on a free port with
 # pg_stat_statements (it loads only at server start) and a role for pgfeed
 # alone, so PostgreSQL counts pgfeed's statements apart from the bench's.
-# Exports the PG* variables of libpq clients.
+# PREFIX (e.g. taskset -c 0) runs the server. Exports the PG* variables of libpq clients.
 bench_postgres() {
     local dir=$1 role=$2 port
     port=$(free_port)
-    "$ROOT/tests/pg/cluster.sh" start "$dir" "$port" >/dev/null
+    "${@:3}" "$ROOT/tests/pg/cluster.sh" start "$dir" "$port" >/dev/null
     echo "shared_preload_libraries = 'pg_stat_statements'" >>"$dir/data/postgresql.conf"
-    runuser -u "$(stat -c %U "$dir/data")" -- "$(pg_bindir)/pg_ctl" -D "$dir/data" \
+    "${@:3}" runuser -u "$(stat -c %U "$dir/data")" -- "$(pg_bindir)/pg_ctl" -D "$dir/data" \
         -l "$dir/log" -w -t 60 restart >/dev/null
     eval "$("$ROOT/tests/pg/cluster.sh" env "$dir" "$port")"
     psql -X -q -v ON_ERROR_STOP=1 \

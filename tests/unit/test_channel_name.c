@@ -64,6 +64,21 @@ static void test_len_is_respected(void **state)
     assert_false(channel_name_valid("ab\0cd", 5));
 }
 
+static void test_listed_names_prefixes_and_star(void **state)
+{
+    (void)state;
+    assert_false(channel_name_listed(NULL, "news"));
+    assert_false(channel_name_listed("", "news"));
+    assert_true(channel_name_listed("news", "news"));
+    assert_false(channel_name_listed("news", "newsroom"));
+    assert_false(channel_name_listed("newsroom", "news"));
+    assert_true(channel_name_listed("orders,news", "news"));
+    assert_true(channel_name_listed("public:*", "public:42"));
+    assert_false(channel_name_listed("public:*", "user:42"));
+    assert_true(channel_name_listed("*", "user:42"));
+    assert_false(channel_name_listed(",,", "news"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -72,6 +87,7 @@ int main(void)
         cmocka_unit_test(test_rejects_other_bytes),
         cmocka_unit_test(test_length_bounds),
         cmocka_unit_test(test_len_is_respected),
+        cmocka_unit_test(test_listed_names_prefixes_and_star),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -137,7 +137,8 @@ static const char *const other_options[] = {"help",
                                             "hub",
                                             "hub-dir",
                                             "socket-mode",
-                                            "socket-group"};
+                                            "socket-group",
+                                            "cache-public"};
 
 static bool known_option(const char *flag, size_t len, const char *shown_default)
 {
@@ -197,6 +198,7 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.log_level, "info");
     assert_false(cfg.publish);
     assert_null(cfg.publish_token_file);
+    assert_null(cfg.cache_public); /* nothing is public unless the operator says so */
     for (size_t i = 0; i < N_INT_OPTIONS; i++)
         assert_int_equal(int_field(&cfg, &int_options[i]), int_options[i].default_value);
 }
@@ -309,7 +311,8 @@ static void test_strings_from_flags(void **state)
 {
     pgfeed_config cfg;
     LOAD_OK(&cfg, "--listen", "127.0.0.1:9000", "--db=host=db port=5433",
-            "--publish-token-file=a=b", "--log-level", "warn");
+            "--publish-token-file=a=b", "--log-level", "warn", "--cache-public", "news,public:*");
+    assert_string_equal(cfg.cache_public, "news,public:*");
     assert_string_equal(cfg.listen, "127.0.0.1:9000");
     assert_string_equal(cfg.db, "host=db port=5433"); /* split at the first '=' only */
     assert_string_equal(cfg.publish_token_file, "a=b");
@@ -370,6 +373,8 @@ static void test_list_flags_append(void **state)
     unsetenv("PGFEED_ALLOW");
     LOAD_OK(&cfg, "--admin-allow", "user:ops");
     assert_string_equal(cfg.admin_allow, "user:ops");
+    LOAD_OK(&cfg, "--cache-public", "news", "--cache-public=public:*");
+    assert_string_equal(cfg.cache_public, "news,public:*");
     /* A secret never goes on the command line: the old flag is gone. */
     assert_int_equal(LOAD(&cfg, "--publish-token", "s3cret"), -1);
 }

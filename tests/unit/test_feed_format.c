@@ -53,7 +53,7 @@ static void test_head_of_an_unknown_status(void **state)
     feed_format_head(&b, 418, "text/plain");
     expect_text(&b, "Status: 418 Unknown\r\n"
                     "Content-Type: text/plain\r\n"
-                    "Cache-Control: no-cache\r\n");
+                    "Cache-Control: no-store\r\n");
     buf_free(&b);
 }
 
@@ -67,7 +67,7 @@ static void test_head_then_body_in_one_buffer(void **state)
     buf_append_str(&b, "{}");
     expect_text(&b, "Status: 503 Service Unavailable\r\n"
                     "Content-Type: application/problem+json\r\n"
-                    "Cache-Control: no-cache\r\n"
+                    "Cache-Control: no-store\r\n"
                     "Retry-After: 5\r\n"
                     "X-Accel-Buffering: no\r\n"
                     "\r\n"
@@ -171,7 +171,7 @@ static void test_one_channel_exact_text(void **state)
     lens_of(events, 2, lens);
     feed_view v = {"orders", 2, 1, false, 2, events, lens};
     buf b = BUF_INIT;
-    feed_format_poll_body(&b, &v, 1, false, "2");
+    feed_format_poll_body(&b, &v, 1, false, "2", NULL);
     expect_text(&b,
                 "{\"channel\":\"orders\",\"head\":2,\"oldest\":1,"
                 "\"events\":[{\"version\":1},{\"version\":2}],\"more\":false,\"cursor\":\"2\"}");
@@ -184,7 +184,7 @@ static void test_one_channel_members(void **state)
     lens_of(orders_events, 2, lens);
     feed_view v = {"orders", 50, 3, true, 2, orders_events, lens};
     buf b = BUF_INIT;
-    feed_format_poll_body(&b, &v, 1, false, "42");
+    feed_format_poll_body(&b, &v, 1, false, "42", NULL);
     json_object *body = parse_object(&b);
     expect_one_channel(body, "orders", 50, 3, true, "42");
     expect_events(body, orders_events, 2);
@@ -198,7 +198,7 @@ static void test_one_channel_without_events(void **state)
 {
     feed_view v = {"user:42", 0, 0, false, 0, NULL, NULL};
     buf b = BUF_INIT;
-    feed_format_poll_body(&b, &v, 1, false, "0");
+    feed_format_poll_body(&b, &v, 1, false, "0", NULL);
     json_object *body = parse_object(&b);
     expect_one_channel(body, "user:42", 0, 0, false, "0");
     expect_events(body, NULL, 0);
@@ -215,7 +215,7 @@ static void test_event_lengths_are_respected(void **state)
     const char *const want[] = {"{\"version\":5}", "{\"version\":6}"};
     feed_view v = {"a", 6, 5, false, 2, events, lens};
     buf b = BUF_INIT;
-    feed_format_poll_body(&b, &v, 1, false, "6");
+    feed_format_poll_body(&b, &v, 1, false, "6", NULL);
     json_object *body = parse_object(&b);
     expect_events(body, want, 2);
     assert_null(strstr(b.data, "garbage"));
@@ -231,7 +231,7 @@ static void test_extreme_versions(void **state)
     feed_view v = {name, INT64_MAX, INT64_MAX - 1, false, 0, NULL, NULL};
     buf b = BUF_INIT;
     buf_append_str(&b, "   "); /* the body is appended, not written over what is there */
-    feed_format_poll_body(&b, &v, 1, false, "9223372036854775807");
+    feed_format_poll_body(&b, &v, 1, false, "9223372036854775807", NULL);
     const char *start = "   {\"channel\":\"nnn";
     assert_memory_equal(b.data, start, strlen(start));
     json_object *body = parse_object(&b);
@@ -267,7 +267,7 @@ static void test_several_channels(void **state)
         {"audit.log", 2, 1, false, 2, audit, audit_lens},
     };
     buf b = BUF_INIT;
-    feed_format_poll_body(&b, views, 4, true, "orders=42,empty=0,user:42=7,audit.log=2");
+    feed_format_poll_body(&b, views, 4, true, "orders=42,empty=0,user:42=7,audit.log=2", NULL);
     json_object *body = parse_object(&b);
     assert_int_equal(json_object_object_length(body), 3);
     json_object *channels = member(body, "channels", json_type_object);
@@ -290,7 +290,7 @@ static void test_several_channels_none_with_events(void **state)
         {"b", 9, 10, false, 0, NULL, NULL},
     };
     buf b = BUF_INIT;
-    feed_format_poll_body(&b, views, 2, true, "a=0,b=9");
+    feed_format_poll_body(&b, views, 2, true, "a=0,b=9", NULL);
     expect_text(&b, "{\"channels\":{\"a\":{\"head\":0,\"oldest\":0,\"more\":false},"
                     "\"b\":{\"head\":9,\"oldest\":10,\"more\":false}},"
                     "\"events\":[],\"cursor\":\"a=0,b=9\"}");
@@ -304,7 +304,7 @@ static void test_several_form_with_one_channel(void **state)
     lens_of(events, 1, lens);
     feed_view v = {"only", 3, 1, false, 1, events, lens};
     buf b = BUF_INIT;
-    feed_format_poll_body(&b, &v, 1, true, "only=3");
+    feed_format_poll_body(&b, &v, 1, true, "only=3", NULL);
     json_object *body = parse_object(&b);
     assert_false(json_object_object_get_ex(body, "channel", NULL));
     expect_channel(member(body, "channels", json_type_object), "only", 3, 1, false);
@@ -330,7 +330,7 @@ static void test_several_channels_with_a_long_cursor(void **state)
         buf_printf(&cursor, "%s%s=%zu", i ? "," : "", names[i], i * 1000);
     }
     buf b = BUF_INIT;
-    feed_format_poll_body(&b, views, n, true, cursor.data);
+    feed_format_poll_body(&b, views, n, true, cursor.data, NULL);
     json_object *body = parse_object(&b);
     json_object *channels = member(body, "channels", json_type_object);
     assert_int_equal(json_object_object_length(channels), n);
@@ -418,7 +418,7 @@ static void test_sse_stream_start(void **state)
     feed_format_sse_comment(&b, "hb");
     expect_text(&b, "Status: 200 OK\r\n"
                     "Content-Type: text/event-stream\r\n"
-                    "Cache-Control: no-cache\r\n"
+                    "Cache-Control: no-store\r\n"
                     "X-Accel-Buffering: no\r\n"
                     "\r\n"
                     "retry: 600000\n\n"
@@ -436,12 +436,27 @@ static void test_sse_head_extra_and_auth_frame(void **state)
     feed_format_sse_auth(&b, "the token has expired \"now\"");
     expect_text(&b, "Status: 200 OK\r\n"
                     "Content-Type: text/event-stream\r\n"
-                    "Cache-Control: no-cache\r\n"
+                    "Cache-Control: no-store\r\n"
                     "X-Accel-Buffering: no\r\n"
                     "Access-Control-Allow-Origin: https://a.example\r\n"
                     "\r\n"
                     "retry: 1000\n\n"
                     "event: auth\ndata: {\"reason\":\"the token has expired \\\"now\\\"\"}\n\n");
+    buf_free(&b);
+}
+
+static void test_cacheable_head_and_next_link(void **state)
+{
+    buf b = BUF_INIT;
+    feed_format_head_cache(&b, 200, "application/json", "public, max-age=25");
+    expect_text(&b, "Status: 200 OK\r\n"
+                    "Content-Type: application/json\r\n"
+                    "Cache-Control: public, max-age=25\r\n");
+    buf_reset(&b);
+    feed_view v = {.channel = "news", .head = 3, .oldest = 1};
+    feed_format_poll_body(&b, &v, 1, false, "3", "?since=3&wait=25&round=1");
+    expect_text(&b, "{\"channel\":\"news\",\"head\":3,\"oldest\":1,\"events\":[],"
+                    "\"more\":false,\"cursor\":\"3\",\"next\":\"?since=3&wait=25&round=1\"}");
     buf_free(&b);
 }
 
@@ -522,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_sse_head_extra_and_auth_frame),
         cmocka_unit_test(test_sse_reset_frame),
         cmocka_unit_test(test_sse_status_frame),
+        cmocka_unit_test(test_cacheable_head_and_next_link),
         cmocka_unit_test(test_published_and_health_bodies),
         cmocka_unit_test(test_etag_and_retry_after_headers),
     };

@@ -398,13 +398,34 @@ static void test_bad_settings(void **state)
     guard_free(a);
 }
 
+/* --cache-public only ever covers channels anyone may read (--allow). */
+static void test_cacheable(void **state)
+{
+    pgfeed_config cfg = base_config(); /* --allow public:* */
+    guard *a = make(&cfg);
+    assert_false(guard_channel_cacheable(a, "public:news")); /* nothing listed: private */
+    guard_free(a);
+    cfg.cache_public = "*";
+    a = make(&cfg);
+    assert_true(guard_channel_cacheable(a, "public:news"));
+    assert_false(guard_channel_cacheable(a, "user:alice")); /* listed, but authorized */
+    assert_false(guard_channel_cacheable(a, "orders"));     /* listed, but nobody may read */
+    guard_free(a);
+    cfg.cache_public = "public:n*,user:alice";
+    a = make(&cfg);
+    assert_true(guard_channel_cacheable(a, "public:news"));
+    assert_false(guard_channel_cacheable(a, "public:sport")); /* public, not listed */
+    assert_false(guard_channel_cacheable(a, "user:alice"));   /* listed by name, still private */
+    guard_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_remote_user),  cmocka_unit_test(test_bearer_and_cookie),
         cmocka_unit_test(test_reload_keys),  cmocka_unit_test(test_publish),
         cmocka_unit_test(test_admin),        cmocka_unit_test(test_cors),
-        cmocka_unit_test(test_bad_settings),
+        cmocka_unit_test(test_bad_settings), cmocka_unit_test(test_cacheable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

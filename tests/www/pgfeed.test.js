@@ -316,6 +316,37 @@ describe('transport ladder', () => {
   });
 });
 
+describe('shared caches', () => {
+  test('follows the canonical next link, without If-None-Match, and never back to an empty answer', async () => {
+    const env = makeEnv({ EventSource: null });
+    const delivered = [];
+    const feed = subscribe('/feed', 'news', { ...env.callbacks, since: 41, onEvent: (e) => delivered.push(e.version) });
+    const first = await nextRequest(env);
+    assert.equal(first.path, '/feed/news');
+    assert.equal(first.params.get('since'), '41');
+    first.respond(200, { ...page('news', [42]), cursor: '42', next: '?since=42&wait=25' },
+      { ETag: '"42"', Link: '<?since=42&wait=25>; rel="next"', 'Cache-Control': 'public, max-age=25' });
+    const second = await nextRequest(env);
+    assert.equal(second.url, '/feed/news?since=42&wait=25', 'the link as given: every client asks the same URL');
+    assert.equal(second.headers['If-None-Match'], undefined, 'a cache answers the canonical URL by itself');
+    assert.equal(second.init.cache, 'default');
+    // An empty answer after the wait: its link moves the round, so the next request is a new URL.
+    await env.clock.advance(DEFAULTS.minHoldMs + 1);
+    second.respond(200, { ...page('news', [], { head: 42 }), cursor: '42' },
+      { ETag: '"42"', Link: '<?since=42&wait=25&round=1>; rel="next"' });
+    const third = await nextRequest(env);
+    assert.equal(third.url, '/feed/news?since=42&wait=25&round=1');
+    // Without a link (a private channel) the client builds its own URL again.
+    third.respond(200, { ...page('news', [43]), cursor: '43' }, { ETag: '"43"' });
+    const fourth = await nextRequest(env);
+    assert.equal(fourth.params.get('since'), '43');
+    assert.equal(fourth.params.get('round'), null);
+    assert.equal(fourth.headers['If-None-Match'], '"43"');
+    assert.deepEqual(delivered, [42, 43]);
+    feed.close();
+  });
+});
+
 describe('backoff', () => {
   test('delays are full jitter: uniform in [0, min(max, base·2^n))', async () => {
     const draws = [0.999, 0, 0.5, 0.999, 0.25, 0.999, 0.999, 0.999, 0.999];

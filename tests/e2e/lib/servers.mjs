@@ -466,8 +466,10 @@ export async function startApacheProxy(options = {}) {
  * environment in its configuration, so the top-level file (listen port,
  * paths, the `upstream pgfeed` block) is written here; it includes
  * tests/e2e/conf/nginx-http.conf and the snippet unchanged.
- * @param {{daemonEnv?: Record<string,string>, authUrl?: string}} [options]
- *   authUrl: the login endpoint auth_request asks ($pgfeed_auth_url; none by default)
+ * @param {{daemonEnv?: Record<string,string>, authUrl?: string, snippet?: string, http?: (root: string) => string[]}} [options]
+ *   authUrl: the login endpoint auth_request asks ($pgfeed_auth_url; none by default);
+ *   snippet: the apache/ file included in the server block (nginx-pgfeed.conf);
+ *   http: extra http-level lines the snippet asks its user for (cache path, maps)
  */
 export async function startNginx(options = {}) {
   const env = testEnv();
@@ -487,19 +489,21 @@ export async function startNginx(options = {}) {
           'worker_processes 1;',
           `pid ${root}/nginx.pid;`,
           `error_log ${root}/error.log info;`,
-          'events { worker_connections 4096; }',
+          'worker_rlimit_nofile 16384;',
+          'events { worker_connections 8192; }',
           'http {',
           `    include ${path.join(CONF_DIR, 'nginx-http.conf')};`,
           // The upstream the snippet passes to, as its comment asks (keepalive pool).
           `    upstream pgfeed { server unix:${daemon.socket}; keepalive 16; keepalive_timeout 60s; keepalive_requests 10000; }`,
           `    access_log ${root}/access.log;`,
+          ...(options.http ? options.http(root) : []).map((line) => `    ${line}`),
           ...['client_body', 'fastcgi', 'proxy', 'uwsgi', 'scgi'].map((t) => `    ${t}_temp_path ${root}/nginx/${t};`),
           '    server {',
           `        listen 127.0.0.1:${port};`,
           '        server_name 127.0.0.1;',
           `        root ${root}/htdocs;`,
           `        set $pgfeed_auth_url "${options.authUrl ?? ''}";`,
-          `        include ${snippetPath('nginx-pgfeed.conf')};`,
+          `        include ${snippetPath(options.snippet ?? 'nginx-pgfeed.conf')};`,
           '    }',
           '}',
           '',
