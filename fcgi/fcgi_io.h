@@ -31,24 +31,6 @@ int fcgi_io_init(void) __attribute__((warn_unused_result));
 /* True when fd 0 is a listening socket (started by mod_fcgid, lighttpd, spawn-fcgi). */
 bool fcgi_io_is_fastcgi(void);
 
-/* How a Unix socket is created: its mode, and a group (NULL: the process's). */
-typedef struct fcgi_listen_options {
-    unsigned mode;
-    const char *group;
-} fcgi_listen_options;
-
-/*
- * Opens a non-blocking listening socket on a Unix socket path (anything with a
- * '/') or HOST:PORT. Unlike FCGX_OpenSocket it returns -1 with a logged reason
- * instead of exiting. A Unix socket file that no process listens on (left by a
- * crash) is replaced; a live one, or a file that is not a socket, is refused.
- * opts may be NULL (mode 0660).
- */
-int fcgi_io_listen(const char *address, int backlog, const fcgi_listen_options *opts)
-    __attribute__((warn_unused_result));
-/* Makes an inherited listening fd non-blocking so accepting never stalls the loop. */
-int fcgi_io_prepare_listener(int fd) __attribute__((warn_unused_result));
-
 /* The bounds of the intake; every one is a setting. */
 typedef struct fcgi_intake_limits {
     size_t max_params;      /* raw param bytes of one request */

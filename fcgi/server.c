@@ -6,6 +6,7 @@
 #include "db.h"
 #include "event_loop.h"
 #include "fcgi_io.h"
+#include "fcgi_listen.h"
 #include "feed_cache.h"
 #include "guard.h"
 #include "hub.h"
@@ -157,13 +158,13 @@ static int server_open_listener(server *s)
             return -1;
         }
         fcgi_listen_options opts = {.mode = (unsigned)mode, .group = cfg->socket_group};
-        fd = fcgi_io_listen(cfg->listen, LISTEN_BACKLOG, &opts);
+        fd = fcgi_listen_open(cfg->listen, LISTEN_BACKLOG, &opts);
         if (fd < 0)
             return -1;
         log_info(0, "listening on %s", cfg->listen);
     } else {
         fd = 0;
-        if (fcgi_io_prepare_listener(fd) < 0)
+        if (fcgi_listen_prepare(fd) < 0)
             return -1;
     }
     s->listen_fd = fd;

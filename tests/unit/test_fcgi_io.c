@@ -1,6 +1,6 @@
 /*
  * test_fcgi_io — the FastCGI seam over a real Unix socket. The test plays the
- * web server: it connects to fcgi_io_listen's socket, writes FastCGI records
+ * web server: it connects to fcgi_listen_open's socket, writes FastCGI records
  * by hand (split and padded the way servers do, lengths in both encodings),
  * and reads back the records pgfeed frames itself, checking every header
  * byte. No thread and no sleep: accept, flush and peer_closed never block,
@@ -25,6 +25,7 @@
 #include "buf.h"
 #include "event_loop.h"
 #include "fcgi_io.h"
+#include "fcgi_listen.h"
 
 static char sock_dir[] = "/tmp/pgfeed-unit-XXXXXX";
 static char sock_path[sizeof sock_dir + 16];
@@ -92,7 +93,7 @@ static int setup_listener(void **state)
     snprintf(sock_path, sizeof sock_path, "%s/fcgi.sock", sock_dir);
     if (fcgi_io_init() != 0)
         return -1;
-    listen_fd = fcgi_io_listen(sock_path, 16, NULL);
+    listen_fd = fcgi_listen_open(sock_path, 16, NULL);
     return listen_fd < 0 ? -1 : 0;
 }
 
@@ -683,7 +684,7 @@ static void test_listen_refuses_bad_addresses(void **state)
                          "/nonexistent/dir/pgfeed.sock",
                          "no.such.host.invalid:9000"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_int_equal(fcgi_io_listen(bad[i], 16, NULL), -1);
+        assert_int_equal(fcgi_listen_open(bad[i], 16, NULL), -1);
 }
 
 int main(void)
