@@ -28,6 +28,9 @@ typedef struct pgfeed_config {
     int max_buffered; /* bytes queued for one client before it counts as too slow */
     int ring_events;  /* recent events cached per channel */
     int ring_bytes;
+    int ring_seconds;   /* and every event younger than this, still within ring_bytes */
+    int catchup_bytes;  /* catch-up pages kept for later clients at the same cursor */
+    int catchup_ms;     /* and for how long */
     int prune_interval; /* seconds between pgfeed.prune() runs; 0: never */
     bool publish;       /* POST /{channel} publishes (never anonymously: see guard.h) */
     int max_body;

@@ -26,9 +26,12 @@ struct feed_channel {
      * The newest events in ascending version order, as they exist: versions
      * may have holes. Complete from ring_from: every event with a version in
      * (ring_from, head] is here. Slots ring_start .. ring_start + ring_count
-     * (mod ring_events) are filled; no other slot is ever read.
+     * (mod ring_cap) are filled; no other slot is ever read. ring_cap is
+     * ring_events, more while --ring-seconds keeps a burst (ring_trim).
      */
     feed_event **ring;
+    int64_t *ring_ms; /* when each slot's event entered the ring */
+    size_t ring_cap;
     size_t ring_start;
     size_t ring_count;
     size_t ring_bytes;
@@ -84,7 +87,7 @@ feed_event *feed_event_new(int64_t version, const char *json, size_t len)
 
 static feed_event *ring_at(const feed_channel *ch, size_t i)
 {
-    return ch->ring[(ch->ring_start + i) % ch->cache->limits.ring_events];
+    return ch->ring[(ch->ring_start + i) % ch->ring_cap];
 }
 
 /* Empties the ring; it is then complete from `from` (nothing is known before it). */
@@ -105,8 +108,48 @@ static void ring_drop_oldest(feed_channel *ch)
     ch->ring_from = e->version;
     ch->ring_bytes -= e->json_len;
     free(e);
-    ch->ring_start = (ch->ring_start + 1) % ch->cache->limits.ring_events;
+    ch->ring_start = (ch->ring_start + 1) % ch->ring_cap;
     ch->ring_count--;
+}
+
+/* Moves the ring's events into arrays of cap slots (cap >= ring_count), oldest at slot 0. */
+static void ring_resize(feed_channel *ch, size_t cap)
+{
+    feed_event **ring = xcalloc(cap, sizeof *ring);
+    int64_t *ring_ms = xcalloc(cap, sizeof *ring_ms);
+    for (size_t i = 0; i < ch->ring_count; i++) {
+        size_t slot = (ch->ring_start + i) % ch->ring_cap;
+        ring[i] = ch->ring[slot];
+        ring_ms[i] = ch->ring_ms[slot];
+    }
+    free(ch->ring);
+    free(ch->ring_ms);
+    ch->ring = ring;
+    ch->ring_ms = ring_ms;
+    ch->ring_cap = cap;
+    ch->ring_start = 0;
+}
+
+/*
+ * Makes room for an event of len bytes. --ring-bytes is the hard bound: the
+ * oldest events leave until the new one fits. --ring-events is the count kept
+ * at least; beyond it an event leaves once it is older than --ring-seconds
+ * (with 0, at once). So a burst of publishes stays in memory for
+ * --ring-seconds, and the clients re-polling through it are answered from
+ * the ring instead of each reading PostgreSQL; the slots grow for it and
+ * shrink again when the burst is gone.
+ */
+static void ring_trim(feed_channel *ch, size_t len, int64_t now_ms)
+{
+    const feed_cache_limits *lim = &ch->cache->limits;
+    while (ch->ring_count > 0 && (ch->ring_bytes + len > lim->ring_bytes ||
+                                  (ch->ring_count >= lim->ring_events &&
+                                   now_ms - ch->ring_ms[ch->ring_start] >= lim->ring_ms)))
+        ring_drop_oldest(ch);
+    if (ch->ring_count == ch->ring_cap)
+        ring_resize(ch, ch->ring_cap * 2);
+    else if (ch->ring_cap > lim->ring_events && ch->ring_count < ch->ring_cap / 4)
+        ring_resize(ch, ch->ring_cap / 2 > lim->ring_events ? ch->ring_cap / 2 : lim->ring_events);
 }
 
 /* Appends an event newer than every event in the ring (the caller checks). */
@@ -120,11 +163,11 @@ static void ring_push(feed_channel *ch, int64_t version, const char *json, size_
         ring_clear(ch, version);
         return;
     }
-    while (ch->ring_count > 0 &&
-           (ch->ring_count == lim->ring_events || ch->ring_bytes + len > lim->ring_bytes))
-        ring_drop_oldest(ch);
-    ch->ring[(ch->ring_start + ch->ring_count) % lim->ring_events] =
-        feed_event_new(version, json, len);
+    int64_t now_ms = clock_now_ms();
+    ring_trim(ch, len, now_ms);
+    size_t slot = (ch->ring_start + ch->ring_count) % ch->ring_cap;
+    ch->ring[slot] = feed_event_new(version, json, len);
+    ch->ring_ms[slot] = now_ms;
     ch->ring_count++;
     ch->ring_bytes += len;
 }
@@ -142,6 +185,8 @@ feed_channel *feed_cache_channel(feed_cache *c, const char *name)
     ch->name = xstrdup(name);
     ch->oldest = 1;
     ch->ring = xcalloc(c->limits.ring_events, sizeof *ch->ring);
+    ch->ring_ms = xcalloc(c->limits.ring_events, sizeof *ch->ring_ms);
+    ch->ring_cap = c->limits.ring_events;
     ch->subscribers.prev = ch->subscribers.next = &ch->subscribers;
     ch->last_used_ms = clock_now_ms();
     lh_table_insert(c->channels, ch->name, ch);
@@ -152,6 +197,7 @@ static void channel_free(feed_channel *ch)
 {
     ring_clear(ch, 0);
     free(ch->ring);
+    free(ch->ring_ms);
     free(ch->name);
     free(ch);
 }

@@ -60,6 +60,7 @@ typedef struct feed_subscriber {
 typedef struct feed_cache_limits {
     size_t ring_events; /* recent events kept per channel */
     size_t ring_bytes;  /* and at most this many bytes of them */
+    int64_t ring_ms;    /* beyond ring_events, events younger than this stay (within ring_bytes) */
     int read_batch;     /* events per catch-up query */
     int64_t idle_ms;    /* a channel nobody used for this long is forgotten */
 } feed_cache_limits;

@@ -303,11 +303,11 @@ void feed_poll_time_out(request *r)
                 return;
             }
             /* Nothing trustworthy is known: answer "nothing new" at the client's own cursor. */
-            db_query_cancel(s->query);
+            catchup_cancel(s->query);
             s->query = NULL;
-            history *h = xcalloc(1, sizeof *h);
-            h->head = s->cursor;
-            h->oldest = feed_channel_oldest(s->node.channel); /* the last one known */
+            /* the last oldest known */
+            history *h =
+                catchup_page_new(s->cursor, s->cursor, feed_channel_oldest(s->node.channel));
             subscription_history_free(s->hist);
             s->hist = h;
         }

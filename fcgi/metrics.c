@@ -86,6 +86,11 @@ void metrics_render(const metrics *m, const metrics_snapshot *s, buf *out)
         {"pgfeed_cache_hits_total", "counter", "Reads answered from memory.", NULL, s->cache_hits},
         {"pgfeed_cache_misses_total", "counter", "Channel reads sent to PostgreSQL.", NULL,
          s->cache_misses},
+        {"pgfeed_catchup_total", "counter",
+         "Reads of clients behind the ring, by how they were served.", "{served=\"read\"}",
+         m->catchup_reads},
+        {"pgfeed_catchup_total", NULL, NULL, "{served=\"joined\"}", m->catchup_joined},
+        {"pgfeed_catchup_total", NULL, NULL, "{served=\"kept\"}", m->catchup_hits},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         const metric_row *r = &rows[i];

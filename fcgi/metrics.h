@@ -28,6 +28,10 @@ typedef struct metrics {
     uint64_t slow_streams_ended;
     uint64_t held_rejected;
     uint64_t undrained_closed; /* answers not read within --drain-timeout */
+    /* Catch-up reads behind the ring (catchup.h): started, joined in flight, served kept. */
+    uint64_t catchup_reads;
+    uint64_t catchup_joined;
+    uint64_t catchup_hits;
     /* FastCGI intake (fcgi_intake_stats, copied by the server each turn) */
     uint64_t fcgi_accepted;
     uint64_t fcgi_refused;

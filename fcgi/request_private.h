@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "buf.h"
+#include "catchup.h"
 #include "channel_auth.h"
 #include "cursor.h"
 #include "feed_request.h"
@@ -67,28 +68,23 @@ struct request_registry {
     request *ready;   /* streams with more to write this turn (request_run_ready) */
     request *pumping; /* the ready streams request_run_ready is pumping now */
     size_t n_held;    /* long polls and streams not yet answered, against --max-held */
+    catchup *catchup; /* catch-up reads behind the rings, shared (subscription.c) */
     /* feed_poll: the last poll answer formatted this loop turn, for identical requests. */
     struct feed_poll_memo *poll_memo;
     unsigned long next_id;
     bool shutting_down;
 };
 
-/* Events of one channel read for one request, beyond what the cache holds. */
-typedef struct history {
-    int64_t head;
-    int64_t oldest;
-    bool complete; /* every event up to head is here (versions may have holes) */
-    size_t n_events;
-    feed_event **events;
-} history;
+/* Events of one channel beyond what the ring holds: a catch-up page, maybe shared. */
+typedef catchup_page history;
 
 typedef struct subscription {
     feed_subscriber node; /* first: the cache hands it back to subscription_on_wake */
     request *req;
-    int64_t cursor;   /* the last version the client has (CURSOR_NOW until resolved) */
-    bool from_oldest; /* no cursor given: start at the oldest retained, whatever it is */
-    db_query *query;  /* this subscription's history read, while in flight */
-    history *hist;
+    int64_t cursor;      /* the last version the client has (CURSOR_NOW until resolved) */
+    bool from_oldest;    /* no cursor given: start at the oldest retained, whatever it is */
+    catchup_wait *query; /* the catch-up read this subscription waits for, while in flight */
+    history *hist;       /* a reference to its catch-up page */
 } subscription;
 
 struct request {
@@ -149,7 +145,7 @@ void request_evaluate(request *r);
  */
 /* Allocates r->subs from r->fr and puts each on its channel's list. */
 void subscription_init_all(request *r);
-/* Frees h and its events; h may be NULL. */
+/* Drops this holder's reference to h; h may be NULL. */
 void subscription_history_free(history *h);
 /* Takes every subscription off its channel, cancels its read, frees its history;
  * r->subs itself stays until request_reap (a closed request may still be on a stack). */

@@ -122,6 +122,9 @@ request_registry *request_registry_new(event_loop *loop, feed_cache *cache, db *
     reg->cfg = cfg;
     reg->stats = stats;
     reg->guard = g;
+    catchup_limits catchup_lim = {.max_bytes = (size_t)cfg->catchup_bytes,
+                                  .keep_ms = cfg->catchup_ms};
+    reg->catchup = catchup_new(database, &catchup_lim);
     return reg;
 }
 
@@ -135,6 +138,7 @@ void request_registry_free(request_registry *reg)
         while (open[i]->head)
             request_close(open[i]->head);
     request_reap(reg);
+    catchup_free(reg->catchup); /* after the requests: they cancelled their waits */
     free(reg);
 }
 

@@ -265,6 +265,7 @@ int server_run(const pgfeed_config *cfg)
     s.database = db_new(s.loop, cfg->db, &callbacks);
     feed_cache_limits limits = {.ring_events = (size_t)cfg->ring_events,
                                 .ring_bytes = (size_t)cfg->ring_bytes,
+                                .ring_ms = (int64_t)cfg->ring_seconds * 1000,
                                 .read_batch = cfg->max_limit,
                                 .idle_ms = 60000};
     s.cache = feed_cache_new(s.database, &limits);

@@ -1,5 +1,6 @@
 /*
- * subscription — one channel of a request: its cursor and its own history read.
+ * subscription — one channel of a request: its cursor and, behind the ring,
+ * its catch-up page (shared with every client at that cursor: catchup.h).
  */
 #include "request_private.h"
 #include "cursor.h"
@@ -9,12 +10,7 @@
 
 void subscription_history_free(history *h)
 {
-    if (!h)
-        return;
-    for (size_t i = 0; i < h->n_events; i++)
-        free(h->events[i]);
-    free(h->events);
-    free(h);
+    catchup_page_release(h);
 }
 
 void subscription_release_all(request *r)
@@ -22,19 +18,28 @@ void subscription_release_all(request *r)
     for (size_t i = 0; i < r->n_subs; i++) {
         subscription *s = &r->subs[i];
         feed_channel_unsubscribe(&s->node);
-        db_query_cancel(s->query);
+        catchup_cancel(s->query);
         s->query = NULL;
         subscription_history_free(s->hist);
         s->hist = NULL;
     }
 }
 
-static void subscription_on_history(void *ctx, const db_read_result *res)
+/* Takes a page (a reference) as the subscription's history. */
+static void subscription_take_page(subscription *s, history *h)
+{
+    if (s->from_oldest && s->cursor < h->oldest - 1)
+        s->cursor = h->oldest - 1;
+    subscription_history_free(s->hist);
+    s->hist = h;
+}
+
+static void subscription_on_history(void *ctx, catchup_page *page)
 {
     subscription *s = ctx;
     request *r = s->req;
     s->query = NULL;
-    if (!res->ok) {
+    if (!page) {
         /* A stream retries from the sweep; a held poll waits out an outage (its channel
          * is re-read on reconnect) but not reads that fail with the database up. */
         if (r->state == REQ_STREAMING || (r->state == REQ_HELD && !request_reads_failing(r)))
@@ -42,31 +47,43 @@ static void subscription_on_history(void *ctx, const db_read_result *res)
         request_fail_unavailable(r);
         return;
     }
-    history *h = xcalloc(1, sizeof *h);
-    h->head = res->head;
-    h->oldest = res->oldest;
-    h->complete = res->complete;
-    h->events = xcalloc(res->n_events ? res->n_events : 1, sizeof *h->events);
-    for (size_t i = 0; i < res->n_events; i++) {
-        const db_event *e = &res->events[i];
-        h->events[h->n_events++] = feed_event_new(e->version, e->json, e->json_len);
-    }
-    if (s->from_oldest && s->cursor < h->oldest - 1)
-        s->cursor = h->oldest - 1;
-    subscription_history_free(s->hist);
-    s->hist = h;
+    subscription_take_page(s, page);
     request_evaluate(r);
 }
 
-/* Reads this subscription's events from its cursor, beyond the cache. */
-static bool subscription_read_history(subscription *s)
+/* A stream's page is held until written: keep it small, it reads the next on demand. */
+static int subscription_read_limit(const subscription *s)
+{
+    return s->req->fr.transport == TRANSPORT_SSE ? SSE_HISTORY_PAGE : s->req->fr.limit;
+}
+
+/*
+ * Gets this subscription's events from its cursor, beyond the ring: from a
+ * page kept for an earlier client at this cursor (1), or from a read it
+ * shares with whoever else needs the same range (0); -1 when the database
+ * cannot be asked.
+ */
+static int subscription_read_history(subscription *s)
 {
     request *r = s->req;
-    /* A stream's page is held until written: keep it small, it reads the next on demand. */
-    int limit = r->fr.transport == TRANSPORT_SSE ? SSE_HISTORY_PAGE : r->fr.limit;
-    s->query = db_read(r->reg->database, feed_channel_name(s->node.channel), s->cursor, limit,
-                       subscription_on_history, s);
-    return s->query != NULL;
+    feed_channel *ch = s->node.channel;
+    int limit = subscription_read_limit(s);
+    catchup_page *page = catchup_find(r->reg->catchup, ch, s->cursor, limit);
+    if (page) {
+        r->reg->stats->catchup_hits++;
+        subscription_take_page(s, page);
+        return 1;
+    }
+    bool joined = false;
+    s->query =
+        catchup_read(r->reg->catchup, ch, s->cursor, limit, subscription_on_history, s, &joined);
+    if (!s->query)
+        return -1;
+    if (joined)
+        r->reg->stats->catchup_joined++;
+    else
+        r->reg->stats->catchup_reads++;
+    return 0;
 }
 
 static void subscription_on_wake(feed_subscriber *node)
@@ -109,9 +126,10 @@ int subscription_prepare_all(request *r)
             feed_cache_count_hit(ch);
             continue;
         }
-        if (!subscription_read_history(s))
+        int read = subscription_read_history(s);
+        if (read < 0)
             return -1;
-        pending = true;
+        pending |= read == 0;
     }
     return pending ? 0 : 1;
 }
@@ -136,12 +154,8 @@ subscription_source subscription_source_of(const subscription *s)
 /* The prepared event after version, or NULL. */
 const feed_event *subscription_event_after(const subscription *s, int64_t version)
 {
-    if (s->hist) {
-        for (size_t i = 0; i < s->hist->n_events; i++)
-            if (s->hist->events[i]->version > version)
-                return s->hist->events[i];
-        return NULL;
-    }
+    if (s->hist)
+        return catchup_page_event_after(s->hist, version);
     return feed_channel_event_after(s->node.channel, version);
 }
 

@@ -81,6 +81,7 @@ static const struct family {
     {"pgfeed_channels_cached", "gauge"},
     {"pgfeed_cache_hits_total", "counter"},
     {"pgfeed_cache_misses_total", "counter"},
+    {"pgfeed_catchup_total", "counter"},
 };
 #define N_FAMILIES (sizeof families / sizeof *families)
 

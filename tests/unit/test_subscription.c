@@ -72,9 +72,7 @@ static feed_channel *loaded(const char *name, int64_t head)
 
 static history *history_of(int64_t head, int64_t oldest, int64_t first, int64_t last)
 {
-    history *h = xcalloc(1, sizeof *h);
-    h->head = head;
-    h->oldest = oldest;
+    history *h = catchup_page_new(first - 1, head, oldest);
     h->events = xcalloc(8, sizeof *h->events);
     for (int64_t v = first; v <= last; v++)
         h->events[h->n_events++] = feed_event_new(v, "{}", 2);
@@ -133,7 +131,7 @@ static void test_an_unknown_channel_needs_a_read(void **state)
 {
     subscription s = {.node.channel = feed_cache_channel(cache, "fresh"), .cursor = 0};
     assert_true(subscription_needs_read(&s));
-    s.query = (db_query *)&dummy_query; /* a read in flight */
+    s.query = (catchup_wait *)&dummy_query; /* a read in flight */
     assert_false(subscription_needs_read(&s));
 }
 

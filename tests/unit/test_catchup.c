@@ -1,0 +1,426 @@
+/*
+ * test_catchup — catch-up reads shared by the clients behind a ring: one
+ * pgfeed.read per (channel, cursor range) however many wait, pages kept for
+ * --catchup-ms within --catchup-bytes, and every answer the whole answer a
+ * read of its own would give. pgfeed.read and the clock are the test's
+ * (-Wl,--wrap=db_read,--wrap=clock_now_ms): reads are recorded and answered
+ * here, in any order.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catchup.h"
+
+typedef struct pending_read {
+    char channel[64];
+    int64_t after;
+    int limit;
+    db_read_cb cb;
+    void *ctx;
+} pending_read;
+
+static pending_read reads[16];
+static size_t n_reads;   /* pending */
+static size_t n_started; /* every db_read since setup */
+static bool refuse_reads;
+static int64_t now_ms;
+static char dummy_query;
+
+db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb,
+                         void *ctx);
+db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb,
+                         void *ctx)
+{
+    (void)d;
+    if (refuse_reads)
+        return NULL;
+    assert_true(n_reads < sizeof reads / sizeof *reads);
+    pending_read *r = &reads[n_reads++];
+    snprintf(r->channel, sizeof r->channel, "%s", channel);
+    r->after = after;
+    r->limit = limit;
+    r->cb = cb;
+    r->ctx = ctx;
+    n_started++;
+    return (db_query *)&dummy_query;
+}
+
+int64_t __wrap_clock_now_ms(void);
+int64_t __wrap_clock_now_ms(void)
+{
+    return now_ms;
+}
+
+static pending_read take_read(void)
+{
+    assert_true(n_reads > 0);
+    pending_read r = reads[0];
+    memmove(reads, reads + 1, (n_reads - 1) * sizeof *reads);
+    n_reads--;
+    return r;
+}
+
+/*
+ * Answers the oldest pending read as pgfeed.read would: the events first,
+ * first + step, ... up to last that lie after its cursor, at most its limit.
+ */
+static void answer_step(int64_t head, int64_t oldest, int64_t first, int64_t last, int64_t step)
+{
+    pending_read r = take_read();
+    db_event *events = calloc(1001, sizeof *events);
+    char(*texts)[32] = calloc(1001, sizeof *texts);
+    size_t n = 0;
+    for (int64_t v = first; v <= last && n < (size_t)r.limit; v += step) {
+        if (v <= r.after)
+            continue;
+        snprintf(texts[n], sizeof texts[n], "{\"version\":%lld}", (long long)v);
+        events[n] = (db_event){.version = v, .json = texts[n], .json_len = strlen(texts[n])};
+        n++;
+    }
+    db_read_result res = {.ok = true,
+                          .head = head,
+                          .oldest = oldest,
+                          .epoch = 1,
+                          .complete = n < (size_t)r.limit,
+                          .n_events = n,
+                          .events = events};
+    r.cb(r.ctx, &res);
+    free(events);
+    free(texts);
+}
+
+static void answer(int64_t head, int64_t oldest, int64_t first, int64_t last)
+{
+    answer_step(head, oldest, first, last, 1);
+}
+
+static void answer_failure(void)
+{
+    pending_read r = take_read();
+    db_read_result res = {.ok = false, .error = "permission denied"};
+    r.cb(r.ctx, &res);
+}
+
+/* A client waiting for its page. */
+typedef struct client {
+    int calls;
+    catchup_page *page; /* the reference it was given */
+    bool failed;
+} client;
+
+static void on_page(void *ctx, catchup_page *page)
+{
+    client *c = ctx;
+    c->calls++;
+    c->failed = page == NULL;
+    catchup_page_release(c->page);
+    c->page = page;
+}
+
+static feed_cache *cache;
+static catchup *cu;
+
+static void make(size_t max_bytes, int64_t keep_ms)
+{
+    catchup_free(cu);
+    catchup_limits limits = {.max_bytes = max_bytes, .keep_ms = keep_ms};
+    cu = catchup_new(NULL, &limits);
+}
+
+static int setup(void **state)
+{
+    n_reads = n_started = 0;
+    refuse_reads = false;
+    now_ms = 1000000;
+    feed_cache_limits limits = {
+        .ring_events = 4, .ring_bytes = 1 << 20, .read_batch = 100, .idle_ms = 60000};
+    cache = feed_cache_new(NULL, &limits);
+    cu = NULL;
+    make(1 << 20, 1000);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    catchup_free(cu);
+    feed_cache_free(cache);
+    assert_int_equal(n_reads, 0); /* every read the test started was answered */
+    return 0;
+}
+
+static catchup_wait *wait_for(const char *channel, int64_t cursor, int limit, client *c,
+                              bool *joined)
+{
+    catchup_wait *w =
+        catchup_read(cu, feed_cache_channel(cache, channel), cursor, limit, on_page, c, joined);
+    assert_non_null(w);
+    return w;
+}
+
+static void release(client *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        catchup_page_release(c[i].page);
+        c[i].page = NULL;
+    }
+}
+
+static void test_clients_at_one_cursor_share_one_read(void **state)
+{
+    client c[100] = {0};
+    bool joined;
+    for (int i = 0; i < 100; i++) {
+        wait_for("orders", 500, 100, &c[i], &joined);
+        assert_int_equal(joined, i > 0);
+    }
+    assert_int_equal(n_started, 1);
+    assert_int_equal(reads[0].after, 500);
+    assert_int_equal(reads[0].limit, 100);
+    answer(5000, 1, 1, 5000);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(c[i].calls, 1);
+        assert_ptr_equal(c[i].page, c[0].page); /* one page in memory */
+    }
+    const catchup_page *p = c[0].page;
+    assert_int_equal(p->n_events, 100);
+    assert_false(p->complete);
+    assert_int_equal(catchup_page_event_after(p, 500)->version, 501);
+    assert_int_equal(catchup_page_event_after(p, 550)->version, 551);
+    assert_null(catchup_page_event_after(p, 600));
+    assert_int_equal(p->refs, 101); /* the cache's and each client's */
+    release(c, 100);
+}
+
+static void test_a_kept_page_serves_the_next_client_without_a_read(void **state)
+{
+    client first = {0};
+    bool joined;
+    wait_for("orders", 500, 100, &first, &joined);
+    answer(5000, 1, 1, 5000);
+    feed_channel *ch = feed_cache_channel(cache, "orders");
+    now_ms += 999;
+    catchup_page *p = catchup_find(cu, ch, 500, 100);
+    assert_ptr_equal(p, first.page);
+    catchup_page_release(p);
+    /* a smaller answer inside it is whole too; a cursor whose limit runs past it is not */
+    p = catchup_find(cu, ch, 550, 50);
+    assert_ptr_equal(p, first.page);
+    catchup_page_release(p);
+    assert_null(catchup_find(cu, ch, 550, 100));
+    assert_null(catchup_find(cu, ch, 499, 10)); /* before its cursor */
+    assert_null(catchup_find(cu, feed_cache_channel(cache, "other"), 500, 100));
+    assert_int_equal(n_started, 1);
+    /* --catchup-ms later it is gone */
+    now_ms += 2;
+    assert_null(catchup_find(cu, ch, 500, 100));
+    assert_int_equal(catchup_bytes(cu), 0);
+    release(&first, 1);
+}
+
+static void test_a_complete_page_serves_up_to_its_head(void **state)
+{
+    client first = {0};
+    bool joined;
+    wait_for("orders", 10, 100, &first, &joined);
+    answer(40, 1, 1, 35); /* 11..35, and 36..40 do not exist (holes) */
+    assert_true(first.page->complete);
+    feed_channel *ch = feed_cache_channel(cache, "orders");
+    catchup_page *p = catchup_find(cu, ch, 37, 100); /* nothing after 37 up to its head */
+    assert_ptr_equal(p, first.page);
+    assert_null(catchup_page_event_after(p, 37));
+    catchup_page_release(p);
+    assert_null(catchup_find(cu, ch, 41, 100)); /* beyond its head: a reset to tell */
+    release(&first, 1);
+}
+
+static void test_a_read_in_flight_covering_the_range_is_joined(void **state)
+{
+    client a = {0}, b = {0}, c = {0};
+    bool joined;
+    wait_for("orders", 100, 1000, &a, &joined);
+    wait_for("orders", 300, 100, &b, &joined); /* 301..400 lie within 101..1100 */
+    assert_true(joined);
+    wait_for("orders", 1050, 100, &c, &joined); /* 1051..1150 do not */
+    assert_false(joined);
+    assert_int_equal(n_started, 2);
+    answer(5000, 1, 1, 5000);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(b.calls, 1);
+    assert_ptr_equal(a.page, b.page);
+    assert_int_equal(catchup_page_event_after(b.page, 300)->version, 301);
+    assert_int_equal(c.calls, 0);
+    answer(5000, 1, 1, 5000);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(catchup_page_event_after(c.page, 1050)->version, 1051);
+    release(&a, 1), release(&b, 1), release(&c, 1);
+}
+
+static void test_a_joined_read_that_does_not_serve_reads_again(void **state)
+{
+    client a = {0}, b = {0};
+    bool joined;
+    wait_for("orders", 100, 1000, &a, &joined);
+    wait_for("orders", 300, 100, &b, &joined);
+    assert_true(joined);
+    answer(250, 1, 1, 250); /* the head is below b's cursor: its page says nothing about it */
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(b.calls, 0);
+    assert_int_equal(n_reads, 1);
+    assert_int_equal(reads[0].after, 300); /* its own cursor now */
+    answer(250, 1, 1, 250);
+    assert_int_equal(b.calls, 1); /* its own read answers it, whatever it says */
+    assert_int_equal(b.page->head, 250);
+    assert_int_equal(b.page->n_events, 0);
+    release(&a, 1), release(&b, 1);
+}
+
+static void test_a_failed_read_fails_every_waiter_and_keeps_nothing(void **state)
+{
+    client a = {0}, b = {0};
+    bool joined;
+    wait_for("orders", 100, 100, &a, &joined);
+    wait_for("orders", 100, 100, &b, &joined);
+    answer_failure();
+    assert_true(a.failed && b.failed);
+    assert_int_equal(a.calls + b.calls, 2);
+    assert_null(catchup_find(cu, feed_cache_channel(cache, "orders"), 100, 100));
+    refuse_reads = true;
+    assert_null(
+        catchup_read(cu, feed_cache_channel(cache, "orders"), 100, 100, on_page, &a, &joined));
+}
+
+static void test_a_cancelled_wait_hears_nothing(void **state)
+{
+    client a = {0}, b = {0};
+    bool joined;
+    catchup_wait *w = wait_for("orders", 100, 100, &a, &joined);
+    wait_for("orders", 100, 100, &b, &joined);
+    catchup_cancel(w);
+    catchup_cancel(NULL);
+    answer(5000, 1, 1, 5000);
+    assert_int_equal(a.calls, 0);
+    assert_int_equal(b.calls, 1);
+    release(&b, 1);
+    /* a cancelled read still serves the cache */
+    w = wait_for("orders", 700, 100, &a, &joined);
+    catchup_cancel(w);
+    answer(5000, 1, 1, 5000);
+    catchup_page *p = catchup_find(cu, feed_cache_channel(cache, "orders"), 700, 100);
+    assert_non_null(p);
+    catchup_page_release(p);
+}
+
+static void test_kept_pages_stay_within_their_bytes(void **state)
+{
+    make(12000, 1000); /* a page of 100 small events is about 5 KB here */
+    client c[4] = {0};
+    bool joined;
+    for (int i = 0; i < 4; i++) {
+        wait_for("orders", 100 * (i + 1), 100, &c[i], &joined);
+        answer(5000, 1, 1, 5000);
+        assert_true(catchup_bytes(cu) <= 12000);
+        now_ms++;
+    }
+    feed_channel *ch = feed_cache_channel(cache, "orders");
+    assert_null(catchup_find(cu, ch, 100, 100)); /* the oldest left first */
+    catchup_page *p = catchup_find(cu, ch, 400, 100);
+    assert_ptr_equal(p, c[3].page);
+    catchup_page_release(p);
+    release(c, 4); /* pages handed out outlive their eviction */
+    make(0, 1000); /* none kept, reads still joined */
+    wait_for("orders", 100, 100, &c[0], &joined);
+    wait_for("orders", 100, 100, &c[1], &joined);
+    assert_true(joined);
+    answer(5000, 1, 1, 5000);
+    assert_ptr_equal(c[0].page, c[1].page);
+    assert_int_equal(catchup_bytes(cu), 0);
+    assert_null(catchup_find(cu, ch, 100, 100));
+    release(c, 2);
+}
+
+/* The channel's own cache saw it pruned or reset since: a kept page must not answer. */
+static void test_a_page_the_channel_contradicts_is_not_served(void **state)
+{
+    client a = {0};
+    bool joined;
+    wait_for("orders", 100, 100, &a, &joined);
+    answer(5000, 1, 1, 5000);
+    feed_channel *ch = feed_cache_channel(cache, "orders");
+    assert_true(feed_channel_load(ch, 4990)); /* the ring's own read */
+    answer(5000, 150, 4991, 5000);            /* pruned up to 149 since */
+    assert_int_equal(feed_channel_oldest(ch), 150);
+    assert_null(catchup_find(cu, ch, 100, 100));
+    release(&a, 1);
+}
+
+static void test_pages_hold_only_ascending_versions_after_their_cursor(void **state)
+{
+    client a = {0};
+    bool joined;
+    wait_for("orders", 10, 100, &a, &joined);
+    pending_read r = take_read();
+    db_event ev[4] = {{.version = 9, .json = "{}", .json_len = 2},
+                      {.version = 12, .json = "{}", .json_len = 2},
+                      {.version = 11, .json = "{}", .json_len = 2},
+                      {.version = 15, .json = "{}", .json_len = 2}};
+    db_read_result res = {
+        .ok = true, .head = 15, .oldest = 1, .complete = true, .n_events = 4, .events = ev};
+    r.cb(r.ctx, &res);
+    assert_int_equal(a.page->n_events, 2);
+    assert_int_equal(catchup_page_event_after(a.page, 10)->version, 12);
+    assert_int_equal(catchup_page_event_after(a.page, 12)->version, 15);
+    release(&a, 1);
+}
+
+/* A waiter's callback may start the next read at once (a stream or poll moving on). */
+static client chained;
+static void on_page_then_read(void *ctx, catchup_page *page)
+{
+    on_page(ctx, page);
+    bool joined;
+    catchup_wait *w =
+        catchup_read(cu, feed_cache_channel(cache, "orders"), 200, 100, on_page, &chained, &joined);
+    assert_non_null(w);
+}
+
+static void test_a_callback_may_read_again(void **state)
+{
+    client a = {0}, b = {0};
+    bool joined;
+    memset(&chained, 0, sizeof chained);
+    assert_non_null(catchup_read(cu, feed_cache_channel(cache, "orders"), 100, 100,
+                                 on_page_then_read, &a, &joined));
+    wait_for("orders", 100, 100, &b, &joined);
+    answer(5000, 1, 1, 5000);
+    assert_int_equal(a.calls + b.calls, 2);
+    assert_int_equal(n_reads, 1);
+    answer(5000, 1, 1, 5000);
+    assert_int_equal(chained.calls, 1);
+    release(&a, 1), release(&b, 1), release(&chained, 1);
+}
+
+int main(void)
+{
+#define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        TEST(test_clients_at_one_cursor_share_one_read),
+        TEST(test_a_kept_page_serves_the_next_client_without_a_read),
+        TEST(test_a_complete_page_serves_up_to_its_head),
+        TEST(test_a_read_in_flight_covering_the_range_is_joined),
+        TEST(test_a_joined_read_that_does_not_serve_reads_again),
+        TEST(test_a_failed_read_fails_every_waiter_and_keeps_nothing),
+        TEST(test_a_cancelled_wait_hears_nothing),
+        TEST(test_kept_pages_stay_within_their_bytes),
+        TEST(test_a_page_the_channel_contradicts_is_not_served),
+        TEST(test_pages_hold_only_ascending_versions_after_their_cursor),
+        TEST(test_a_callback_may_read_again),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
