@@ -22,6 +22,14 @@
  * "subscribers:" of nchan_stub_status. --mode repeat measures the server CPU
  * of one request sent over and over (a 304 of pgfeed, of Nchan's interval
  * poll, or of a static file), for µs per 304.
+ *
+ * --mode lag holds N long polls that re-poll at once, each from the cursor
+ * its answer gave (limit= --limit), while the bench publishes --rate events
+ * per second for --duration seconds with the real pgfeed.publish (each
+ * statement publishes the events due since the last one, --batch-ms apart).
+ * Every client must see every event once, in order; the report gives lag
+ * (delivery − publish) p50/p99/max over all deliveries, how far the slowest
+ * client was behind each second, and pgfeed's reads per second.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -56,6 +64,13 @@
 #define HTTP_LINE_MAX 2048  /* longest status or header line kept */
 #define SSE_LINE_MAX 8192   /* longest SSE line kept */
 #define PUBLISH_SQL "SELECT pgfeed.publish($1, 'bench', $2::jsonb)"
+/* lag: the events due, one pgfeed.publish call each, in one statement (rows come in order). */
+#define PUBLISH_MANY_SQL                                                                           \
+    "SELECT pgfeed.publish($1, 'bench', jsonb_build_object('event', $3::bigint + g))"              \
+    " FROM generate_series(1, $2::int) g"
+#define LAG_BUCKET_NS 100000 /* lag histogram resolution: 0.1 ms */
+#define LAG_BUCKETS 600000   /* up to 60 s; later deliveries count in the last */
+#define LAG_MAX_BATCH 5000   /* events per publishing statement at most */
 
 /* ---- small utilities --------------------------------------------------------- */
 
@@ -166,6 +181,11 @@ typedef struct options {
     const char *label; /* printed on the RESULT line run.sh collects */
     bool collapsed; /* a shared cache in front: pgfeed holds one request per URL, not one per client
                      */
+    bool lag;       /* --mode lag: a long poll under a steady publish rate */
+    int rate;       /* lag: events published per second */
+    int duration_s; /* lag: for this long */
+    int batch_ms;   /* lag: publishing statements this far apart (each carries what is due) */
+    int limit;      /* limit= of each long poll; 0: pgfeed's default */
 } options;
 
 static void usage(void)
@@ -177,7 +197,9 @@ static void usage(void)
           "                 [--pgfeed-role ROLE] [--no-baseline] [--deferred-repoll]\n"
           "                 [--target pgfeed|nchan] [--pub-prefix /pub] [--metrics-path P]\n"
           "                 [--label TEXT] [--collapsed]\n"
-          "                 [--server-name lighttpd] [--memory-cmd CMD]\n"
+          "                 [--server-name lighttpd] [--memory-cmd CMD] [--limit N]\n"
+          "       feedbench --mode lag [--rate 2000] [--duration 10] [--batch-ms 10]\n"
+          "                 [--limit 1000] --clients N --port PORT ...\n"
           "       feedbench --mode repeat --path TARGET [--header 'Name: value']...\n"
           "                 [--requests 20000] [--expect 304] --clients N --port PORT ...\n"
           "--target nchan: --pgfeed-pid 0 (there is none), --prefix is the subscriber location.\n"
@@ -215,7 +237,10 @@ static void options_parse(options *o, int argc, char **argv)
                    .pub_prefix = "/pub",
                    .requests = 20000,
                    .expect_status = 304,
-                   .label = "-"};
+                   .label = "-",
+                   .rate = 2000,
+                   .duration_s = 10,
+                   .batch_ms = 10};
     for (int i = 1; i < argc; i++) {
         const char *name = argv[i];
         if (!strcmp(name, "--no-baseline")) {
@@ -240,8 +265,10 @@ static void options_parse(options *o, int argc, char **argv)
                 o->mode = MODE_SSE;
             else if (!strcmp(value, "repeat"))
                 o->mode = MODE_REPEAT;
+            else if (!strcmp(value, "lag"))
+                o->mode = MODE_LONG_POLL, o->lag = true;
             else
-                die("--mode: longpoll, sse or repeat, not \"%s\"", value);
+                die("--mode: longpoll, sse, repeat or lag, not \"%s\"", value);
         } else if (!strcmp(name, "--target")) {
             if (strcmp(value, "pgfeed") && strcmp(value, "nchan"))
                 die("--target: pgfeed or nchan, not \"%s\"", value);
@@ -260,6 +287,14 @@ static void options_parse(options *o, int argc, char **argv)
             o->requests = option_number(name, value, 1, 100000000);
         } else if (!strcmp(name, "--expect")) {
             o->expect_status = (int)option_number(name, value, 100, 599);
+        } else if (!strcmp(name, "--rate")) {
+            o->rate = (int)option_number(name, value, 1, 1000000);
+        } else if (!strcmp(name, "--duration")) {
+            o->duration_s = (int)option_number(name, value, 1, 3600);
+        } else if (!strcmp(name, "--batch-ms")) {
+            o->batch_ms = (int)option_number(name, value, 1, 1000);
+        } else if (!strcmp(name, "--limit")) {
+            o->limit = (int)option_number(name, value, 1, 1000);
         } else if (!strcmp(name, "--label")) {
             o->label = value;
         } else if (!strcmp(name, "--clients")) {
@@ -302,6 +337,10 @@ static void options_parse(options *o, int argc, char **argv)
     }
     if (!o->port || !o->server_pid || (!o->pgfeed_pid && !o->nchan && o->mode != MODE_REPEAT))
         usage();
+    if (o->lag && (o->nchan || o->collapsed))
+        die("--mode lag runs against pgfeed without a shared cache");
+    if (o->lag && !o->limit)
+        o->limit = 1000; /* a client behind takes the largest page there is */
     if (o->mode == MODE_REPEAT && !o->path)
         die("--mode repeat needs --path");
     if (!o->metrics_path)
@@ -540,6 +579,7 @@ typedef struct publisher {
     http_response http; /* nchan: the answer to the POST in flight */
     bool in_flight;
     int queued;           /* publishes waiting behind the one in flight */
+    int in_flight_n;      /* lag: events the statement in flight publishes */
     int64_t next_version; /* the bench is the channel's only publisher: versions are known */
 } publisher;
 
@@ -581,6 +621,12 @@ struct bench {
     int64_t last_delivery_ns;
     double mem_per_held_kb; /* pgfeed + server RSS growth per held request, last phase_open */
     int64_t nchan_head; /* nchan: the last version the bench published (it keeps no channel row) */
+
+    /* lag: every delivery's lag in a histogram (clients × events samples would not fit). */
+    uint32_t *lag_hist;
+    int64_t lag_max_ns;
+    long long lag_delivered;
+    long long lag_lost; /* events a client's answers skipped (a gap in its versions) */
 };
 
 /* The epoll tag of the publisher's HTTP connection to Nchan (clients are tagged by pointer). */
@@ -638,6 +684,10 @@ static void client_format_request(client *c)
                      "GET %s/%s?since=%" PRId64 " HTTP/1.1\r\nHost: %s\r\n"
                      "Accept: text/event-stream\r\n\r\n",
                      o->prefix, o->channel, c->cursor, o->host);
+    else if (o->limit)
+        n = snprintf(c->request, sizeof c->request,
+                     "GET %s/%s?since=%" PRId64 "&wait=%d&limit=%d HTTP/1.1\r\nHost: %s\r\n\r\n",
+                     o->prefix, o->channel, c->cursor, o->wait_s, o->limit, o->host);
     else
         n = snprintf(c->request, sizeof c->request,
                      "GET %s/%s?since=%" PRId64 "&wait=%d HTTP/1.1\r\nHost: %s\r\n\r\n", o->prefix,
@@ -947,8 +997,35 @@ static void client_on_event(client *c, uint32_t events)
 
 /* ---- deliveries ------------------------------------------------------------------ */
 
+/* lag: the client's next version must follow its last one. */
+static void lag_deliver(bench *b, client *c, int64_t version, int64_t t)
+{
+    int64_t e = version - b->base_version - 1;
+    if (version <= c->last_event) {
+        b->duplicates++;
+        return;
+    }
+    if (e < 0 || e >= b->n_events || !b->publish_ns[e]) {
+        b->unexpected++;
+        return;
+    }
+    b->lag_lost += version - c->last_event - 1;
+    c->last_event = version;
+    int64_t lag = t - b->publish_ns[e];
+    int64_t bucket = lag / LAG_BUCKET_NS;
+    b->lag_hist[bucket < 0 ? 0 : bucket >= LAG_BUCKETS ? LAG_BUCKETS - 1 : bucket]++;
+    if (lag > b->lag_max_ns)
+        b->lag_max_ns = lag;
+    b->lag_delivered++;
+    b->last_delivery_ns = t;
+}
+
 static void bench_deliver(bench *b, client *c, int64_t version, int64_t t)
 {
+    if (b->opt->lag) {
+        lag_deliver(b, c, version, t);
+        return;
+    }
     if (version <= c->last_event)
         b->out_of_order += version < c->last_event;
     else
@@ -1012,9 +1089,64 @@ static void pub_publish(bench *b, int n)
     pub_send_next(b);
 }
 
+/* lag: one statement publishes every event due (at most LAG_MAX_BATCH). */
+static void lag_pub_send(bench *b)
+{
+    publisher *p = &b->pub;
+    if (p->in_flight || p->queued == 0)
+        return;
+    int n = p->queued < LAG_MAX_BATCH ? p->queued : LAG_MAX_BATCH;
+    int64_t e = p->next_version - b->base_version - 1;
+    if (e < 0 || e + n > b->n_events)
+        die("publishing more events than the phase planned");
+    char count[16], first[32];
+    snprintf(count, sizeof count, "%d", n);
+    snprintf(first, sizeof first, "%" PRId64, e);
+    const char *params[3] = {b->opt->channel, count, first};
+    int64_t t = now_ns();
+    for (int i = 0; i < n; i++)
+        b->publish_ns[e + i] = t;
+    if (!PQsendQueryParams(p->conn, PUBLISH_MANY_SQL, 3, NULL, params, NULL, NULL, 0))
+        die("publish: %s", PQerrorMessage(p->conn));
+    p->in_flight = true;
+    p->in_flight_n = n;
+    p->queued -= n;
+}
+
+static void lag_pub_on_readable(bench *b)
+{
+    publisher *p = &b->pub;
+    if (!PQconsumeInput(p->conn))
+        die("publishing connection: %s", PQerrorMessage(p->conn));
+    while (p->in_flight && !PQisBusy(p->conn)) {
+        PGresult *res = PQgetResult(p->conn);
+        if (!res) {
+            int64_t e = p->next_version - b->base_version - 1;
+            for (int i = 0; i < p->in_flight_n; i++)
+                b->committed_ns[e + i] = now_ns();
+            p->in_flight = false;
+            p->next_version += p->in_flight_n;
+            lag_pub_send(b);
+            continue;
+        }
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            die("publish failed: %s", PQresultErrorMessage(res));
+        for (int i = 0; i < PQntuples(res); i++)
+            if (strtoll(PQgetvalue(res, i, 0), NULL, 10) != p->next_version + i)
+                die("published version %s, expected %" PRId64
+                    ": is something else publishing to the channel?",
+                    PQgetvalue(res, i, 0), p->next_version + i);
+        PQclear(res);
+    }
+}
+
 static void pub_on_readable(bench *b)
 {
     publisher *p = &b->pub;
+    if (b->opt->lag) {
+        lag_pub_on_readable(b);
+        return;
+    }
     if (!PQconsumeInput(p->conn))
         die("publishing connection: %s", PQerrorMessage(p->conn));
     while (p->in_flight && !PQisBusy(p->conn)) {
@@ -1427,7 +1559,9 @@ static void phase_begin(bench *b, int n_clients, int n_events)
     b->n_events = n_events;
     b->publish_ns = xcalloc((size_t)n_events, sizeof *b->publish_ns);
     b->committed_ns = xcalloc((size_t)n_events, sizeof *b->committed_ns);
-    b->delivered_ns = xcalloc((size_t)n_clients * (size_t)n_events, sizeof *b->delivered_ns);
+    /* lag keeps a histogram instead: its clients × events would not fit */
+    b->delivered_ns =
+        b->opt->lag ? NULL : xcalloc((size_t)n_clients * (size_t)n_events, sizeof *b->delivered_ns);
     b->delivered_count = xcalloc((size_t)n_events, sizeof *b->delivered_count);
     memset(b->status_count, 0, sizeof b->status_count);
     b->failed = b->duplicates = b->out_of_order = b->unexpected = b->mismatched = 0;
@@ -1701,6 +1835,160 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
     return result;
 }
 
+/* pgfeed.read statements pgfeed's role has run (pg_stat_statements), or -1. */
+static long long pgss_read_calls(const bench *b)
+{
+    if (!b->opt->pgfeed_role)
+        return -1;
+    const char *params[1] = {b->opt->pgfeed_role};
+    PGresult *res = stats_query(b,
+                                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s"
+                                " JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = $1"
+                                " AND s.query LIKE '%pgfeed.read(%'",
+                                1, params);
+    if (!res)
+        return -1;
+    long long calls = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return calls;
+}
+
+/* Nearest-rank percentile of the lag histogram: the upper edge of its bucket. */
+static int64_t lag_percentile(const bench *b, double p)
+{
+    if (!b->lag_delivered)
+        return 0;
+    long long rank = (long long)((p / 100.0) * (double)b->lag_delivered + 0.999999), seen = 0;
+    for (size_t i = 0; i < LAG_BUCKETS; i++) {
+        seen += b->lag_hist[i];
+        if (seen >= (rank < 1 ? 1 : rank)) {
+            int64_t edge = (int64_t)(i + 1) * LAG_BUCKET_NS;
+            return edge < b->lag_max_ns ? edge : b->lag_max_ns;
+        }
+    }
+    return b->lag_max_ns;
+}
+
+/* The newest version the bench has seen committed. */
+static int64_t lag_committed(const bench *b)
+{
+    return b->pub.next_version - 1;
+}
+
+/* Events the slowest live client is behind what was committed. */
+static int64_t lag_backlog(const bench *b)
+{
+    int64_t worst = 0;
+    for (int i = 0; i < b->n_clients; i++)
+        if (b->clients[i].state != CL_FAILED && lag_committed(b) - b->clients[i].last_event > worst)
+            worst = lag_committed(b) - b->clients[i].last_event;
+    return worst;
+}
+
+static bool lag_caught_up(const bench *b, int unused)
+{
+    (void)unused;
+    return pub_idle(b) && lag_committed(b) == b->base_version + b->n_events && lag_backlog(b) == 0;
+}
+
+/*
+ * Lag: n long polls re-polling at once while --rate events per second are
+ * published for --duration seconds; then until every client has the last
+ * one (or --timeout passed). Prints a line per second and the totals.
+ */
+static void lag_phase(bench *b, int n)
+{
+    const options *o = b->opt;
+    int total = o->rate * o->duration_s;
+    phase_open(b, "long poll under a publish rate", "long polls", n, total, "lag");
+    b->lag_hist = xcalloc(LAG_BUCKETS, sizeof *b->lag_hist);
+    b->lag_max_ns = 0;
+    b->lag_delivered = b->lag_lost = 0;
+    pgfeed_metrics m0, m1;
+    metrics_require(b, &m0);
+    long long reads0 = pgss_read_calls(b), reads_prev = reads0;
+    long answers0 = b->status_count[200], answers_prev = answers0;
+    cpu_sample cpu0 = cpu_now(b);
+    printf("  %d events/s for %d s, limit=%d, one publishing statement per %d ms\n", o->rate,
+           o->duration_s, o->limit, o->batch_ms);
+    printf("  second  committed  slowest client behind (events)  answers/s  pgfeed.read/s\n");
+    int64_t start = now_ns(), next_report = start + NS_PER_S, worst = 0;
+    long long sent = 0;
+    for (int second = 1; sent < total;) {
+        int64_t now = now_ns();
+        long long due = (long long)((now - start) / NS_PER_MS) * o->rate / 1000;
+        if (due > total)
+            due = total;
+        if (due > sent) {
+            b->pub.queued += (int)(due - sent);
+            sent = due;
+            lag_pub_send(b);
+        }
+        int64_t backlog = lag_backlog(b);
+        worst = backlog > worst ? backlog : worst;
+        if (now >= next_report) {
+            long long reads = pgss_read_calls(b);
+            printf("  %6d %10" PRId64 " %32" PRId64 " %10ld %14lld\n", second++,
+                   lag_committed(b) - b->base_version, backlog, b->status_count[200] - answers_prev,
+                   reads >= 0 ? reads - reads_prev : -1);
+            fflush(stdout);
+            answers_prev = b->status_count[200];
+            reads_prev = reads;
+            next_report += NS_PER_S;
+        }
+        bench_run(b, now + (int64_t)o->batch_ms * NS_PER_MS, NULL, 0);
+    }
+    bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, publisher_idle, 0);
+    int64_t published = now_ns();
+    double publishing_s = (double)(published - start) / (double)NS_PER_S;
+    bool caught_up = bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, lag_caught_up, 0);
+    double tail_s = (double)(now_ns() - published) / (double)NS_PER_S;
+    cpu_sample cpu1 = cpu_now(b), used = {0};
+    cpu_add(&used, &cpu0, &cpu1);
+    metrics_require(b, &m1);
+    long long reads1 = pgss_read_calls(b);
+    long long behind = 0; /* events clients never got */
+    for (int i = 0; i < n; i++)
+        if (b->clients[i].state != CL_FAILED)
+            behind += b->base_version + b->n_events - b->clients[i].last_event;
+    long long lost = b->lag_lost + behind;
+    double seconds = publishing_s + tail_s;
+    double answers = (double)(b->status_count[200] - answers0);
+    printf(
+        "  published %d events in %.2f s (%.0f/s); every client had the last one %.2f s later%s\n",
+        total, publishing_s, total / publishing_s, tail_s,
+        caught_up ? "" : " — NOT: the timeout passed first");
+    printf("  deliveries %lld of %lld, lost %lld (gaps %lld, never delivered %lld), duplicates %ld;"
+           " slowest client at most %" PRId64 " events behind\n",
+           b->lag_delivered, (long long)n * total, lost, b->lag_lost, behind, b->duplicates, worst);
+    printf("  lag (delivery − publish): p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+           ns_to_ms(lag_percentile(b, 50)), ns_to_ms(lag_percentile(b, 99)),
+           ns_to_ms(b->lag_max_ns));
+    printf("  per second over %.2f s: %.0f answers, %.1f pgfeed.read (pg_stat_statements),"
+           " %.1f pgfeed statements (pgfeed_database_queries_total)\n",
+           seconds, answers / seconds, reads1 >= 0 ? (double)(reads1 - reads0) / seconds : -1.0,
+           (double)(m1.queries - m0.queries) / seconds);
+    printf("  cpu, ms on a CPU / ms runnable but waiting: pgfeed  %s  feedbench\n   ",
+           o->server_name);
+    cpu_print(&used);
+    putchar('\n');
+    print_anomalies(b);
+    printf(
+        "RESULT label=%s mode=lag n=%d rate=%d delivered=%lld lost=%lld duplicates=%ld"
+        " failed=%ld p50_ms=%.2f p99_ms=%.2f max_ms=%.2f behind_max=%" PRId64
+        " caught_up_s=%.2f reads_per_s=%.1f queries_per_s=%.1f answers_per_s=%.0f"
+        " cpu_pgfeed_pct=%.0f load=%.2f\n",
+        o->label, n, o->rate, b->lag_delivered, lost, b->duplicates, b->failed,
+        ns_to_ms(lag_percentile(b, 50)), ns_to_ms(lag_percentile(b, 99)), ns_to_ms(b->lag_max_ns),
+        worst, caught_up ? tail_s : -1.0, reads1 >= 0 ? (double)(reads1 - reads0) / seconds : -1.0,
+        (double)(m1.queries - m0.queries) / seconds, answers / seconds,
+        100.0 * (double)used.pgfeed.run_ns / ((double)seconds * (double)NS_PER_S), load_average());
+    pgss_print(b);
+    free(b->lag_hist);
+    b->lag_hist = NULL;
+    phase_end(b);
+}
+
 typedef struct sse_result {
     latency_stats paced;
     double deliveries_per_s;
@@ -1834,7 +2122,9 @@ int main(int argc, char **argv)
     printf("latency = complete response (SSE: frame) read by the bench − just before the publish"
            " statement was sent; lost = not delivered within %d s\n",
            o.timeout_s);
-    if (o.mode == MODE_LONG_POLL) {
+    if (o.lag) {
+        lag_phase(&b, o.clients);
+    } else if (o.mode == MODE_LONG_POLL) {
         phase_result base = {0};
         if (o.baseline)
             base = long_poll_phase(&b, 1, "baseline");

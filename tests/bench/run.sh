@@ -7,6 +7,13 @@
 #
 #   MODE longpoll   N clients hold long polls; 5 rounds of one publish each
 #   MODE sse        N SSE streams; 20 events 200 ms apart, then a burst of 20
+#   MODE lag        N long polls re-polling at once while 2,000 events/s are
+#                   published for 10 s (--rate, --duration, --limit): lag
+#                   p50/p99/max, lost/duplicated, pgfeed.read per second
+#
+# PGFEED_BENCH_PGFEED_ARGS adds pgfeed options (e.g. "--ring-seconds 10
+# --ring-bytes 8388608"); PGFEED_BENCH_PGFEED runs another pgfeed binary (an
+# older build, for a before/after figure) in place of the one built here.
 #
 # compare pins the servers, pgfeed and PostgreSQL to CPU 0 and the load
 # generator to CPU 1 (taskset), so the two sides do not take each other's core;
@@ -51,14 +58,15 @@ else
     readonly N=$1 MODE=$2
     shift 2
     [[ $N =~ ^[0-9]+$ ]] && ((N >= 1)) || die "N must be a positive number, not '$N'"
-    [[ $MODE == longpoll || $MODE == sse ]] || die "MODE is longpoll or sse, not '$MODE'"
+    [[ $MODE == longpoll || $MODE == sse || $MODE == lag ]] || die "MODE is longpoll, sse or lag, not '$MODE'"
     readonly SERVER_CPU=() BENCH_CPU=()
 fi
 
 # ---- build -------------------------------------------------------------------
 [[ $MODE != compare ]] || "$ROOT/tests/install-deps.sh" bench # Nchan, taskset
 bench_build
-readonly PGFEED=$BUILD/fcgi/pgfeed FEEDBENCH=$BUILD/bench/feedbench
+readonly PGFEED=${PGFEED_BENCH_PGFEED:-$BUILD/fcgi/pgfeed} FEEDBENCH=$BUILD/bench/feedbench
+read -r -a PGFEED_ARGS <<<"${PGFEED_BENCH_PGFEED_ARGS:-}"
 
 # ---- descriptors ---------------------------------------------------------------
 readonly FDS_NEEDED=$((2 * N + 100))
@@ -104,10 +112,11 @@ bench_postgres "$TMP/pg" "$PGFEED_ROLE" "${SERVER_CPU[@]}"
 start_pgfeed() {
     local name=$1
     shift
-    # Long enough waits and stream lifetimes that nothing ends by itself mid-run; no pruning.
-    PGUSER=$PGFEED_ROLE "${SERVER_CPU[@]}" "$PGFEED" --listen "$TMP/$name.sock" --log-level warn \
+    # Long enough waits and stream lifetimes that nothing ends by itself mid-run; no pruning;
+    # the bench's channels open to anyone (reads are denied by default).
+    PGUSER=$PGFEED_ROLE "${SERVER_CPU[@]}" "$PGFEED" --listen "$TMP/$name.sock" --log-level warn --allow '*' \
         --max-held $((N + 1000)) --max-wait 3600 --sse-lifetime 3600 --prune-interval 0 \
-        "$@" >"$TMP/$name.log" 2>&1 &
+        "${PGFEED_ARGS[@]}" "$@" >"$TMP/$name.log" 2>&1 &
     PGFEED_PID=$!
     STARTED+=("$PGFEED_PID")
     for _ in $(seq 300); do [[ -S $TMP/$name.sock ]] && break; sleep 0.1; done
@@ -163,7 +172,7 @@ describe_run() {
     echo "run.sh: $(date -u +%FT%TZ), $(nproc) cores, $(uname -r); pgfeed $source," \
         "lighttpd $(lighttpd -v | sed -n 's|^lighttpd/\([^ ]*\).*|\1|p'), $(nginx -v 2>&1 | sed 's|.*: ||')," \
         "nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo '?'), PostgreSQL $(psql -XAtc 'SHOW server_version')"
-    echo "run.sh: load average $(cut -d' ' -f1-3 /proc/loadavg) before the run; ulimit -n $MAX_FDS; pgfeed --max-held $((N + 1000))"
+    echo "run.sh: load average $(cut -d' ' -f1-3 /proc/loadavg) before the run; ulimit -n $MAX_FDS; $PGFEED --max-held $((N + 1000)) ${PGFEED_ARGS[*]}"
 }
 
 mkdir -p "$TMP/htdocs/static"
