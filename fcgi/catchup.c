@@ -35,6 +35,7 @@ struct catchup_entry {
     db_query *query;
     int64_t after;
     int limit;
+    int64_t ring_head;    /* the channel's head in memory when the read started */
     catchup_wait waiters; /* sentinel of a circular list */
     catchup_page *page;
     int64_t kept_at_ms;
@@ -117,11 +118,15 @@ static bool page_serves(const catchup_page *p, int64_t cursor, int limit)
     return page_count_after(p, cursor) >= (size_t)limit;
 }
 
-/* What the channel shows now contradicts p: pruned above its oldest, or reset below its head. */
-static bool page_outdated(const catchup_page *p, const feed_channel *ch)
+/*
+ * What the channel shows now contradicts e's page: pruned above its oldest,
+ * or its head gone back since the read started (a reset). A page may well be
+ * ahead of the ring's head, which has not read the newest commits yet.
+ */
+static bool page_outdated(const catchup_entry *e, const feed_channel *ch)
 {
     return feed_channel_known(ch) &&
-           (feed_channel_oldest(ch) > p->oldest || feed_channel_head(ch) < p->head);
+           (feed_channel_oldest(ch) > e->page->oldest || feed_channel_head(ch) < e->ring_head);
 }
 
 static catchup_slot *slot_of(catchup *c, const char *name, bool create)
@@ -215,7 +220,7 @@ catchup_page *catchup_find(catchup *c, const feed_channel *ch, int64_t cursor, i
     kept_expire(c, clock_now_ms());
     catchup_slot *slot = slot_of(c, feed_channel_name(ch), false);
     for (catchup_entry *e = slot ? slot->entries : NULL; e; e = e->next) {
-        if (e->page && page_serves(e->page, cursor, limit) && !page_outdated(e->page, ch)) {
+        if (e->page && page_serves(e->page, cursor, limit) && !page_outdated(e, ch)) {
             e->page->refs++;
             return e->page;
         }
@@ -255,12 +260,14 @@ static catchup_entry *in_flight_for(catchup_slot *slot, const catchup_wait *w)
 static void entry_on_read(void *ctx, const db_read_result *res);
 
 /* Puts w on a read that will serve it, starting one if need be; false when none can start. */
-static bool waiter_place(catchup *c, const char *name, catchup_wait *w, bool *joined)
+static bool waiter_place(catchup *c, const char *name, int64_t ring_head, catchup_wait *w,
+                         bool *joined)
 {
     catchup_entry *e = in_flight_for(slot_of(c, name, false), w);
     *joined = e != NULL;
     if (!e) {
         e = entry_new(c, slot_of(c, name, true), w->cursor, w->limit);
+        e->ring_head = ring_head;
         e->query = db_read(c->database, name, w->cursor, w->limit, entry_on_read, e);
         if (!e->query) {
             entry_free(c, e);
@@ -279,7 +286,8 @@ catchup_wait *catchup_read(catchup *c, const feed_channel *ch, int64_t cursor, i
     w->limit = limit;
     w->cb = cb;
     w->ctx = ctx;
-    if (!waiter_place(c, feed_channel_name(ch), w, joined)) {
+    int64_t ring_head = feed_channel_known(ch) ? feed_channel_head(ch) : 0;
+    if (!waiter_place(c, feed_channel_name(ch), ring_head, w, joined)) {
         free(w);
         return NULL;
     }
@@ -338,7 +346,7 @@ static void entry_on_read(void *ctx, const db_read_result *res)
         waiter_unlink(w);
         waiter_link(&delivering, w);
     }
-    int64_t after = e->after;
+    int64_t after = e->after, ring_head = e->ring_head;
     int limit = e->limit;
     char *name = xstrdup(e->slot->name); /* e and its slot may go before the last callback */
     catchup_page *page = NULL;
@@ -363,7 +371,7 @@ static void entry_on_read(void *ctx, const db_read_result *res)
         waiter_unlink(w);
         w->exact = true;
         bool joined;
-        if (!waiter_place(c, name, w, &joined)) {
+        if (!waiter_place(c, name, ring_head, w, &joined)) {
             waiter_link(&delivering, w);
             waiter_finish(w, NULL);
         }

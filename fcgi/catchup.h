@@ -16,7 +16,7 @@
  * read with, so an answer from it is exact (gapless, `more` true when the
  * head was further), as if the client had asked up to --catchup-ms earlier.
  * A page whose channel has since been seen pruned above its oldest, or with a
- * head below its own (a reset), is not handed out.
+ * head below the one it had when the read started (a reset), is not handed out.
  *
  * Pages are reference-counted: the cache holds one reference, each
  * subscription answering from it another, so a page read for 1,000 clients

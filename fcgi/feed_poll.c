@@ -94,8 +94,10 @@ static void feed_poll_next_link(const request *r, const char *cursor, bool empty
  * request's cursor and the channel's head and oldest, limit, wait, round, the
  * transport and how the channels were named. It is forgotten at the end of
  * the turn (request_reap), so nothing a later turn changes (a read, a prune,
- * a reset) can be answered from it; answers built from a request's own
- * history read are never kept.
+ * a reset) can be answered from it. Behind the ring the key names the shared
+ * catch-up page instead of the channel's head (the page is immutable, and the
+ * memo holds a reference so its address cannot be reused meanwhile): the
+ * clients that one shared read woke are answered with one formatting too.
  */
 struct feed_poll_memo {
     buf key;
@@ -104,6 +106,8 @@ struct feed_poll_memo {
     buf body;
     char cache_control[64]; /* "" for the default */
     size_t used;            /* events in the body */
+    history **pages;        /* references to the catch-up pages the key names */
+    size_t n_pages;
 };
 
 static void feed_poll_memo_free(feed_poll_memo *m)
@@ -114,6 +118,9 @@ static void feed_poll_memo_free(feed_poll_memo *m)
     buf_free(&m->cursor);
     buf_free(&m->headers);
     buf_free(&m->body);
+    for (size_t i = 0; i < m->n_pages; i++)
+        subscription_history_free(m->pages[i]);
+    free(m->pages);
     free(m);
 }
 
@@ -123,20 +130,36 @@ void feed_poll_memo_forget(request_registry *reg)
     reg->poll_memo = NULL;
 }
 
-/* The memo key of r's answer; false when the answer cannot be shared. */
-static bool feed_poll_memo_key(const request *r, buf *key)
+/* The memo key of r's answer. */
+static void feed_poll_memo_key(const request *r, buf *key)
 {
     for (size_t i = 0; i < r->n_subs; i++) {
         const subscription *s = &r->subs[i];
-        if (s->hist)
-            return false;
+        if (s->hist) {
+            buf_printf(key, "%s p%p %" PRId64 ",", feed_channel_name(s->node.channel),
+                       (const void *)s->hist, s->cursor);
+            continue;
+        }
         subscription_source src = subscription_source_of(s);
         buf_printf(key, "%s %" PRId64 " %" PRId64 " %" PRId64 ",",
                    feed_channel_name(s->node.channel), s->cursor, src.head, src.oldest);
     }
     buf_printf(key, "%d %d %" PRId64 " %d %d", r->fr.limit, r->fr.wait, r->fr.round,
                (int)r->fr.transport, (int)r->fr.channels_in_query);
-    return true;
+}
+
+/* Makes m the turn's memo under key, holding the pages r's answer came from. */
+static void feed_poll_memo_keep(request *r, feed_poll_memo *m, buf key)
+{
+    feed_poll_memo_forget(r->reg);
+    m->key = key;
+    m->pages = xcalloc(r->n_subs, sizeof *m->pages);
+    for (size_t i = 0; i < r->n_subs; i++)
+        if (r->subs[i].hist) {
+            r->subs[i].hist->refs++;
+            m->pages[m->n_pages++] = r->subs[i].hist;
+        }
+    r->reg->poll_memo = m;
 }
 
 /*
@@ -251,24 +274,16 @@ static void feed_poll_answer(request *r, bool timed_out)
         return;
     }
     buf key = BUF_INIT;
-    bool keep = feed_poll_memo_key(r, &key);
+    feed_poll_memo_key(r, &key);
     feed_poll_memo *m = r->reg->poll_memo;
-    if (keep && m && m->key.len == key.len && memcmp(m->key.data, key.data, key.len) == 0) {
+    if (m && m->key.len == key.len && memcmp(m->key.data, key.data, key.len) == 0) {
         buf_free(&key);
         feed_poll_send(r, m);
         return;
     }
     m = feed_poll_format(r, total);
-    if (keep) {
-        feed_poll_memo_forget(r->reg);
-        m->key = key;
-        r->reg->poll_memo = m;
-        feed_poll_send(r, m);
-        return;
-    }
-    buf_free(&key);
-    feed_poll_send(r, m); /* built from this request's own history: nobody else's answer */
-    feed_poll_memo_free(m);
+    feed_poll_memo_keep(r, m, key);
+    feed_poll_send(r, m);
 }
 
 void feed_poll_evaluate(request *r)

@@ -1272,6 +1272,7 @@ typedef struct pgfeed_metrics {
     long long queries;
     long long delivered;
     long long notifications;
+    long long catchup[3]; /* pgfeed_catchup_total{served=read|joined|kept}; -1: no such metric */
 } pgfeed_metrics;
 
 static long long metric_value(const char *text, const char *name)
@@ -1320,6 +1321,9 @@ static int metrics_fetch(const bench *b, pgfeed_metrics *m)
     m->queries = metric_value(answer.data, "pgfeed_database_queries_total");
     m->delivered = metric_value(answer.data, "pgfeed_events_delivered_total");
     m->notifications = metric_value(answer.data, "pgfeed_notifications_total");
+    m->catchup[0] = metric_value(answer.data, "pgfeed_catchup_total{served=\"read\"}");
+    m->catchup[1] = metric_value(answer.data, "pgfeed_catchup_total{served=\"joined\"}");
+    m->catchup[2] = metric_value(answer.data, "pgfeed_catchup_total{served=\"kept\"}");
     rc = m->held >= 0 && m->queries >= 0 ? 0 : -1;
 cleanup:
     free(answer.data);
@@ -1968,6 +1972,12 @@ static void lag_phase(bench *b, int n)
            " %.1f pgfeed statements (pgfeed_database_queries_total)\n",
            seconds, answers / seconds, reads1 >= 0 ? (double)(reads1 - reads0) / seconds : -1.0,
            (double)(m1.queries - m0.queries) / seconds);
+    if (m1.catchup[0] >= 0 && m0.catchup[0] >= 0)
+        printf(
+            "  clients behind the ring: %lld catch-up reads, %lld joined one in flight, %lld served"
+            " from a kept page\n",
+            m1.catchup[0] - m0.catchup[0], m1.catchup[1] - m0.catchup[1],
+            m1.catchup[2] - m0.catchup[2]);
     printf("  cpu, ms on a CPU / ms runnable but waiting: pgfeed  %s  feedbench\n   ",
            o->server_name);
     cpu_print(&used);

@@ -345,19 +345,37 @@ static void test_kept_pages_stay_within_their_bytes(void **state)
     release(c, 2);
 }
 
-/* The channel's own cache saw it pruned or reset since: a kept page must not answer. */
+/*
+ * A page may be ahead of the ring (its read saw newer commits) and still
+ * serves; once the channel's own reads show it pruned past the page's oldest,
+ * or reset below the head it had when the read started, the page must not answer.
+ */
 static void test_a_page_the_channel_contradicts_is_not_served(void **state)
 {
-    client a = {0};
+    feed_channel *ch = feed_cache_channel(cache, "orders");
+    assert_true(feed_channel_load(ch, 4980));
+    answer(4990, 1, 4981, 4990); /* the ring's head is 4990 */
+    client a = {0}, b = {0};
     bool joined;
     wait_for("orders", 100, 100, &a, &joined);
-    answer(5000, 1, 1, 5000);
-    feed_channel *ch = feed_cache_channel(cache, "orders");
-    assert_true(feed_channel_load(ch, 4990)); /* the ring's own read */
-    answer(5000, 150, 4991, 5000);            /* pruned up to 149 since */
+    answer(5000, 1, 1, 5000); /* the page saw 5000 already */
+    catchup_page *p = catchup_find(cu, ch, 100, 100);
+    assert_ptr_equal(p, a.page);
+    catchup_page_release(p);
+    feed_cache_on_notify(cache, "orders", 5000);
+    answer(5000, 150, 4991, 5000); /* the ring's next read: pruned up to 149 since */
     assert_int_equal(feed_channel_oldest(ch), 150);
     assert_null(catchup_find(cu, ch, 100, 100));
-    release(&a, 1);
+
+    wait_for("orders", 300, 100, &b, &joined);
+    answer(5000, 150, 1, 5000);
+    p = catchup_find(cu, ch, 300, 100);
+    assert_ptr_equal(p, b.page);
+    catchup_page_release(p);
+    feed_cache_on_reset(cache, "orders");
+    answer(50, 1, 1, 50); /* the channel was reset: its head went back */
+    assert_null(catchup_find(cu, ch, 300, 100));
+    release(&a, 1), release(&b, 1);
 }
 
 static void test_pages_hold_only_ascending_versions_after_their_cursor(void **state)
