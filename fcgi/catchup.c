@@ -107,15 +107,18 @@ const feed_event *catchup_page_event_after(const catchup_page *p, int64_t versio
 
 /*
  * True when p holds the whole answer of limit events after cursor that a
- * read of its own would have given when p was read.
+ * read of its own would have given when p was read. A shorter answer (the
+ * page reached the head) only while no newer head is known (known_head): it
+ * would say "nothing more" where the ring already knows more, and hold a
+ * long poll that has events to get.
  */
-static bool page_serves(const catchup_page *p, int64_t cursor, int limit)
+static bool page_serves(const catchup_page *p, int64_t cursor, int limit, int64_t known_head)
 {
     if (cursor < p->after || cursor > p->head)
         return false;
-    if (p->complete)
+    if (page_count_after(p, cursor) >= (size_t)limit)
         return true;
-    return page_count_after(p, cursor) >= (size_t)limit;
+    return p->complete && known_head <= p->head;
 }
 
 /*
@@ -220,7 +223,9 @@ catchup_page *catchup_find(catchup *c, const feed_channel *ch, int64_t cursor, i
     kept_expire(c, clock_now_ms());
     catchup_slot *slot = slot_of(c, feed_channel_name(ch), false);
     for (catchup_entry *e = slot ? slot->entries : NULL; e; e = e->next) {
-        if (e->page && page_serves(e->page, cursor, limit) && !page_outdated(e, ch)) {
+        if (e->page && !page_outdated(e, ch) &&
+            page_serves(e->page, cursor, limit,
+                        feed_channel_known(ch) ? feed_channel_head(ch) : e->page->head)) {
             e->page->refs++;
             return e->page;
         }
@@ -362,7 +367,7 @@ static void entry_on_read(void *ctx, const db_read_result *res)
     while (delivering.next != &delivering) {
         catchup_wait *w = delivering.next;
         bool own = w->cursor == after && w->limit <= limit;
-        if (!page || own || page_serves(page, w->cursor, w->limit)) {
+        if (!page || own || page_serves(page, w->cursor, w->limit, page->head)) {
             if (page)
                 page->refs++;
             waiter_finish(w, page);

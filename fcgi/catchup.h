@@ -12,11 +12,11 @@
  *    oldest first out) and serves the next client at a cursor it covers.
  * A page is only handed out when it holds the whole answer a read of its own
  * would have given at the page's moment: limit events after the cursor, or
- * every event up to the page's head. It carries the head and oldest it was
- * read with, so an answer from it is exact (gapless, `more` true when the
- * head was further), as if the client had asked up to --catchup-ms earlier.
- * A page whose channel has since been seen pruned above its oldest, or with a
- * head below the one it had when the read started (a reset), is not handed out.
+ * every event up to the page's head (while the ring knows no newer head). It carries the head and
+ * oldest it was read with, so an answer from it is exact (gapless, `more` true when the head was
+ * further), as if the client had asked up to --catchup-ms earlier. A page whose channel has since
+ * been seen pruned above its oldest, or with a head below the one it had when the read started (a
+ * reset), is not handed out.
  *
  * Pages are reference-counted: the cache holds one reference, each
  * subscription answering from it another, so a page read for 1,000 clients

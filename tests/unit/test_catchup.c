@@ -240,6 +240,28 @@ static void test_a_complete_page_serves_up_to_its_head(void **state)
     release(&first, 1);
 }
 
+/* A page that reached its head says "nothing more" only while the ring knows no newer head. */
+static void test_a_complete_page_stops_serving_short_answers_once_the_head_moved(void **state)
+{
+    feed_channel *ch = feed_cache_channel(cache, "orders");
+    assert_true(feed_channel_load(ch, 4980));
+    answer(4990, 1, 4981, 4990);
+    client a = {0};
+    bool joined;
+    wait_for("orders", 4900, 200, &a, &joined);
+    answer(5000, 1, 1, 5000); /* 4901..5000: complete, ahead of the ring */
+    catchup_page *p = catchup_find(cu, ch, 4950, 200);
+    assert_ptr_equal(p, a.page);
+    catchup_page_release(p);
+    feed_cache_on_notify(cache, "orders", 5010);
+    answer(5010, 1, 4991, 5010); /* the ring knows 5010 now */
+    assert_null(catchup_find(cu, ch, 4950, 200));
+    p = catchup_find(cu, ch, 4900, 50); /* a full answer is still whole */
+    assert_ptr_equal(p, a.page);
+    catchup_page_release(p);
+    release(&a, 1);
+}
+
 static void test_a_read_in_flight_covering_the_range_is_joined(void **state)
 {
     client a = {0}, b = {0}, c = {0};
@@ -431,6 +453,7 @@ int main(void)
         TEST(test_clients_at_one_cursor_share_one_read),
         TEST(test_a_kept_page_serves_the_next_client_without_a_read),
         TEST(test_a_complete_page_serves_up_to_its_head),
+        TEST(test_a_complete_page_stops_serving_short_answers_once_the_head_moved),
         TEST(test_a_read_in_flight_covering_the_range_is_joined),
         TEST(test_a_joined_read_that_does_not_serve_reads_again),
         TEST(test_a_failed_read_fails_every_waiter_and_keeps_nothing),
