@@ -75,7 +75,7 @@ static void answer_step(int64_t head, int64_t oldest, int64_t first, int64_t las
 {
     pending_read r = take_read();
     db_event *events = calloc(1001, sizeof *events);
-    char(*texts)[32] = calloc(1001, sizeof *texts);
+    char(*texts)[40] = calloc(1001, sizeof *texts);
     size_t n = 0;
     for (int64_t v = first; v <= last && n < (size_t)r.limit; v += step) {
         if (v <= r.after)
