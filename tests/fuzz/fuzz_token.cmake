@@ -4,7 +4,8 @@
 # corpus and then for a bounded number of generated inputs (label fuzz); run it
 # longer by hand: build/test/tests/fuzz_token -max_total_time=600 CORPUS_DIR
 set(FUZZ_TOKEN_SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_token.c
-    ${PROJECT_SOURCE_DIR}/fcgi/token.c ${PROJECT_SOURCE_DIR}/fcgi/authz.c
+    ${PROJECT_SOURCE_DIR}/fcgi/token.c ${PROJECT_SOURCE_DIR}/fcgi/token_keys.c
+    ${PROJECT_SOURCE_DIR}/fcgi/jose.c ${PROJECT_SOURCE_DIR}/fcgi/authz.c
     ${PROJECT_SOURCE_DIR}/fcgi/channel_name.c ${PROJECT_SOURCE_DIR}/fcgi/xalloc.c)
 add_custom_command(
   OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/fuzz_token
@@ -12,7 +13,7 @@ add_custom_command(
           -fno-sanitize-recover=undefined -I${PROJECT_SOURCE_DIR}/fcgi -I${CMAKE_CURRENT_SOURCE_DIR}/unit
           ${JSONC_CFLAGS} ${LIBCRYPTO_CFLAGS} ${FUZZ_TOKEN_SOURCES}
           ${JSONC_LDFLAGS} ${LIBCRYPTO_LDFLAGS} -o ${CMAKE_CURRENT_BINARY_DIR}/fuzz_token
-  DEPENDS ${FUZZ_TOKEN_SOURCES} ${PROJECT_SOURCE_DIR}/fcgi/token.h ${CMAKE_CURRENT_SOURCE_DIR}/unit/jws_mint.h
+  DEPENDS ${FUZZ_TOKEN_SOURCES} ${PROJECT_SOURCE_DIR}/fcgi/token.h ${PROJECT_SOURCE_DIR}/fcgi/token_keys.h ${PROJECT_SOURCE_DIR}/fcgi/jose.h ${CMAKE_CURRENT_SOURCE_DIR}/unit/jws_mint.h
           ${PROJECT_SOURCE_DIR}/fcgi/authz.h
   COMMENT "fuzz_token (clang libFuzzer)"
   VERBATIM)
