@@ -31,6 +31,8 @@ static const option_spec options[] = {
         "run as a FastCGI daemon on a Unix socket PATH or HOST:PORT"),
     OPT("db", OPT_STRING, db, "", 0, 0, "libpq conninfo (default: PG* environment)"),
     OPT("log-level", OPT_STRING, log_level, "info", 0, 0, "error, warn, info or debug"),
+    OPT("log-level-file", OPT_STRING, log_level_file, NULL, 0, 0,
+        "file holding the log level, read at start and on SIGHUP (wins over --log-level)"),
     OPT("log-format", OPT_STRING, log_format, "text", 0, 0,
         "text (timestamped lines), journal (systemd) or json"),
     OPT("max-wait", OPT_INT, max_wait, "30", 0, 3600, "longest long poll, seconds"),

@@ -15,8 +15,9 @@ typedef struct pgfeed_config {
     const char *listen; /* NULL: inherited socket or CGI */
     const char *db;     /* conninfo; "" means PG* environment */
     const char *log_level;
-    const char *log_format; /* text, journal or json */
-    int max_wait;           /* seconds a long poll may be held */
+    const char *log_level_file; /* NULL: --log-level only; else re-read on SIGHUP */
+    const char *log_format;     /* text, journal or json */
+    int max_wait;               /* seconds a long poll may be held */
     int default_limit;
     int max_limit;
     int max_channels; /* per request */

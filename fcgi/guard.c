@@ -1,9 +1,10 @@
 /*
- * guard — identity, read/publish/admin decisions and CORS for one request
- * (see guard.h).
+ * guard — identity and the read, publish and admin decisions for one request;
+ * CORS is cors.c's, fed from the request's parameters here (see guard.h).
  */
 #include "guard.h"
 #include "channel_name.h"
+#include "cors.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -20,7 +21,6 @@
 #define PUBLISH_TOKEN_MIN 16
 #define PUBLISH_TOKEN_FILE_MAX 4096
 #define REMOTE_USER_MAX 256
-#define PREFLIGHT_MAX_AGE 600
 
 typedef struct string_list {
     char **items;
@@ -35,8 +35,7 @@ struct guard {
     unsigned char publish_token_digest[32]; /* SHA-256: compared digest to digest */
     bool admin_any, admin_loopback;
     string_list admin_users;
-    bool cors_any;
-    string_list cors_origins;
+    cors *cors;
     bool has_publish_rules;
 };
 
@@ -80,28 +79,6 @@ static int admin_item(guard *a, const char *item, size_t len, char *err, size_t 
                  (int)len, item);
         return -1;
     }
-    return 0;
-}
-
-/* An origin is scheme://host[:port], nothing after: what a browser sends in Origin. */
-static int cors_item(guard *a, const char *item, size_t len, char *err, size_t err_len)
-{
-    if (len == 1 && item[0] == '*') {
-        a->cors_any = true;
-        return 0;
-    }
-    const char *host = NULL;
-    if (len > 7 && !strncmp(item, "http://", 7))
-        host = item + 7;
-    else if (len > 8 && !strncmp(item, "https://", 8))
-        host = item + 8;
-    if (!host || memchr(host, '/', len - (size_t)(host - item)) || host == item + len) {
-        snprintf(err, err_len,
-                 "--cors-origin: \"%.*s\" is not an origin (https://host[:port]) or *", (int)len,
-                 item);
-        return -1;
-    }
-    list_add(&a->cors_origins, item, len);
     return 0;
 }
 
@@ -166,8 +143,11 @@ guard *guard_new(const pgfeed_config *cfg, char *err, size_t err_len)
     if (cfg->publish_token_file && *cfg->publish_token_file &&
         read_publish_token(a, cfg->publish_token_file, err, err_len) < 0)
         goto fail;
-    if (split_list(cfg->admin_allow, a, err, err_len, admin_item) < 0 ||
-        split_list(cfg->cors_origin, a, err, err_len, cors_item) < 0)
+    if (split_list(cfg->admin_allow, a, err, err_len, admin_item) < 0)
+        goto fail;
+    /* Credentials only where a cookie carries the token. */
+    a->cors = cors_new(cfg->cors_origin, cfg->token_cookie && *cfg->token_cookie, err, err_len);
+    if (!a->cors)
         goto fail;
     a->has_publish_rules = cfg->publish_allow_user && *cfg->publish_allow_user;
     if (cfg->publish && !a->has_publish_token && !a->has_publish_rules && !a->keys) {
@@ -189,7 +169,7 @@ void guard_free(guard *a)
     token_keys_free(a->keys);
     authz_free(a->rules);
     list_free(&a->admin_users);
-    list_free(&a->cors_origins);
+    cors_free(a->cors);
     OPENSSL_cleanse(a->publish_token_digest, sizeof a->publish_token_digest);
     free(a);
 }
@@ -442,80 +422,24 @@ bool guard_admin(const guard *a, guard_param_fn param, void *ctx, const guard_id
     return false;
 }
 
-/* ---- CORS --------------------------------------------------------------- */
-
-static bool origin_listed(const guard *a, const char *origin)
-{
-    for (size_t i = 0; i < a->cors_origins.n; i++)
-        if (!strcasecmp(a->cors_origins.items[i], origin))
-            return true;
-    return false;
-}
-
-static bool cors_configured(const guard *a)
-{
-    return a->cors_any || a->cors_origins.n > 0;
-}
-
-/* Credentials only for named origins, and only where a cookie carries the token. */
-static bool cors_credentials(const guard *a)
-{
-    return a->cfg->token_cookie && *a->cfg->token_cookie;
-}
+/* ---- CORS (cors.h), from the request's parameters --------------------- */
 
 void guard_cors_headers(const guard *a, guard_param_fn param, void *ctx, bool all_public,
                         buf *headers)
 {
-    if (!cors_configured(a))
-        return;
-    /* The answer depends on Origin whenever CORS is on: caches must key on it. */
-    buf_append_str(headers, "Vary: Origin\r\n");
-    const char *origin = param(ctx, "HTTP_ORIGIN");
-    if (!origin)
-        return;
-    if (origin_listed(a, origin)) {
-        buf_printf(headers, "Access-Control-Allow-Origin: %s\r\n", origin);
-        if (cors_credentials(a))
-            buf_append_str(headers, "Access-Control-Allow-Credentials: true\r\n");
-    } else if (a->cors_any && all_public) {
-        buf_append_str(headers, "Access-Control-Allow-Origin: *\r\n");
-    } else {
-        return;
-    }
-    /* Pgfeed-Database: down tells a poll the server cannot deliver now (pgfeed.js: degraded). */
-    buf_append_str(headers, "Access-Control-Expose-Headers: ETag, Pgfeed-Database\r\n");
+    cors_headers(a->cors, param(ctx, "HTTP_ORIGIN"), all_public, headers);
 }
 
 int guard_preflight(const guard *a, guard_param_fn param, void *ctx, buf *headers,
                     guard_refusal *why)
 {
-    const char *origin = param(ctx, "HTTP_ORIGIN");
-    const char *method = param(ctx, "HTTP_ACCESS_CONTROL_REQUEST_METHOD");
-    if (!cors_configured(a) || !origin || !method) {
-        refuse(why, 403, NULL,
-               "OPTIONS answers CORS preflights (Origin and Access-Control-Request-Method) for "
-               "the origins --cors-origin names");
+    char detail[sizeof why->detail];
+    if (!cors_preflight(a->cors, param(ctx, "HTTP_ORIGIN"),
+                        param(ctx, "HTTP_ACCESS_CONTROL_REQUEST_METHOD"), headers, detail,
+                        sizeof detail)) {
+        refuse(why, 403, NULL, "%s", detail);
         return 403;
     }
-    bool listed = origin_listed(a, origin);
-    if (!listed && !a->cors_any) {
-        refuse(why, 403, NULL, "origin \"%.150s\" is not one --cors-origin allows", origin);
-        return 403;
-    }
-    if (strcmp(method, "GET") && strcmp(method, "HEAD") && strcmp(method, "POST")) {
-        refuse(why, 403, NULL, "preflight for %.32s: only GET, HEAD and POST are served", method);
-        return 403;
-    }
-    buf_append_str(headers, "Vary: Origin\r\n");
-    buf_printf(headers, "Access-Control-Allow-Origin: %s\r\n", listed ? origin : "*");
-    if (listed && cors_credentials(a))
-        buf_append_str(headers, "Access-Control-Allow-Credentials: true\r\n");
-    buf_printf(headers,
-               "Access-Control-Allow-Methods: GET, HEAD, POST\r\n"
-               "Access-Control-Allow-Headers: Authorization, Content-Type, If-None-Match, "
-               "Last-Event-ID, Cache-Control\r\n"
-               "Access-Control-Max-Age: %d\r\n",
-               PREFLIGHT_MAX_AGE);
     return 204;
 }
 

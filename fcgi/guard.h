@@ -10,7 +10,8 @@
  *
  * Also here, because they are decided from the same parameters: the shared
  * publish token (--publish-token-file, compared in constant time), who sees
- * /_health and /_metrics (--admin-allow), and CORS (--cors-origin).
+ * /_health and /_metrics (--admin-allow), and the CORS answer (cors.h,
+ * --cors-origin) to the request's Origin.
  */
 #ifndef PGFEED_GUARD_H
 #define PGFEED_GUARD_H

@@ -5,6 +5,7 @@
 
 #include <json-c/json.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -13,6 +14,7 @@
 
 #define LOG_MESSAGE_MAX 2048 /* longer messages are cut; a record stays one write */
 #define LOG_RECORD_MAX (4 * LOG_MESSAGE_MAX + 256)
+#define LOG_LEVEL_FILE_MAX 64
 
 static log_level current_level = LOG_INFO;
 static log_format current_format = LOG_FORMAT_TEXT;
@@ -39,6 +41,42 @@ int log_level_parse(const char *name, log_level *out)
             return 0;
         }
     }
+    return -1;
+}
+
+const char *log_level_name(log_level level)
+{
+    return level_names[level];
+}
+
+int log_level_read(const char *path, log_level *out, char *err, size_t err_len)
+{
+    char text[LOG_LEVEL_FILE_MAX + 1];
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, err_len, "--log-level-file %s: cannot open", path);
+        return -1;
+    }
+    size_t n = fread(text, 1, sizeof text, f);
+    bool failed = ferror(f);
+    fclose(f);
+    if (failed || n > LOG_LEVEL_FILE_MAX) {
+        snprintf(err, err_len, "--log-level-file %s: unreadable or over %d bytes", path,
+                 LOG_LEVEL_FILE_MAX);
+        return -1;
+    }
+    text[n] = '\0';
+    /* echo debug > file: the word, without what the shell put around it */
+    const char *word = text + strspn(text, " \t\r\n");
+    size_t len = strcspn(word, " \t\r\n");
+    if (word[len + strspn(word + len, " \t\r\n")] == '\0') {
+        char name[LOG_LEVEL_FILE_MAX + 1];
+        memcpy(name, word, len);
+        name[len] = '\0';
+        if (log_level_parse(name, out) == 0)
+            return 0;
+    }
+    snprintf(err, err_len, "--log-level-file %s: expected error, warn, info or debug", path);
     return -1;
 }
 

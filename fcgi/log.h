@@ -17,6 +17,8 @@
 #ifndef PGFEED_LOG_H
 #define PGFEED_LOG_H
 
+#include <stddef.h>
+
 typedef enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG } log_level;
 typedef enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JOURNAL, LOG_FORMAT_JSON } log_format;
 
@@ -24,6 +26,15 @@ void log_set_level(log_level level);
 void log_set_format(log_format format);
 /* Parses "error", "warn", "info" or "debug"; returns -1 for anything else. */
 int log_level_parse(const char *name, log_level *out) __attribute__((warn_unused_result));
+/* The name log_level_parse reads for level ("debug"). */
+const char *log_level_name(log_level level);
+/*
+ * Reads a level from the file at path (--log-level-file): one word, spaces and
+ * newlines around it ignored. Returns -1 with a sentence in err when the file
+ * cannot be read or holds anything else.
+ */
+int log_level_read(const char *path, log_level *out, char *err, size_t err_len)
+    __attribute__((warn_unused_result));
 /* Parses "text", "journal" or "json"; returns -1 for anything else. */
 int log_format_parse(const char *name, log_format *out) __attribute__((warn_unused_result));
 /* request_id 0 means the record is about the process, not a request. */

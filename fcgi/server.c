@@ -30,7 +30,7 @@
 #define LISTEN_BACKLOG 1024
 
 static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t reload_requested; /* SIGHUP: re-read --token-keys */
+static volatile sig_atomic_t reload_requested; /* SIGHUP: --token-keys, --log-level-file */
 
 static void on_stop_signal(int sig)
 {
@@ -230,6 +230,18 @@ static void server_free(server *s)
     event_loop_free(s->loop);
 }
 
+/* --log-level-file, at start and on SIGHUP; a bad file changes nothing. 1: none given. */
+static int server_read_log_level(const pgfeed_config *cfg, log_level *level, char *err,
+                                 size_t err_len)
+{
+    if (!cfg->log_level_file)
+        return 1;
+    if (log_level_read(cfg->log_level_file, level, err, err_len) < 0)
+        return -1;
+    log_set_level(*level);
+    return 0;
+}
+
 int server_run(const pgfeed_config *cfg)
 {
     if (fcgi_io_init() < 0)
@@ -242,6 +254,11 @@ int server_run(const pgfeed_config *cfg)
     s.cfg = cfg;
     /* Bad authorization settings stop pgfeed before it serves anything. */
     char err[512];
+    log_level level;
+    if (server_read_log_level(cfg, &level, err, sizeof err) < 0) {
+        log_error(0, "%s", err);
+        return 2;
+    }
     s.guard = guard_new(cfg, err, sizeof err);
     if (!s.guard) {
         log_error(0, "%s", err);
@@ -300,6 +317,12 @@ int server_run(const pgfeed_config *cfg)
         }
         if (reload_requested) {
             reload_requested = 0;
+            /* The level first: what the rest of the reload logs is at the new one. */
+            int read = server_read_log_level(cfg, &level, err, sizeof err);
+            if (read < 0)
+                log_error(0, "SIGHUP: keeping the old log level: %s", err);
+            else if (read == 0) /* warn: still shown after a switch to warn */
+                log_warn(0, "SIGHUP: log level %s", log_level_name(level));
             if (guard_reload_keys(s.guard, err, sizeof err) < 0)
                 log_error(0, "SIGHUP: keeping the old token keys: %s", err);
             else

@@ -1,13 +1,10 @@
 /*
  * token — verifying the JWTs an application signs for its users (RFC 7519).
  *
- * Keys come from a JWK Set file (RFC 7517): {"keys":[{"kty":"oct","kid":"k1",
- * "alg":"HS256","k":"<base64url>"}, {"kty":"EC","crv":"P-256","kid":"k2",
- * "x":..,"y":..}]}. A token names its key by "kid" (so keys rotate: publish the
- * new key beside the old, then mint with it), and the algorithm is the key's,
- * never the token's: a header whose "alg" differs from the key's, "none"
- * included, is refused before anything else is looked at. Crypto is OpenSSL's
- * libcrypto only (HMAC, ECDSA through EVP, CRYPTO_memcmp).
+ * Keys come from a JWK Set (token_keys.h) and are chosen by the token's
+ * "kid"; the algorithm is the key's, never the token's: a header whose "alg"
+ * differs from the key's, "none" included, is refused before anything else is
+ * looked at.
  *
  * Only compact JWS with a JSON payload; "exp" is required, "nbf" and "iat" are
  * honoured with a leeway; "sub" is the principal; "channels" and "publish" are
@@ -20,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct token_keys token_keys;
+#include "token_keys.h"
 
 /* Bounds of what is parsed; every one is a setting. */
 typedef struct token_limits {
@@ -49,19 +46,6 @@ typedef struct token_claims {
     char **publish; /* patterns granted for publishing; NULL when absent */
     size_t n_publish;
 } token_claims;
-
-/*
- * Reads a JWK Set file. Returns NULL with a sentence in err when the file
- * cannot be read or a key is unusable (a bad key is an error, not skipped, so
- * a typo shows at startup rather than as refused tokens).
- */
-token_keys *token_keys_load(const char *path, char *err, size_t err_len)
-    __attribute__((warn_unused_result));
-/* Same, from JSON text already in memory (tests, fuzzing). */
-token_keys *token_keys_parse(const char *json, size_t len, char *err, size_t err_len)
-    __attribute__((warn_unused_result));
-void token_keys_free(token_keys *keys);
-size_t token_keys_count(const token_keys *keys);
 
 /*
  * Verifies a compact JWS (header.payload.signature) at time now (seconds). On

@@ -14,14 +14,14 @@
 // $PGFEED_BROWSER_OUT (the build dir under ctest) or the working directory.
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { sql } from '../e2e/lib/pg.mjs';
 import { cluster } from '../e2e/lib/resilience.mjs';
 import { crashLines } from '../e2e/lib/servers.mjs';
 import { loadDemoSchema, startDemoServer } from './demo_server.mjs';
-import { assertExactlyOnce, insertOrder, insertOrderRetrying, launchChromium, listed, recordErrors, waitForOrders, waitStatus } from './pages.mjs';
+import { assertExactlyOnce, insertOrder, insertOrderRetrying, launchChromium, listed, pageCheck, recordErrors, waitForOrders, waitStatus } from './pages.mjs';
 
 const SHOT = path.join(process.env.PGFEED_BROWSER_OUT || process.cwd(), 'demo.png');
 
@@ -114,20 +114,11 @@ describe('demo page in Chromium', () => {
     }
   });
 
-  /** Runs a test with the server's logs and the page's errors in its failure. */
-  const check = (name, fn) =>
-    it(name, async () => {
-      try {
-        await fn();
-      } catch (err) {
-        const errors = opened.flatMap((r) => r.errors);
-        err.message += `${errors.length ? `\npage errors:\n${errors.join('\n')}` : ''}\n${server?.logs() ?? ''}`;
-        throw err;
-      } finally {
-        for (const r of opened) pageErrors.push(...r.errors);
-        await closeAll();
-      }
-    });
+  /** Each test ends with its pages closed, their errors kept for the last one. */
+  const check = pageCheck(() => opened, () => server, async () => {
+    for (const r of opened) pageErrors.push(...r.errors);
+    await closeAll();
+  });
 
   check('rows written with SQL and through the form appear in order, and the totals follow', async () => {
     const { page, requests } = await openDemo();
@@ -245,8 +236,9 @@ describe('demo page in Chromium', () => {
     await sleep(300); // a poll already on its way may finish
     const serverBefore = feedLines().length;
     const whileHidden = [await insertOrder(), await insertOrder()];
-    // Visible, the page would poll at 2 s and 3 s from its last answer.
-    await sleep(6000);
+    // Visible, the page would poll at 2 s and 3 s from its last answer, which came
+    // before hiddenAt: 3.5 s more covers both.
+    await sleep(3500);
     const pageRequests = requests.filter((r) => r.at > hiddenAt + 100);
     assert.deepEqual(pageRequests.map((r) => r.url), [], 'no feed request from the hidden page');
     assert.equal(feedLines().length, serverBefore, 'the server saw no feed request while the page was hidden');

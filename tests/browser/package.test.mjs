@@ -15,13 +15,13 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 
 import { publish, sql } from '../e2e/lib/pg.mjs';
 import { testEnv } from '../e2e/lib/env.mjs';
 import { crashLines } from '../e2e/lib/servers.mjs';
 import { loadDemoSchema, startDemoServer } from './demo_server.mjs';
-import { insertOrder, launchChromium, recordErrors } from './pages.mjs';
+import { insertOrder, launchChromium, pageCheck, recordErrors } from './pages.mjs';
 
 const source = testEnv().sourceDir;
 const testsModules = path.join(source, 'tests', 'node_modules');
@@ -119,16 +119,7 @@ describe('the npm package', () => {
     if (scratch && !process.env.PGFEED_E2E_KEEP) fs.rmSync(scratch, { recursive: true, force: true });
   });
 
-  const check = (name, fn) =>
-    it(name, async () => {
-      try {
-        await fn();
-      } catch (err) {
-        const errors = opened.flatMap((r) => r.errors);
-        err.message += `${errors.length ? `\npage errors:\n${errors.join('\n')}` : ''}\n${server?.logs() ?? ''}`;
-        throw err;
-      }
-    });
+  const check = pageCheck(() => opened, () => server);
 
   check('npm pack: a module with its types, licence and nothing else, versioned as the server', async () => {
     const { files, size, unpackedSize, filename } = globalThis.packed;

@@ -1,8 +1,10 @@
-// pages — what the browser tests share: Chromium's launch flags, orders
+// pages — what the browser tests share: Chromium's launch flags, a test
+// whose failure shows the pages' errors and the server's log, orders
 // written with SQL, and reading what the demo page listed (its #activity
 // list: each live event is an <li data-version> whose title names the
 // order) and its connection badge (#conn data-status / data-transport).
 import assert from 'node:assert/strict';
+import { it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { lit, sql } from '../e2e/lib/pg.mjs';
@@ -118,4 +120,27 @@ export function recordErrors(page) {
     }
   });
   return errors;
+}
+
+/**
+ * A test function like it(), whose failure message carries the script errors
+ * of the pages open and what the server logged.
+ * @param {() => {errors: string[]}[]} pages  the pages open now (recordErrors)
+ * @param {() => ({logs(): string} | undefined)} server
+ * @param {() => Promise<void>} [settle]  runs after each test, passed or not
+ * @returns {(name: string, fn: () => Promise<void>) => void}
+ */
+export function pageCheck(pages, server, settle) {
+  return (name, fn) =>
+    it(name, async () => {
+      try {
+        await fn();
+      } catch (err) {
+        const errors = pages().flatMap((p) => p.errors);
+        err.message += `${errors.length ? `\npage errors:\n${errors.join('\n')}` : ''}\n${server()?.logs() ?? ''}`;
+        throw err;
+      } finally {
+        await settle?.();
+      }
+    });
 }

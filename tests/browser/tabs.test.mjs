@@ -8,13 +8,13 @@
 // a follower's form (its own fetch) must still work, and closing the leader
 // tab must lose nothing: another tab takes over from the lowest cursor.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { sql } from '../e2e/lib/pg.mjs';
 import { crashLines } from '../e2e/lib/servers.mjs';
 import { loadDemoSchema, startDemoServer } from './demo_server.mjs';
-import { assertExactlyOnce, insertOrder, launchChromium, recordErrors, waitForOrders, waitStatus } from './pages.mjs';
+import { assertExactlyOnce, insertOrder, launchChromium, pageCheck, recordErrors, waitForOrders, waitStatus } from './pages.mjs';
 
 const TABS = 10;
 
@@ -44,16 +44,7 @@ describe('ten tabs of the demo in one browser context', () => {
     }
   });
 
-  const check = (name, fn) =>
-    it(name, async () => {
-      try {
-        await fn();
-      } catch (err) {
-        const errors = tabs.flatMap((t) => t.errors);
-        err.message += `${errors.length ? `\npage errors:\n${errors.join('\n')}` : ''}\n${server?.logs() ?? ''}`;
-        throw err;
-      }
-    });
+  const check = pageCheck(() => tabs, () => server);
 
   check('all ten load and show live, over one held connection', async () => {
     for (let i = 0; i < TABS; i++) {

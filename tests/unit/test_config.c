@@ -126,6 +126,7 @@ static const char *const other_options[] = {"help",
                                             "listen",
                                             "db",
                                             "log-level",
+                                            "log-level-file",
                                             "log-format",
                                             "publish",
                                             "publish-token-file",
@@ -199,6 +200,7 @@ static void test_defaults(void **state)
     assert_null(cfg.listen);
     assert_string_equal(cfg.db, "");
     assert_string_equal(cfg.log_level, "info");
+    assert_null(cfg.log_level_file);
     assert_false(cfg.publish);
     assert_null(cfg.publish_token_file);
     assert_null(cfg.cache_public); /* nothing is public unless the operator says so */

@@ -138,6 +138,54 @@ static void test_formats_parse(void **state)
     assert_int_equal(log_format_parse("syslog", &format), -1);
 }
 
+/* --log-level-file: one word, what echo and editors put around it ignored. */
+static void test_level_file(void **state)
+{
+    char dir[] = "/tmp/pgfeed-test-log-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/level", dir);
+    struct {
+        const char *text;
+        int rc;
+        log_level level;
+    } cases[] = {
+        {"debug\n", 0, LOG_DEBUG}, {"  warn \r\n\n", 0, LOG_WARN},
+        {"error", 0, LOG_ERROR},   {"", -1, 0},
+        {"loud\n", -1, 0},         {"info debug\n", -1, 0},
+        {"INFO\n", -1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(cases[i].text, f);
+        fclose(f);
+        log_level level = LOG_INFO;
+        char err[256] = "";
+        int rc = log_level_read(path, &level, err, sizeof err);
+        if (rc != cases[i].rc)
+            fail_msg("\"%s\": %d (%s)", cases[i].text, rc, err);
+        if (rc == 0)
+            assert_int_equal(level, cases[i].level);
+        else
+            assert_non_null(strstr(err, "--log-level-file"));
+    }
+    /* Longer than any level: refused without reading on. */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 100; i++)
+        fputs("debug ", f);
+    fclose(f);
+    log_level level;
+    char err[256];
+    assert_int_equal(log_level_read(path, &level, err, sizeof err), -1);
+    unlink(path);
+    assert_int_equal(log_level_read(path, &level, err, sizeof err), -1);
+    assert_non_null(strstr(err, "cannot open"));
+    rmdir(dir);
+    assert_string_equal(log_level_name(LOG_DEBUG), "debug");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -148,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_json_record_is_one_object_per_line),
         cmocka_unit_test(test_a_long_message_is_cut_but_stays_one_line),
         cmocka_unit_test(test_formats_parse),
+        cmocka_unit_test(test_level_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,6 @@
 // connection, and every record pgfeed sends back, parsed.
 import net from 'node:net';
 
-import { encodeParams, record } from './fcgi_client.mjs';
-
 export const T = {
   BEGIN_REQUEST: 1,
   ABORT_REQUEST: 2,
@@ -19,6 +17,30 @@ export const T = {
   GET_VALUES_RESULT: 10,
   UNKNOWN_TYPE: 11,
 };
+
+/** One FastCGI record (content of at most 65535 bytes), padded by `padding` zero bytes. */
+export function record(type, content = Buffer.alloc(0), id = 1, padding = 0) {
+  const header = Buffer.from([1, type, id >> 8, id & 0xff, content.length >> 8, content.length & 0xff, padding, 0]);
+  return Buffer.concat([header, content, Buffer.alloc(padding)]);
+}
+
+function length(n) {
+  if (n < 128) return Buffer.from([n]);
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE((n | 0x80000000) >>> 0);
+  return b;
+}
+
+/** Name-value pairs as FastCGI encodes them (PARAMS, GET_VALUES). */
+export function encodeParams(params) {
+  const parts = [];
+  for (const [name, value] of Object.entries(params)) {
+    const n = Buffer.from(name);
+    const v = Buffer.from(String(value));
+    parts.push(length(n.length), length(v.length), n, v);
+  }
+  return Buffer.concat(parts);
+}
 
 /** BEGIN_REQUEST for id: role 1 (responder) unless given; keep sets FCGI_KEEP_CONN. */
 export function begin(id = 1, { keep = false, role = 1 } = {}) {
@@ -153,5 +175,3 @@ export class RawConn {
     this.sock.destroy();
   }
 }
-
-export { encodeParams, record };

@@ -90,6 +90,9 @@ function processTable() {
       const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
       // comm may contain spaces and parentheses: fields start after the last ')'.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // A zombie has exited; it lingers only until its parent reaps it, which an
+      // init that reaps lazily does late (a CGI pgfeed outliving mod_cgid: 10 s).
+      if (fields[0] === 'Z' || fields[0] === 'X') continue;
       table.set(Number(entry), { ppid: Number(fields[1]), start: fields[19] });
     } catch {
       // exited meanwhile
