@@ -108,10 +108,10 @@ static void pending_remove(fcgi_intake *in, fcgi_conn *c)
 void fcgi_intake_conn_destroy(fcgi_conn *c, bool drain)
 {
     fcgi_intake *in = c->intake;
-    if (c->state == CONN_READING) {
-        event_loop_unwatch(in->loop, &c->watch);
+    if (c->state == CONN_READING)
         conn_list_remove(&in->reading, c);
-    }
+    if (c->watched)
+        event_loop_unwatch(in->loop, &c->watch);
     pending_remove(in, c);
     if (drain)
         fcgi_io_drain_input(c->fd, 0);
@@ -143,7 +143,7 @@ static bool conn_write_replies(fcgi_conn *c)
 static void conn_serve(fcgi_conn *c)
 {
     fcgi_intake *in = c->intake;
-    event_loop_unwatch(in->loop, &c->watch);
+    /* The watch stays registered: the request takes it over (fcgi_conn_watch). */
     conn_list_remove(&in->reading, c);
     c->state = CONN_SERVING;
     c->request_id = fcgi_parser_request_id(c->parser);
@@ -229,9 +229,14 @@ bool fcgi_intake_conn_start_reading(fcgi_conn *c, bool idle)
     c->idle_deadline = idle;
     c->deadline_ms =
         clock_now_ms() + (idle ? in->limits.idle_timeout_ms : in->limits.request_timeout_ms);
-    c->watch = (event_watch){.fd = c->fd, .handler = conn_on_io, .data = c};
+    c->watch.handler = conn_on_io;
+    c->watch.data = c;
     conn_list_push(&in->reading, c);
-    return event_loop_watch(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP) == 0;
+    if (c->watched)
+        return event_loop_modify(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP) == 0;
+    c->watch.fd = c->fd;
+    c->watched = event_loop_watch(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP) == 0;
+    return c->watched;
 }
 
 static void intake_pause(fcgi_intake *in, int err)
@@ -277,6 +282,7 @@ static void intake_accept(fcgi_intake *in, int fd)
     fcgi_conn *c = xcalloc(1, sizeof *c);
     c->fd = fd;
     c->intake = in;
+    c->loop = in->loop;
     c->parser = fcgi_parser_new(&in->parser_limits);
     in->stats.open++;
     if (!fcgi_intake_conn_start_reading(c, false))

@@ -81,6 +81,21 @@ void fcgi_record_frame(buf *out, int type, int id, const char *data, size_t len)
         buf_append(out, data, len);
 }
 
+size_t fcgi_record_content_length(const buf *out, size_t at)
+{
+    const unsigned char *h = (const unsigned char *)out->data + at;
+    return (size_t)h[4] << 8 | h[5];
+}
+
+void fcgi_record_extend(buf *out, size_t at, const char *data, size_t len)
+{
+    size_t content = fcgi_record_content_length(out, at) + len;
+    buf_append(out, data, len);
+    unsigned char *h = (unsigned char *)out->data + at; /* after the append: it may move */
+    h[4] = (unsigned char)(content >> 8);
+    h[5] = (unsigned char)(content & 0xff);
+}
+
 static void reply_end_request(buf *reply, int id, unsigned char protocol_status)
 {
     const FCGI_EndRequestBody body = {.protocolStatus = protocol_status};

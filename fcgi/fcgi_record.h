@@ -74,5 +74,13 @@ void fcgi_parser_next(fcgi_parser *p);
 
 /* Appends one record of type for request id with content data (no padding). */
 void fcgi_record_frame(buf *out, int type, int id, const char *data, size_t len);
+/*
+ * Appends data to the content of the record framed at out->data + at, which
+ * must be the last record in out; the caller keeps the content within
+ * FCGI_MAX_LENGTH. So headers and body become one STDOUT record.
+ */
+void fcgi_record_extend(buf *out, size_t at, const char *data, size_t len);
+/* Content bytes of the record framed at out->data + at. */
+size_t fcgi_record_content_length(const buf *out, size_t at);
 
 #endif
