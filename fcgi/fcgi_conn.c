@@ -174,8 +174,10 @@ bool fcgi_conn_peer_closed(fcgi_conn *conn)
     char scratch[512];
     for (int i = 0; i < 64; i++) {
         ssize_t n = recv(conn->fd, scratch, sizeof scratch, MSG_DONTWAIT);
-        if (n == 0)
+        if (n == 0) {
+            conn->peer_eof = true; /* nothing left to drain at close */
             return true;
+        }
         if (n < 0)
             return !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
     }
@@ -186,6 +188,10 @@ bool fcgi_conn_shutdown_output(fcgi_conn *conn)
 {
     if (conn->is_cgi || conn->keep)
         return false; /* a kept connection goes straight back to the intake */
+    /* The server sent everything (lighttpd, nginx send the empty STDIN with the params):
+     * nothing of its can break on our close, so no shutdown, no linger, no drain. */
+    if (fcgi_parser_input_ended(conn->parser, conn->in.data, conn->in.len))
+        return false;
     return shutdown(conn->fd, SHUT_WR) == 0;
 }
 
@@ -221,5 +227,10 @@ void fcgi_conn_close(fcgi_conn *conn)
         }
         return;
     }
-    fcgi_intake_conn_destroy(conn, true);
+    /* Drained when the server may still be sending (it has not closed, nor ended the
+     * request's STDIN): unread input would reset the connection under an answer the
+     * server has not read yet. */
+    fcgi_intake_conn_destroy(
+        conn,
+        !conn->peer_eof && !fcgi_parser_input_ended(conn->parser, conn->in.data, conn->in.len));
 }

@@ -58,6 +58,15 @@ bool fcgi_io_is_fastcgi(void)
 void fcgi_io_drain_input(int fd, int wait_ms)
 {
     char scratch[4096];
+    if (wait_ms == 0) {
+        /* Only what is already there: one recv, no poll, when nothing is. */
+        for (int i = 0; i < 256; i++) {
+            ssize_t n = recv(fd, scratch, sizeof scratch, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EINTR))
+                return;
+        }
+        return;
+    }
     for (int i = 0; i < 256; i++) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, wait_ms) <= 0)

@@ -35,6 +35,7 @@ struct fcgi_conn {
     bool keep;          /* the server keeps the connection after this request */
     bool used;          /* it carried a request before */
     bool idle_deadline; /* the deadline is the kept connection's idle one */
+    bool peer_eof;      /* the server closed its side (seen by fcgi_conn_peer_closed) */
     int64_t deadline_ms;
     /* Registered for the connection's whole life: the intake's handler while READING,
      * the request's (fcgi_conn_watch) while SERVING, so a handover costs no syscall. */

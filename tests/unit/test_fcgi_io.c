@@ -491,6 +491,28 @@ static void test_answer_is_one_record_and_end_request(void **state)
     close_all(conn, server, &r);
 }
 
+/*
+ * A server that has sent the request's empty STDIN sends nothing more: its
+ * connection is closed at once after the answer, without shutdown and linger
+ * (lighttpd, nginx). One whose STDIN is still open (mod_proxy_fcgi writes it
+ * after the params) gets the shutdown, so its late write cannot break.
+ */
+static void test_linger_only_while_the_server_may_still_send(void **state)
+{
+    const char *const params[] = {"REQUEST_METHOD", "GET", NULL};
+    for (int stdin_open = 0; stdin_open <= 1; stdin_open++) {
+        int server = server_connect();
+        server_send_request(server, 1, params, NULL, 0, !stdin_open);
+        fcgi_conn *conn = accept_one(0);
+        fcgi_conn_send(conn, "Status: 304 Not Modified\r\n\r\n", 28);
+        fcgi_conn_end(conn);
+        response r = {0};
+        exchange(conn, server, 1, &r);
+        assert_int_equal(fcgi_conn_shutdown_output(conn), stdin_open == 1);
+        close_all(conn, server, &r);
+    }
+}
+
 /* Sends a POST with the given CONTENT_LENGTH and body; returns the accepted conn. */
 static fcgi_conn *post(int server, const char *content_length, const char *body, size_t max_body)
 {
@@ -721,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_send_splits_exactly_at_the_record_limit),
         cmocka_unit_test(test_send_after_end_is_dropped),
         cmocka_unit_test(test_answer_is_one_record_and_end_request),
+        cmocka_unit_test(test_linger_only_while_the_server_may_still_send),
         cmocka_unit_test(test_body_up_to_the_limit),
         cmocka_unit_test(test_body_over_the_limit),
         cmocka_unit_test(test_hostile_content_lengths),
