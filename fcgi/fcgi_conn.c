@@ -190,7 +190,7 @@ bool fcgi_conn_shutdown_output(fcgi_conn *conn)
         return false; /* a kept connection goes straight back to the intake */
     /* The server sent everything (lighttpd, nginx send the empty STDIN with the params):
      * nothing of its can break on our close, so no shutdown, no linger, no drain. */
-    if (fcgi_parser_input_ended(conn->parser, conn->in.data, conn->in.len))
+    if (fcgi_parser_input_ended(conn->parser))
         return false;
     return shutdown(conn->fd, SHUT_WR) == 0;
 }
@@ -230,7 +230,5 @@ void fcgi_conn_close(fcgi_conn *conn)
     /* Drained when the server may still be sending (it has not closed, nor ended the
      * request's STDIN): unread input would reset the connection under an answer the
      * server has not read yet. */
-    fcgi_intake_conn_destroy(
-        conn,
-        !conn->peer_eof && !fcgi_parser_input_ended(conn->parser, conn->in.data, conn->in.len));
+    fcgi_intake_conn_destroy(conn, !conn->peer_eof && !fcgi_parser_input_ended(conn->parser));
 }

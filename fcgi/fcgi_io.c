@@ -154,6 +154,11 @@ static void conn_serve(fcgi_conn *c)
     fcgi_intake *in = c->intake;
     /* The watch stays registered: the request takes it over (fcgi_conn_watch). */
     conn_list_remove(&in->reading, c);
+    /* The empty STDIN that came with the params is all the server still had to say; with
+     * it taken, a held request keeps no read buffer (it was most of its memory). */
+    buf_consume(&c->in, fcgi_parser_take_input_end(c->parser, c->in.data, c->in.len));
+    if (c->in.len == 0)
+        buf_free(&c->in);
     c->state = CONN_SERVING;
     c->request_id = fcgi_parser_request_id(c->parser);
     size_t body_len;

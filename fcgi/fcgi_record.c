@@ -399,15 +399,21 @@ const char *fcgi_parser_param(const fcgi_parser *p, const char *name)
     return NULL;
 }
 
-bool fcgi_parser_input_ended(const fcgi_parser *p, const char *pending, size_t len)
+bool fcgi_parser_input_ended(const fcgi_parser *p)
 {
-    if (p->stdin_ended)
-        return true;
-    /* Served at its params' end (no body): the empty STDIN may sit unparsed in pending. */
+    return p->stdin_ended;
+}
+
+size_t fcgi_parser_take_input_end(fcgi_parser *p, const char *pending, size_t len)
+{
     const FCGI_Header *h = (const FCGI_Header *)pending;
-    return len >= FCGI_HEADER_LEN && h->type == FCGI_STDIN &&
-           (h->requestIdB1 << 8 | h->requestIdB0) == p->id && h->contentLengthB1 == 0 &&
-           h->contentLengthB0 == 0;
+    if (p->phase != PHASE_SERVING || p->stdin_ended || len < FCGI_HEADER_LEN ||
+        h->version != FCGI_VERSION_1 || h->type != FCGI_STDIN ||
+        (h->requestIdB1 << 8 | h->requestIdB0) != p->id || h->contentLengthB1 != 0 ||
+        h->contentLengthB0 != 0 || len < (size_t)FCGI_HEADER_LEN + h->paddingLength)
+        return 0;
+    p->stdin_ended = true;
+    return (size_t)FCGI_HEADER_LEN + h->paddingLength;
 }
 
 const char *fcgi_parser_body(const fcgi_parser *p, size_t *len, bool *body_too_large)
