@@ -147,12 +147,14 @@ start_lighttpd() {
 
 # start_nginx NAME TEMPLATE [SOCKET]: nginx (one worker) with tests/bench/TEMPLATE;
 # sets NGINX_PORT and NGINX_WORKER (the worker's pid: where the work and memory are).
+# PGFEED_BENCH_KEEPALIVE: nginx's idle FastCGI connections per worker (default N + 100).
 start_nginx() {
     local name=$1 template=$2 socket=${3:-} dir=$TMP/nginx-$1
     mkdir -p "$dir"
     NGINX_PORT=$(free_port)
     sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$NGINX_PORT|g" -e "s|@SOCKET@|$socket|g" \
         -e "s|@MAX_FDS@|$MAX_FDS|g" -e "s|@HTDOCS@|$TMP/htdocs|g" -e "s|@ROOT@|$ROOT|g" \
+        -e "s|@KEEPALIVE@|${PGFEED_BENCH_KEEPALIVE:-$((N + 100))}|g" \
         "$SCRIPT_DIR/$template" >"$dir/nginx.conf"
     "${SERVER_CPU[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$TMP/$name.out" 2>&1 &
     local master=$!
