@@ -15,6 +15,11 @@
 
 struct event_loop {
     int epoll_fd;
+    /* This turn's events: a watch forgotten while they are dispatched is struck out here. */
+    struct epoll_event fired[EVENTS_PER_TURN];
+    /* Watches whose events changed this turn; NULL where one was forgotten since. */
+    event_watch **changes;
+    size_t n_changes, changes_cap;
 };
 
 event_loop *event_loop_new(void)
@@ -34,54 +39,87 @@ void event_loop_free(event_loop *loop)
     if (!loop)
         return;
     close(loop->epoll_fd);
+    free(loop->changes);
     free(loop);
 }
 
 int event_loop_watch(event_loop *loop, event_watch *w, uint32_t events)
 {
     struct epoll_event ev = {.events = events, .data.ptr = w};
+    w->change_slot = 0;
+    w->fired_slot = 0;
     if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, w->fd, &ev) < 0) {
         /* EPERM: a regular file (CGI output redirected), which needs no watching. */
         if (errno != EPERM)
             log_error(0, "epoll_ctl(ADD, fd %d): %s", w->fd, strerror(errno));
         return -1;
     }
-    w->events = events;
+    w->events = w->wanted = events;
     return 0;
 }
 
 int event_loop_modify(event_loop *loop, event_watch *w, uint32_t events)
 {
-    if (w->events == events)
+    w->wanted = events;
+    if (w->change_slot || events == w->events)
         return 0;
-    struct epoll_event ev = {.events = events, .data.ptr = w};
-    if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, w->fd, &ev) < 0) {
-        log_error(0, "epoll_ctl(MOD, fd %d): %s", w->fd, strerror(errno));
-        return -1;
+    if (loop->n_changes == loop->changes_cap) {
+        loop->changes_cap = loop->changes_cap ? 2 * loop->changes_cap : 64;
+        loop->changes = xrealloc(loop->changes, loop->changes_cap * sizeof *loop->changes);
     }
-    w->events = events;
+    loop->changes[loop->n_changes++] = w;
+    w->change_slot = (int)loop->n_changes;
     return 0;
+}
+
+/* Tells epoll what changed since the last wait, once per watch. */
+static void loop_apply_changes(event_loop *loop)
+{
+    for (size_t i = 0; i < loop->n_changes; i++) {
+        event_watch *w = loop->changes[i];
+        if (!w)
+            continue; /* forgotten since */
+        w->change_slot = 0;
+        if (w->wanted == w->events)
+            continue; /* changed and changed back within the turn */
+        struct epoll_event ev = {.events = w->wanted, .data.ptr = w};
+        if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, w->fd, &ev) < 0)
+            log_error(0, "epoll_ctl(MOD, fd %d): %s", w->fd, strerror(errno));
+        else
+            w->events = w->wanted;
+    }
+    loop->n_changes = 0;
 }
 
 void event_loop_unwatch(event_loop *loop, event_watch *w)
 {
+    if (w->change_slot)
+        loop->changes[w->change_slot - 1] = NULL;
+    if (w->fired_slot)
+        loop->fired[w->fired_slot - 1].data.ptr = NULL; /* its object may be freed next */
+    w->change_slot = w->fired_slot = 0;
     if (w->fd >= 0)
         epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, w->fd, NULL);
-    w->events = 0;
+    w->events = w->wanted = 0;
 }
 
 void event_loop_run_once(event_loop *loop, int timeout_ms)
 {
-    struct epoll_event events[EVENTS_PER_TURN];
-    int n = epoll_wait(loop->epoll_fd, events, EVENTS_PER_TURN, timeout_ms);
+    loop_apply_changes(loop);
+    int n = epoll_wait(loop->epoll_fd, loop->fired, EVENTS_PER_TURN, timeout_ms);
     if (n < 0) {
         if (errno != EINTR)
             log_error(0, "epoll_wait: %s", strerror(errno));
         return;
     }
+    for (int i = 0; i < n; i++)
+        ((event_watch *)loop->fired[i].data.ptr)->fired_slot = i + 1;
     for (int i = 0; i < n; i++) {
-        event_watch *w = events[i].data.ptr;
-        w->handler(w->data, events[i].events);
+        event_watch *w = loop->fired[i].data.ptr;
+        if (!w)
+            continue; /* forgotten by an earlier handler of this turn */
+        w->fired_slot = 0;
+        w->handler(w->data, loop->fired[i].events);
     }
 }
 

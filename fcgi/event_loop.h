@@ -18,6 +18,9 @@ typedef struct event_loop event_loop;
 typedef struct event_watch {
     int fd;
     uint32_t events; /* what is currently registered */
+    uint32_t wanted; /* asked for by event_loop_modify; registered before the next wait */
+    int change_slot; /* 1 + its index in the loop's list of changes; 0: none pending */
+    int fired_slot;  /* 1 + its index in the turn's fired events; 0: not waiting for dispatch */
     void (*handler)(void *data, uint32_t events);
     void *data;
 } event_watch;
@@ -28,10 +31,15 @@ void event_loop_free(event_loop *loop);
 /* Registers w->fd for events; w must stay put until unwatched. */
 int event_loop_watch(event_loop *loop, event_watch *w, uint32_t events)
     __attribute__((warn_unused_result));
-/* Changes the registered events; does nothing when they are unchanged. */
+/*
+ * Changes the events w waits for. epoll is told once, just before the loop
+ * next waits, and only if they differ then: a connection that goes from
+ * reading a request to answering it and back within one turn (a 304 on a kept
+ * FastCGI connection) costs no epoll_ctl at all. A failure then is logged.
+ */
 int event_loop_modify(event_loop *loop, event_watch *w, uint32_t events)
     __attribute__((warn_unused_result));
-/* Forgets w (call before closing its fd). */
+/* Forgets w (call before closing its fd); an event of this turn not yet dispatched is dropped. */
 void event_loop_unwatch(event_loop *loop, event_watch *w);
 
 /* Waits up to timeout_ms (-1: forever) and dispatches what fired. */

@@ -75,6 +75,11 @@ uint32_t fcgi_conn_hangup_events(const fcgi_conn *conn)
     return conn->is_cgi ? 0 : EPOLLRDHUP;
 }
 
+/*
+ * Bytes queued since the last write go into one growing STDOUT record: an
+ * answer's header block and body leave as one record, followed by
+ * END_REQUEST, in one write, so the web server parses two records per answer.
+ */
 void fcgi_conn_send(fcgi_conn *conn, const char *data, size_t len)
 {
     if (conn->ended)
@@ -84,8 +89,16 @@ void fcgi_conn_send(fcgi_conn *conn, const char *data, size_t len)
         return;
     }
     while (len > 0) {
-        size_t chunk = len > FCGI_MAX_LENGTH ? FCGI_MAX_LENGTH : len;
-        fcgi_record_frame(&conn->out, FCGI_STDOUT, conn->request_id, data, chunk);
+        size_t room = 0;
+        if (conn->open_stdout)
+            room = FCGI_MAX_LENGTH - fcgi_record_content_length(&conn->out, conn->open_stdout - 1);
+        if (room == 0) {
+            conn->open_stdout = conn->out.len + 1;
+            fcgi_record_frame(&conn->out, FCGI_STDOUT, conn->request_id, NULL, 0);
+            room = FCGI_MAX_LENGTH;
+        }
+        size_t chunk = len < room ? len : room;
+        fcgi_record_extend(&conn->out, conn->open_stdout - 1, data, chunk);
         data += chunk;
         len -= chunk;
     }
@@ -98,8 +111,9 @@ void fcgi_conn_end(fcgi_conn *conn)
     conn->ended = true;
     if (conn->is_cgi)
         return;
-    /* An empty STDOUT record closes the stream; END_REQUEST carries app status 0. */
-    fcgi_record_frame(&conn->out, FCGI_STDOUT, conn->request_id, NULL, 0);
+    /* END_REQUEST ends the answer (app status 0); every front server takes it as the end
+     * of STDOUT too, so the empty STDOUT record that would close the stream is left out. */
+    conn->open_stdout = 0;
     const FCGI_EndRequestBody end = {.protocolStatus = FCGI_REQUEST_COMPLETE};
     fcgi_record_frame(&conn->out, FCGI_END_REQUEST, conn->request_id, (const char *)&end,
                       sizeof end);
@@ -112,6 +126,7 @@ size_t fcgi_conn_pending(const fcgi_conn *conn)
 
 int fcgi_conn_flush(fcgi_conn *conn)
 {
+    conn->open_stdout = 0; /* what is written is no longer ours to grow */
     size_t written = 0;
     while (written < conn->out.len) {
         ssize_t n = write(conn->fd, conn->out.data + written, conn->out.len - written);
@@ -130,6 +145,27 @@ int fcgi_conn_flush(fcgi_conn *conn)
     return 1;
 }
 
+int fcgi_conn_watch(fcgi_conn *conn, event_loop *loop, void (*handler)(void *data, uint32_t events),
+                    void *data, uint32_t events)
+{
+    conn->watch.handler = handler;
+    conn->watch.data = data;
+    if (conn->watched)
+        return event_loop_modify(conn->loop, &conn->watch, events);
+    /* CGI: stdout is watched from now on. */
+    conn->loop = loop;
+    conn->watch.fd = conn->fd;
+    conn->watched = event_loop_watch(loop, &conn->watch, events) == 0;
+    return conn->watched ? 0 : -1;
+}
+
+int fcgi_conn_watch_events(fcgi_conn *conn, uint32_t events)
+{
+    if (!conn->watched)
+        return -1;
+    return event_loop_modify(conn->loop, &conn->watch, events);
+}
+
 bool fcgi_conn_peer_closed(fcgi_conn *conn)
 {
     if (conn->is_cgi)
@@ -138,8 +174,10 @@ bool fcgi_conn_peer_closed(fcgi_conn *conn)
     char scratch[512];
     for (int i = 0; i < 64; i++) {
         ssize_t n = recv(conn->fd, scratch, sizeof scratch, MSG_DONTWAIT);
-        if (n == 0)
+        if (n == 0) {
+            conn->peer_eof = true; /* nothing left to drain at close */
             return true;
+        }
         if (n < 0)
             return !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
     }
@@ -150,6 +188,10 @@ bool fcgi_conn_shutdown_output(fcgi_conn *conn)
 {
     if (conn->is_cgi || conn->keep)
         return false; /* a kept connection goes straight back to the intake */
+    /* The server sent everything (lighttpd, nginx send the empty STDIN with the params):
+     * nothing of its can break on our close, so no shutdown, no linger, no drain. */
+    if (fcgi_parser_input_ended(conn->parser))
+        return false;
     return shutdown(conn->fd, SHUT_WR) == 0;
 }
 
@@ -161,6 +203,8 @@ void fcgi_conn_close(fcgi_conn *conn)
         /* Under mod_cgid stdin and stdout are one socket: end the answer, then read
          * what is left until the server closes, so it is not reset before it read
          * our answer (a reset makes Apache drop it). */
+        if (conn->watched)
+            event_loop_unwatch(conn->loop, &conn->watch);
         shutdown(STDOUT_FILENO, SHUT_WR);
         fcgi_io_drain_input(STDIN_FILENO, 200);
         buf_free(&conn->cgi_body);
@@ -183,5 +227,8 @@ void fcgi_conn_close(fcgi_conn *conn)
         }
         return;
     }
-    fcgi_intake_conn_destroy(conn, true);
+    /* Drained when the server may still be sending (it has not closed, nor ended the
+     * request's STDIN): unread input would reset the connection under an answer the
+     * server has not read yet. */
+    fcgi_intake_conn_destroy(conn, !conn->peer_eof && !fcgi_parser_input_ended(conn->parser));
 }

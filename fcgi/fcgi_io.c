@@ -58,6 +58,15 @@ bool fcgi_io_is_fastcgi(void)
 void fcgi_io_drain_input(int fd, int wait_ms)
 {
     char scratch[4096];
+    if (wait_ms == 0) {
+        /* Only what is already there: one recv, no poll, when nothing is. */
+        for (int i = 0; i < 256; i++) {
+            ssize_t n = recv(fd, scratch, sizeof scratch, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EINTR))
+                return;
+        }
+        return;
+    }
     for (int i = 0; i < 256; i++) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, wait_ms) <= 0)
@@ -108,10 +117,10 @@ static void pending_remove(fcgi_intake *in, fcgi_conn *c)
 void fcgi_intake_conn_destroy(fcgi_conn *c, bool drain)
 {
     fcgi_intake *in = c->intake;
-    if (c->state == CONN_READING) {
-        event_loop_unwatch(in->loop, &c->watch);
+    if (c->state == CONN_READING)
         conn_list_remove(&in->reading, c);
-    }
+    if (c->watched)
+        event_loop_unwatch(in->loop, &c->watch);
     pending_remove(in, c);
     if (drain)
         fcgi_io_drain_input(c->fd, 0);
@@ -143,8 +152,13 @@ static bool conn_write_replies(fcgi_conn *c)
 static void conn_serve(fcgi_conn *c)
 {
     fcgi_intake *in = c->intake;
-    event_loop_unwatch(in->loop, &c->watch);
+    /* The watch stays registered: the request takes it over (fcgi_conn_watch). */
     conn_list_remove(&in->reading, c);
+    /* The empty STDIN that came with the params is all the server still had to say; with
+     * it taken, a held request keeps no read buffer (it was most of its memory). */
+    buf_consume(&c->in, fcgi_parser_take_input_end(c->parser, c->in.data, c->in.len));
+    if (c->in.len == 0)
+        buf_free(&c->in);
     c->state = CONN_SERVING;
     c->request_id = fcgi_parser_request_id(c->parser);
     size_t body_len;
@@ -229,9 +243,14 @@ bool fcgi_intake_conn_start_reading(fcgi_conn *c, bool idle)
     c->idle_deadline = idle;
     c->deadline_ms =
         clock_now_ms() + (idle ? in->limits.idle_timeout_ms : in->limits.request_timeout_ms);
-    c->watch = (event_watch){.fd = c->fd, .handler = conn_on_io, .data = c};
+    c->watch.handler = conn_on_io;
+    c->watch.data = c;
     conn_list_push(&in->reading, c);
-    return event_loop_watch(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP) == 0;
+    if (c->watched)
+        return event_loop_modify(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP) == 0;
+    c->watch.fd = c->fd;
+    c->watched = event_loop_watch(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP) == 0;
+    return c->watched;
 }
 
 static void intake_pause(fcgi_intake *in, int err)
@@ -277,6 +296,7 @@ static void intake_accept(fcgi_intake *in, int fd)
     fcgi_conn *c = xcalloc(1, sizeof *c);
     c->fd = fd;
     c->intake = in;
+    c->loop = in->loop;
     c->parser = fcgi_parser_new(&in->parser_limits);
     in->stats.open++;
     if (!fcgi_intake_conn_start_reading(c, false))

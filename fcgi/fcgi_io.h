@@ -86,6 +86,16 @@ void fcgi_conn_drop_params(fcgi_conn *conn);
 /* The fd to watch for the server hanging up, and the epoll events that mean it. */
 int fcgi_conn_fd(const fcgi_conn *conn);
 uint32_t fcgi_conn_hangup_events(const fcgi_conn *conn);
+/*
+ * Hands the connection's events to handler(data, events) until fcgi_conn_close
+ * (the first call registers CGI's stdout). A FastCGI connection is registered
+ * once for its life, so handing it between the intake and a request costs no
+ * syscall. -1: it cannot be watched (CGI output to a regular file).
+ */
+int fcgi_conn_watch(fcgi_conn *conn, event_loop *loop, void (*handler)(void *data, uint32_t events),
+                    void *data, uint32_t events) __attribute__((warn_unused_result));
+/* Changes the events the request's handler gets (event_loop_modify). */
+int fcgi_conn_watch_events(fcgi_conn *conn, uint32_t events) __attribute__((warn_unused_result));
 /* Queues response bytes (HTTP header block, then body). Never blocks. */
 void fcgi_conn_send(fcgi_conn *conn, const char *data, size_t len);
 /* Queues the end of the response. */

@@ -35,8 +35,14 @@ struct fcgi_conn {
     bool keep;          /* the server keeps the connection after this request */
     bool used;          /* it carried a request before */
     bool idle_deadline; /* the deadline is the kept connection's idle one */
+    bool peer_eof;      /* the server closed its side (seen by fcgi_conn_peer_closed) */
     int64_t deadline_ms;
-    event_watch watch; /* the intake's, while READING */
+    /* Registered for the connection's whole life: the intake's handler while READING,
+     * the request's (fcgi_conn_watch) while SERVING, so a handover costs no syscall. */
+    event_watch watch;
+    event_loop *loop;   /* where watch is registered (CGI: once the request watches) */
+    bool watched;       /* watch is registered */
+    size_t open_stdout; /* 1 + offset in out of the STDOUT record still growing; 0: none */
     fcgi_conn *prev, *next;
     fcgi_conn *pending_next; /* on intake->pending: came back with bytes buffered */
     bool on_pending;

@@ -34,11 +34,13 @@ struct fcgi_parser {
     int id;
     bool keep_conn;
     buf raw_params; /* name-value bytes as they arrive */
-    buf params;     /* decoded: name NUL value NUL, n_params times */
+    buf params;     /* decoded, n_params times: name length, value length (uint32_t each),
+                     * name NUL value NUL, so a lookup compares lengths before bytes */
     size_t n_params;
     buf body;
     size_t content_length;
     bool body_too_large;
+    bool stdin_ended; /* the request's empty FCGI_STDIN came */
     fcgi_parse_error error;
     const char *detail;
 };
@@ -79,6 +81,21 @@ void fcgi_record_frame(buf *out, int type, int id, const char *data, size_t len)
     buf_append(out, (const char *)header, sizeof header);
     if (len)
         buf_append(out, data, len);
+}
+
+size_t fcgi_record_content_length(const buf *out, size_t at)
+{
+    const unsigned char *h = (const unsigned char *)out->data + at;
+    return (size_t)h[4] << 8 | h[5];
+}
+
+void fcgi_record_extend(buf *out, size_t at, const char *data, size_t len)
+{
+    size_t content = fcgi_record_content_length(out, at) + len;
+    buf_append(out, data, len);
+    unsigned char *h = (unsigned char *)out->data + at; /* after the append: it may move */
+    h[4] = (unsigned char)(content >> 8);
+    h[5] = (unsigned char)(content & 0xff);
 }
 
 static void reply_end_request(buf *reply, int id, unsigned char protocol_status)
@@ -147,6 +164,9 @@ static void params_add(void *data, const char *name, size_t name_len, const char
         c->has_nul = true;
         return;
     }
+    /* Both fit: the params are capped by --max-params, far below 4 GB. */
+    const uint32_t lengths[2] = {(uint32_t)name_len, (uint32_t)value_len};
+    buf_append(&c->p->params, (const char *)lengths, sizeof lengths);
     buf_append(&c->p->params, name, name_len);
     buf_append(&c->p->params, "", 1);
     buf_append(&c->p->params, value, value_len);
@@ -244,6 +264,7 @@ static fcgi_parse_status parser_begin(fcgi_parser *p, int id, const char *conten
     fcgi_parser_drop(p);
     p->id = id;
     p->keep_conn = keep;
+    p->stdin_ended = false;
     p->phase = PHASE_PARAMS;
     p->content_length = 0;
     p->body_too_large = false;
@@ -283,8 +304,10 @@ static fcgi_parse_status parser_stdin(fcgi_parser *p, const char *content, size_
 {
     if (p->phase == PHASE_PARAMS)
         return parser_fail(p, FCGI_ERROR_PROTOCOL, "FCGI_STDIN before the params ended");
-    if (len == 0)
+    if (len == 0) {
+        p->stdin_ended = true;
         return parser_serve(p); /* STDIN ended early: what came is the body */
+    }
     size_t want = p->content_length - p->body.len;
     buf_append(&p->body, content, len < want ? len : want);
     return p->body.len >= p->content_length ? parser_serve(p) : FCGI_PARSE_MORE;
@@ -363,14 +386,34 @@ bool fcgi_parser_keep_conn(const fcgi_parser *p)
 
 const char *fcgi_parser_param(const fcgi_parser *p, const char *name)
 {
+    size_t want = strlen(name);
     const char *at = p->params.data;
     for (size_t i = 0; i < p->n_params; i++) {
-        const char *value = at + strlen(at) + 1;
-        if (!strcmp(at, name))
-            return value;
-        at = value + strlen(value) + 1;
+        uint32_t lengths[2];
+        memcpy(lengths, at, sizeof lengths); /* not aligned */
+        const char *entry_name = at + sizeof lengths;
+        if (lengths[0] == want && !memcmp(entry_name, name, want))
+            return entry_name + want + 1;
+        at = entry_name + lengths[0] + 1 + lengths[1] + 1;
     }
     return NULL;
+}
+
+bool fcgi_parser_input_ended(const fcgi_parser *p)
+{
+    return p->stdin_ended;
+}
+
+size_t fcgi_parser_take_input_end(fcgi_parser *p, const char *pending, size_t len)
+{
+    const FCGI_Header *h = (const FCGI_Header *)pending;
+    if (p->phase != PHASE_SERVING || p->stdin_ended || len < FCGI_HEADER_LEN ||
+        h->version != FCGI_VERSION_1 || h->type != FCGI_STDIN ||
+        (h->requestIdB1 << 8 | h->requestIdB0) != p->id || h->contentLengthB1 != 0 ||
+        h->contentLengthB0 != 0 || len < (size_t)FCGI_HEADER_LEN + h->paddingLength)
+        return 0;
+    p->stdin_ended = true;
+    return (size_t)FCGI_HEADER_LEN + h->paddingLength;
 }
 
 const char *fcgi_parser_body(const fcgi_parser *p, size_t *len, bool *body_too_large)

@@ -65,6 +65,14 @@ int fcgi_parser_request_id(const fcgi_parser *p);
 bool fcgi_parser_keep_conn(const fcgi_parser *p);
 /* A param or NULL; valid until fcgi_parser_drop or fcgi_parser_next. First one wins. */
 const char *fcgi_parser_param(const fcgi_parser *p, const char *name);
+/* Whether the server has sent all of the request being served (its empty FCGI_STDIN came). */
+bool fcgi_parser_input_ended(const fcgi_parser *p);
+/*
+ * A request served at its params' end (no body) leaves its empty FCGI_STDIN
+ * unparsed in what was read: when pending starts with it, it is taken (the
+ * input has ended) and its length returned, for the caller to consume; else 0.
+ */
+size_t fcgi_parser_take_input_end(fcgi_parser *p, const char *pending, size_t len);
 /* The body read (CONTENT_LENGTH bytes, fewer if STDIN ended early). */
 const char *fcgi_parser_body(const fcgi_parser *p, size_t *len, bool *body_too_large);
 /* Frees the params and body of the request being served. */
@@ -74,5 +82,13 @@ void fcgi_parser_next(fcgi_parser *p);
 
 /* Appends one record of type for request id with content data (no padding). */
 void fcgi_record_frame(buf *out, int type, int id, const char *data, size_t len);
+/*
+ * Appends data to the content of the record framed at out->data + at, which
+ * must be the last record in out; the caller keeps the content within
+ * FCGI_MAX_LENGTH. So headers and body become one STDOUT record.
+ */
+void fcgi_record_extend(buf *out, size_t at, const char *data, size_t len);
+/* Content bytes of the record framed at out->data + at. */
+size_t fcgi_record_content_length(const buf *out, size_t at);
 
 #endif

@@ -7,18 +7,35 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 
+/* "Name: value\r\n", appended without printf: every answer has several. */
+static void append_header(buf *out, const char *name, size_t name_len, const char *value)
+{
+    buf_append(out, name, name_len);
+    buf_append_str(out, value);
+    buf_append(out, "\r\n", 2);
+}
+
+#define APPEND_HEADER(out, literal, value)                                                         \
+    append_header((out), literal, sizeof literal - 1, (value))
+
 void feed_format_head_cache(buf *out, int status, const char *content_type,
                             const char *cache_control)
 {
-    buf_printf(out, "Status: %d %s\r\n", status, http_status_reason(status));
+    /* Status codes are three digits (http_status knows only those). */
+    char code[5] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10), ' ', '\0'};
+    buf_append(out, "Status: ", 8);
+    buf_append(out, code, 4);
+    buf_append_str(out, http_status_reason(status));
+    buf_append(out, "\r\n", 2);
     if (content_type)
-        buf_printf(out, "Content-Type: %s\r\n", content_type);
+        APPEND_HEADER(out, "Content-Type: ", content_type);
     /* Feed answers change with every publish: caches must revalidate, never reuse blindly.
      * An error is about this moment only (a 503 is over once the database is back): a
      * cache must not keep it at all. */
     if (!cache_control)
         cache_control = status >= 400 ? "no-store" : "no-cache";
-    buf_printf(out, "Cache-Control: %s\r\n", cache_control);
+    APPEND_HEADER(out, "Cache-Control: ", cache_control);
 }
 
 void feed_format_head(buf *out, int status, const char *content_type)
@@ -28,12 +45,15 @@ void feed_format_head(buf *out, int status, const char *content_type)
 
 void feed_format_header(buf *out, const char *name, const char *value)
 {
-    buf_printf(out, "%s: %s\r\n", name, value);
+    buf_append_str(out, name);
+    APPEND_HEADER(out, ": ", value);
 }
 
 void feed_format_etag(buf *out, const char *cursor)
 {
-    buf_printf(out, "ETag: \"%s\"\r\n", cursor);
+    buf_append(out, "ETag: \"", 7);
+    buf_append_str(out, cursor);
+    buf_append(out, "\"\r\n", 3);
 }
 
 void feed_format_retry_after(buf *out, int64_t seconds)

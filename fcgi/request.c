@@ -22,9 +22,7 @@ void request_close(request *r)
     r->query = NULL;
     channel_auth_free(r->auth); /* no pgfeed.authorize answer may call back */
     r->auth = NULL;
-    if (r->watched)
-        event_loop_unwatch(r->reg->loop, &r->watch);
-    fcgi_conn_close(r->conn);
+    fcgi_conn_close(r->conn); /* which also ends r's watch on it */
     r->conn = NULL;
     request_set_state(r, REQ_CLOSED);
 }
@@ -49,14 +47,14 @@ void request_flush(request *r)
             }
             request_set_state(r, REQ_LINGERING);
             r->deadline_ms = clock_now_ms() + LINGER_MS;
-            if (event_loop_modify(r->reg->loop, &r->watch, EPOLLIN | EPOLLRDHUP) < 0)
+            if (fcgi_conn_watch_events(r->conn, EPOLLIN | EPOLLRDHUP) < 0)
                 request_close(r);
             return;
         }
     }
     if (r->watched) {
         uint32_t want = fcgi_conn_hangup_events(r->conn) | (rc == 0 ? EPOLLOUT : 0);
-        if (event_loop_modify(r->reg->loop, &r->watch, want) < 0)
+        if (fcgi_conn_watch_events(r->conn, want) < 0)
             request_close(r);
     }
 }
@@ -328,9 +326,9 @@ void request_start(request_registry *reg, fcgi_conn *conn)
     r->reg = reg;
     r->conn = conn;
     request_set_state(r, REQ_STARTING);
-    r->watch = (event_watch){.fd = fcgi_conn_fd(conn), .handler = request_on_io, .data = r};
     /* The server closing the connection is how a departed client shows. */
-    r->watched = event_loop_watch(reg->loop, &r->watch, fcgi_conn_hangup_events(conn)) == 0;
+    r->watched =
+        fcgi_conn_watch(conn, reg->loop, request_on_io, r, fcgi_conn_hangup_events(conn)) == 0;
 
     feed_limits limits = {.max_query_length = (size_t)cfg->max_query,
                           .max_channels = (size_t)cfg->max_channels,

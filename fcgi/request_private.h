@@ -92,7 +92,6 @@ struct request {
     request_registry *reg;
     request_state state;
     fcgi_conn *conn;
-    event_watch watch;
     feed_request fr;
     subscription *subs;
     size_t n_subs;

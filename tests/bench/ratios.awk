@@ -15,8 +15,10 @@ function ratio(a, b) { return (b > 0) ? sprintf("%.2f×", a / b) : "-" }
     key = f["label"] SUBSEP f["mode"] SUBSEP f["n"]
     if (f["mode"] == "repeat") {
         us[f["label"]] = f["cpu_us_total"]
+        uspg[f["label"]] = f["cpu_us_pgfeed"]; ussrv[f["label"]] = f["cpu_us_server"]
         next
     }
+    cpg[key] = f["cpu_us_pgfeed"]; csrv[key] = f["cpu_us_server"]
     p50[key] = f["p50_ms"]; p99[key] = f["p99_ms"]; mem[key] = f["mem_kb_per_held"]
     bad[f["label"]] += f["lost"] + f["duplicates"] + f["out_of_order"] + f["failed"]
     load = f["mode"] SUBSEP f["n"]
@@ -42,6 +44,10 @@ END {
         } else
             printf "%-34s %8.1fms %9.1fms %7s %9.1fms %7s\n", what " p99", p99[nk], p99[lk],
                 ratio(p99[lk], p99[nk]), p99[gk], ratio(p99[gk], p99[nk])
+        # Who spends the time: µs of CPU per delivery (with its re-poll), pgfeed / front server.
+        printf "%-34s %10s %18s %18s %18s\n", what " CPU/delivery pgfeed/front", sprintf("-/%.1fus", csrv[nk]),
+            sprintf("%.1f/%.1fus", cpg[lk], csrv[lk]), sprintf("%.1f/%.1fus", cpg[gk], csrv[gk]),
+            (mn[1] == "longpoll" ? sprintf("%.2f/%.1fus", cpg[ck], csrv[ck]) : "")
         # Memory is the growth of a fresh phase: the SSE phases reuse what the long polls grew.
         if (mn[1] == "longpoll")
             printf "%-34s %8.2fkB %9.2fkB %7s %9.2fkB %7s %9.2fkB %7s\n", what " memory/subscriber", mem[nk],
@@ -51,6 +57,10 @@ END {
         us["nchan-304"], us["lighttpd-304"], ratio(us["lighttpd-304"], us["nchan-304"]),
         us["nginx-304"], ratio(us["nginx-304"], us["nchan-304"]), us["nginx-cache-304"],
         ratio(us["nginx-cache-304"], us["nchan-304"])
+    printf "%-34s %10s %18s %18s %18s\n", "  of which pgfeed / front server", "-",
+        sprintf("%.1f/%.1fus", uspg["lighttpd-304"], ussrv["lighttpd-304"]),
+        sprintf("%.1f/%.1fus", uspg["nginx-304"], ussrv["nginx-304"]),
+        sprintf("%.2f/%.1fus", uspg["nginx-cache-304"], ussrv["nginx-cache-304"])
     printf "%-34s %8.1fus %9.1fus %7s %9.1fus %7s\n", "same server's static 304",
         us["nchan-static-304"], us["lighttpd-static-304"], "", us["nginx-static-304"], ""
     printf "%-34s %10s %18s %18s %18s\n", "304 ÷ own static 304", ratio(us["nchan-304"], us["nchan-static-304"]),

@@ -65,6 +65,8 @@ fi
 # ---- build -------------------------------------------------------------------
 [[ $MODE != compare ]] || "$ROOT/tests/install-deps.sh" bench # Nchan, taskset
 bench_build
+# PGFEED_BENCH_PGFEED: another pgfeed binary (an older build, to tell a regression from noise);
+# PGFEED_BENCH_PGFEED_ARGS: more pgfeed options for every run.
 readonly PGFEED=${PGFEED_BENCH_PGFEED:-$BUILD/fcgi/pgfeed} FEEDBENCH=$BUILD/bench/feedbench
 read -r -a PGFEED_ARGS <<<"${PGFEED_BENCH_PGFEED_ARGS:-}"
 
@@ -73,6 +75,10 @@ readonly FDS_NEEDED=$((2 * N + 100))
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 (($(ulimit -n) >= FDS_NEEDED)) || die "ulimit -n is $(ulimit -n); $N clients need $FDS_NEEDED"
 MAX_FDS=$(ulimit -n)
+
+# nginx started as root runs its workers as nobody; otherwise as the caller.
+if ((EUID == 0)); then SOCKET_GROUP=$(id -gn nobody); else SOCKET_GROUP=$(id -gn); fi
+readonly SOCKET_GROUP
 
 # ---- everything below is stopped again on exit --------------------------------
 TMP=$(mktemp -d /tmp/pgfeed-bench.XXXXXX)
@@ -112,11 +118,12 @@ bench_postgres "$TMP/pg" "$PGFEED_ROLE" "${SERVER_CPU[@]}"
 start_pgfeed() {
     local name=$1
     shift
-    # Long enough waits and stream lifetimes that nothing ends by itself mid-run; no pruning;
-    # the bench's channels open to anyone (reads are denied by default).
-    PGUSER=$PGFEED_ROLE "${SERVER_CPU[@]}" "$PGFEED" --listen "$TMP/$name.sock" --log-level warn --allow '*' \
+    # Long enough waits and stream lifetimes that nothing ends by itself mid-run; no pruning.
+    # Reads are denied by default: the bench's channels are open to anyone. The socket is
+    # 0660: nginx's workers (nobody when started as root) reach it through its group.
+    PGUSER=$PGFEED_ROLE "${SERVER_CPU[@]}" "$PGFEED" --listen "$TMP/$name.sock" --log-level warn \
         --max-held $((N + 1000)) --max-wait 3600 --sse-lifetime 3600 --prune-interval 0 \
-        "${PGFEED_ARGS[@]}" "$@" >"$TMP/$name.log" 2>&1 &
+        --allow '*' --socket-group "$SOCKET_GROUP" "${PGFEED_ARGS[@]}" "$@" >"$TMP/$name.log" 2>&1 &
     PGFEED_PID=$!
     STARTED+=("$PGFEED_PID")
     for _ in $(seq 300); do [[ -S $TMP/$name.sock ]] && break; sleep 0.1; done
@@ -149,12 +156,14 @@ start_lighttpd() {
 
 # start_nginx NAME TEMPLATE [SOCKET]: nginx (one worker) with tests/bench/TEMPLATE;
 # sets NGINX_PORT and NGINX_WORKER (the worker's pid: where the work and memory are).
+# PGFEED_BENCH_KEEPALIVE: nginx's idle FastCGI connections per worker (default N + 100).
 start_nginx() {
     local name=$1 template=$2 socket=${3:-} dir=$TMP/nginx-$1
     mkdir -p "$dir"
     NGINX_PORT=$(free_port)
     sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$NGINX_PORT|g" -e "s|@SOCKET@|$socket|g" \
         -e "s|@MAX_FDS@|$MAX_FDS|g" -e "s|@HTDOCS@|$TMP/htdocs|g" -e "s|@ROOT@|$ROOT|g" \
+        -e "s|@KEEPALIVE@|${PGFEED_BENCH_KEEPALIVE:-$((N + 100))}|g" \
         "$SCRIPT_DIR/$template" >"$dir/nginx.conf"
     "${SERVER_CPU[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$TMP/$name.out" 2>&1 &
     local master=$!
@@ -236,11 +245,21 @@ target() {
     esac
 }
 
-# Interleaved: the three measurements of one load follow each other, so they share the noise.
-for n in "${SIZES[@]}"; do
-    for t in nchan lighttpd nginx nginx-cache; do target "$t" longpoll "$n" "$@"; done
-done
-for t in nchan lighttpd nginx; do target "$t" sse "$SSE_N" --interval-ms 50 --burst 0 "$@"; done
+# PGFEED_BENCH_LOADS picks loads (default all: "longpoll sse 304"), to iterate on one.
+loads=" ${PGFEED_BENCH_LOADS:-longpoll sse 304} "
+# Interleaved: the measurements of one load follow each other, so they share the noise.
+if [[ $loads == *" longpoll "* ]]; then
+    for n in "${SIZES[@]}"; do
+        for t in nchan lighttpd nginx nginx-cache; do target "$t" longpoll "$n" "$@"; done
+    done
+fi
+if [[ $loads == *" sse "* ]]; then
+    for t in nchan lighttpd nginx; do target "$t" sse "$SSE_N" --interval-ms 50 --burst 0 "$@"; done
+fi
+if [[ $loads != *" 304 "* ]]; then
+    "$SCRIPT_DIR/ratios.awk" "$RESULTS"
+    exit 0
+fi
 
 # µs of server (+ pgfeed) CPU per 304, against the same server's static-file 304.
 # repeat PORT WORKER PGFEED_PID LABEL PATH HEADER...

@@ -9,8 +9,8 @@ import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { getParams, RawConn, requestBytes } from './lib/fcgi_raw.mjs';
-import { sql, unique } from './lib/pg.mjs';
+import { getParams, RawConn, requestBytes, T } from './lib/fcgi_raw.mjs';
+import { publish, sql, unique } from './lib/pg.mjs';
 import { waitFor } from './lib/resilience.mjs';
 import { crashLines, makeRoot, startDaemon } from './lib/servers.mjs';
 
@@ -101,4 +101,31 @@ test('clients that do not read their answer within --drain-timeout are closed', 
   for (const s of socks) s.destroy();
   const a = await get(`/${ch}`, 'since=0');
   assert.equal(a.status, 200, 'others are answered');
+});
+
+// What the front server parses per answer (issue 14): headers and body in one
+// STDOUT record, then END_REQUEST, in one write; over a kept connection too.
+test('an answer is one STDOUT record and END_REQUEST, in one write', async () => {
+  const ch = `${prefix}.records`;
+  await publish(ch, 'x', { n: 1 });
+  const c = new RawConn(d.socket);
+  const asks = [
+    { query: 'since=0', status: 200 },
+    { query: 'since=1', headers: { 'If-None-Match': '"1"' }, status: 304 },
+    { query: 'since=0', status: 200 },
+  ];
+  for (const [i, ask] of asks.entries()) {
+    const id = i + 1;
+    const from = c.records.length;
+    const chunksFrom = c.chunks.length;
+    await c.send(requestBytes(id, getParams(`/${ch}`, { query: ask.query, headers: ask.headers ?? {} }), { keep: true }));
+    const a = await c.answer(id, 10000);
+    assert.ok(a, `answer ${id} over the kept connection`);
+    assert.equal(a.status, ask.status, a.body.slice(0, 200));
+    const types = c.records.slice(from).map((r) => r.type);
+    assert.deepEqual(types, [T.STDOUT, T.END_REQUEST], `answer ${id}: records ${types}`);
+    assert.deepEqual(c.chunks.slice(chunksFrom).filter((k) => k.length), [[T.STDOUT, T.END_REQUEST]], `answer ${id} in one read`);
+    if (ask.status === 200) assert.equal(a.json.events.length, 1);
+  }
+  c.destroy();
 });

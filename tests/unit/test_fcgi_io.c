@@ -216,10 +216,9 @@ static bool server_read_available(int fd, buf *raw)
 /* A response read back from records. */
 typedef struct response {
     buf content;           /* FCGI_STDOUT contents, reassembled */
-    size_t stdout_records; /* non-empty ones */
+    size_t stdout_records; /* never empty: END_REQUEST ends the stream */
     size_t largest_record;
-    bool stdout_closed; /* the empty FCGI_STDOUT came */
-    bool ended;         /* FCGI_END_REQUEST came: nothing may follow */
+    bool ended; /* FCGI_END_REQUEST came: nothing may follow */
     unsigned char end_body[8];
 } response;
 
@@ -239,14 +238,12 @@ static void parse_response(const buf *raw, int id, response *r)
         assert_true(raw->len - at >= FCGI_HEADER_LEN + len);
         const char *content = raw->data + at + FCGI_HEADER_LEN;
         if (h[1] == FCGI_STDOUT) {
-            assert_false(r->stdout_closed);
-            r->stdout_closed = len == 0;
-            r->stdout_records += len > 0;
+            assert_true(len > 0);
+            r->stdout_records++;
             r->largest_record = len > r->largest_record ? len : r->largest_record;
             buf_append(&r->content, content, len);
         } else {
             assert_int_equal(h[1], FCGI_END_REQUEST);
-            assert_true(r->stdout_closed);
             assert_int_equal(len, sizeof r->end_body);
             memcpy(r->end_body, content, len);
             r->ended = true;
@@ -406,14 +403,14 @@ static void test_params_body_and_framed_response(void **state)
     fcgi_conn_send(conn, body, big);
     fcgi_conn_send(conn, "tail", 4);
     fcgi_conn_end(conn);
-    /* 5 STDOUT records with content, the empty one, END_REQUEST with its 8 bytes. */
-    assert_int_equal(fcgi_conn_pending(conn), want.len + 7 * FCGI_HEADER_LEN + 8);
+    /* What is queued fills records to the limit: 3 STDOUT records, END_REQUEST and its 8 bytes. */
+    assert_int_equal(fcgi_conn_pending(conn), want.len + 4 * FCGI_HEADER_LEN + 8);
 
     response r = {0};
     exchange(conn, server, id, &r);
     assert_int_equal(r.content.len, want.len);
     assert_memory_equal(r.content.data, want.data, want.len);
-    assert_int_equal(r.stdout_records, 5);
+    assert_int_equal(r.stdout_records, 3);
     assert_int_equal(r.largest_record, 65535);
     assert_false(fcgi_conn_peer_closed(conn));
 
@@ -463,6 +460,57 @@ static void test_send_after_end_is_dropped(void **state)
     assert_int_equal(r.content.len, 6);
     assert_memory_equal(r.content.data, "before", 6);
     close_all(conn, server, &r);
+}
+
+/*
+ * An answer queued as a header block and a body (how request_respond sends it)
+ * is one STDOUT record and END_REQUEST, written by one flush: the web server
+ * parses two records, and one write carries both.
+ */
+static void test_answer_is_one_record_and_end_request(void **state)
+{
+    int server;
+    fcgi_conn *conn = accept_get(3, &server);
+    const char *head = "Status: 200 OK\r\nContent-Type: application/json\r\n\r\n";
+    const char *body = "{\"events\":[]}";
+    fcgi_conn_send(conn, head, strlen(head));
+    fcgi_conn_send(conn, body, strlen(body));
+    fcgi_conn_end(conn);
+    size_t content = strlen(head) + strlen(body);
+    assert_int_equal(fcgi_conn_pending(conn), FCGI_HEADER_LEN + content + FCGI_HEADER_LEN + 8);
+    assert_int_equal(fcgi_conn_flush(conn), 1); /* one call, everything out */
+    buf raw = BUF_INIT;
+    assert_true(server_read_available(server, &raw));
+    const unsigned char *h = (const unsigned char *)raw.data;
+    assert_int_equal(h[1], FCGI_STDOUT);
+    assert_int_equal((size_t)h[4] << 8 | h[5], content);
+    response r = {0};
+    parse_response(&raw, 3, &r);
+    assert_int_equal(r.stdout_records, 1);
+    buf_free(&raw);
+    close_all(conn, server, &r);
+}
+
+/*
+ * A server that has sent the request's empty STDIN sends nothing more: its
+ * connection is closed at once after the answer, without shutdown and linger
+ * (lighttpd, nginx). One whose STDIN is still open (mod_proxy_fcgi writes it
+ * after the params) gets the shutdown, so its late write cannot break.
+ */
+static void test_linger_only_while_the_server_may_still_send(void **state)
+{
+    const char *const params[] = {"REQUEST_METHOD", "GET", NULL};
+    for (int stdin_open = 0; stdin_open <= 1; stdin_open++) {
+        int server = server_connect();
+        server_send_request(server, 1, params, NULL, 0, !stdin_open);
+        fcgi_conn *conn = accept_one(0);
+        fcgi_conn_send(conn, "Status: 304 Not Modified\r\n\r\n", 28);
+        fcgi_conn_end(conn);
+        response r = {0};
+        exchange(conn, server, 1, &r);
+        assert_int_equal(fcgi_conn_shutdown_output(conn), stdin_open == 1);
+        close_all(conn, server, &r);
+    }
 }
 
 /* Sends a POST with the given CONTENT_LENGTH and body; returns the accepted conn. */
@@ -694,6 +742,8 @@ int main(void)
         cmocka_unit_test(test_params_body_and_framed_response),
         cmocka_unit_test(test_send_splits_exactly_at_the_record_limit),
         cmocka_unit_test(test_send_after_end_is_dropped),
+        cmocka_unit_test(test_answer_is_one_record_and_end_request),
+        cmocka_unit_test(test_linger_only_while_the_server_may_still_send),
         cmocka_unit_test(test_body_up_to_the_limit),
         cmocka_unit_test(test_body_over_the_limit),
         cmocka_unit_test(test_hostile_content_lengths),

@@ -94,12 +94,14 @@ export function parseAnswer(stdout) {
 
 /**
  * One connection to a FastCGI socket. Every record pgfeed sends is kept in
- * `records` ({type, id, content}); `closed` resolves when pgfeed closes.
+ * `records` ({type, id, content}), the types of the records completed by each
+ * read in `chunks`; `closed` resolves when pgfeed closes.
  */
 export class RawConn {
   constructor(socketPath) {
     this.sock = net.connect(socketPath);
     this.records = [];
+    this.chunks = []; // each read's records: pgfeed's one write per answer arrives as one
     this.input = Buffer.alloc(0);
     this.isClosed = false;
     this.waiters = [];
@@ -118,11 +120,14 @@ export class RawConn {
     this.sock.on('error', () => {});
     this.sock.on('data', (data) => {
       this.input = Buffer.concat([this.input, data]);
+      const chunk = [];
+      this.chunks.push(chunk);
       while (this.input.length >= 8) {
         const len = this.input.readUInt16BE(4);
         const pad = this.input[6];
         if (this.input.length < 8 + len + pad) break;
         this.records.push({ type: this.input[1], id: this.input.readUInt16BE(2), content: Buffer.from(this.input.subarray(8, 8 + len)) });
+        chunk.push(this.input[1]);
         this.input = this.input.subarray(8 + len + pad);
       }
       this.wake();
