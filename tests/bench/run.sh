@@ -65,8 +65,6 @@ fi
 # ---- build -------------------------------------------------------------------
 [[ $MODE != compare ]] || "$ROOT/tests/install-deps.sh" bench # Nchan, taskset
 bench_build
-# PGFEED_BENCH_PGFEED: another pgfeed binary (an older build, to tell a regression from noise);
-# PGFEED_BENCH_PGFEED_ARGS: more pgfeed options for every run.
 readonly PGFEED=${PGFEED_BENCH_PGFEED:-$BUILD/fcgi/pgfeed} FEEDBENCH=$BUILD/bench/feedbench
 read -r -a PGFEED_ARGS <<<"${PGFEED_BENCH_PGFEED_ARGS:-}"
 
