@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define TICK_MS 100   /* deadlines and heartbeats are checked this often */
@@ -27,7 +28,9 @@
 #define FD_COUNT_MS 1000
 #define CACHE_SWEEP_MS 5000
 #define SHUTDOWN_GRACE_MS 5000
-#define LISTEN_BACKLOG 1024
+/* As deep as the kernel allows (net.core.somaxconn caps it): lighttpd opens a
+ * connection per request, and 8,000 re-polls after one publish overflowed 1,024. */
+#define LISTEN_BACKLOG SOMAXCONN
 
 static volatile sig_atomic_t stop_requested;
 static volatile sig_atomic_t reload_requested; /* SIGHUP: --token-keys, --log-level-file */
