@@ -28,6 +28,9 @@ typedef struct pgfeed_config {
     int max_buffered; /* bytes queued for one client before it counts as too slow */
     int ring_events;  /* recent events cached per channel */
     int ring_bytes;
+    int cache_bytes;    /* the channel cache's budget (feed_cache.h) */
+    int load_queue;     /* channels waiting for a head batch at most */
+    int load_batch;     /* channels per head batch */
     int prune_interval; /* seconds between pgfeed.prune() runs; 0: never */
     bool publish;       /* POST /{channel} publishes (never anonymously: see guard.h) */
     int max_body;

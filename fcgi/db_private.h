@@ -28,6 +28,7 @@ typedef enum db_state {
 typedef enum query_kind {
     QUERY_LISTEN,
     QUERY_READ,
+    QUERY_READ_HEADS,
     QUERY_PUBLISH,
     QUERY_PING,
     QUERY_PRUNE,
@@ -43,6 +44,7 @@ struct db_query {
     int limit; /* a read's */
     union {
         db_read_cb read;
+        db_heads_cb heads;
         db_publish_cb publish;
         db_ping_cb ping;
         db_authorize_cb authorize;

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { begin, encodeParams, getParams, RawConn, record, requestBytes } from './lib/fcgi_raw.mjs';
+import { begin, encodeParams, getParams, RawConn, record, requestBytes, timedGet } from './lib/fcgi_raw.mjs';
 import { publish, unique } from './lib/pg.mjs';
 import { rssKiB } from './lib/sse_probe.mjs';
 import { crashLines, makeRoot, startDaemon } from './lib/servers.mjs';
@@ -28,15 +28,7 @@ after(() => {
   fs.rmSync(root, { recursive: true, force: true });
 });
 
-async function get(pathInfo, query = '') {
-  const c = new RawConn(d.socket);
-  const started = process.hrtime.bigint();
-  await c.send(requestBytes(1, getParams(pathInfo, { query })));
-  const a = await c.answer(1, 10000);
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  c.destroy();
-  return { ...a, ms };
-}
+const get = (pathInfo, query = '') => timedGet(d.socket, pathInfo, query);
 
 function quantile(values, q) {
   const s = [...values].sort((a, b) => a - b);

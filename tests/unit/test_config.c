@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,9 @@ static const int_option int_options[] = {
     INT_OPTION("max-buffered", "PGFEED_MAX_BUFFERED", max_buffered, 262144, 4096, 1 << 30),
     INT_OPTION("ring-events", "PGFEED_RING_EVENTS", ring_events, 256, 1, 100000),
     INT_OPTION("ring-bytes", "PGFEED_RING_BYTES", ring_bytes, 1048576, 1024, 1 << 30),
+    INT_OPTION("cache-bytes", "PGFEED_CACHE_BYTES", cache_bytes, 67108864, 65536, INT_MAX),
+    INT_OPTION("load-queue", "PGFEED_LOAD_QUEUE", load_queue, 10000, 1, 1000000),
+    INT_OPTION("load-batch", "PGFEED_LOAD_BATCH", load_batch, 1000, 1, 10000),
     INT_OPTION("prune-interval", "PGFEED_PRUNE_INTERVAL", prune_interval, 300, 0, 86400),
     INT_OPTION("max-body", "PGFEED_MAX_BODY", max_body, 65536, 1, 1 << 24),
     INT_OPTION("hub-idle", "PGFEED_HUB_IDLE", hub_idle, 120, 1, 86400),

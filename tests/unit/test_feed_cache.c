@@ -1,8 +1,9 @@
 /*
- * test_feed_cache — channels, the ring and subscribers, with pgfeed.read
- * replaced: the test links with -Wl,--wrap=db_read, so every read the cache
- * starts is recorded here and answered by the test, synchronously and in any
- * order it likes. Nothing else of db runs.
+ * test_feed_cache — channels, the ring and subscribers, head batches, the
+ * budget and its evictions, with pgfeed.read replaced: the test links with
+ * -Wl,--wrap=db_read (and db_read_heads, db_can_read), so every read and
+ * head batch the cache starts is recorded here and answered by the test,
+ * synchronously and in any order it likes. Nothing else of db runs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,13 +17,17 @@
 
 #include "feed_cache.h"
 
-/* The reads the cache started and not yet answered. */
+/* The reads and head batches the cache started and not yet answered. */
 typedef struct pending_read {
     char channel[64];
     int64_t after;
     int limit;
     db_read_cb cb;
     void *ctx;
+    /* a head batch: its channels, in the order asked */
+    db_heads_cb heads_cb;
+    size_t n_names;
+    char names[16][64];
 } pending_read;
 
 static pending_read reads[8];
@@ -46,16 +51,80 @@ db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, d
     r->limit = limit;
     r->cb = cb;
     r->ctx = ctx;
+    r->heads_cb = NULL;
     return (db_query *)&dummy_query;
 }
 
-/* Answers the oldest pending read with head, oldest and the listed events (0 ends the list). */
+db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
+                               void *ctx);
+db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
+                               void *ctx)
+{
+    (void)d;
+    if (refuse_reads)
+        return NULL;
+    assert_true(n_reads < sizeof reads / sizeof *reads);
+    assert_true(n > 0 && n <= 16);
+    pending_read *r = &reads[n_reads++];
+    memset(r, 0, sizeof *r);
+    r->heads_cb = cb;
+    r->ctx = ctx;
+    r->n_names = n;
+    for (size_t i = 0; i < n; i++)
+        snprintf(r->names[i], sizeof r->names[i], "%s", channels[i]);
+    return (db_query *)&dummy_query;
+}
+
+bool __wrap_db_can_read(const db *d);
+bool __wrap_db_can_read(const db *d)
+{
+    (void)d;
+    return !refuse_reads;
+}
+
+static pending_read pop_read(size_t i)
+{
+    assert_true(i < n_reads);
+    pending_read r = reads[i];
+    memmove(reads + i, reads + i + 1, (n_reads - i - 1) * sizeof *reads);
+    n_reads--;
+    return r;
+}
+
+/* Answers the oldest pending head batch: every channel of it has this head and oldest. */
+static void answer_heads(int64_t head, int64_t oldest)
+{
+    assert_true(n_reads > 0 && reads[0].heads_cb);
+    pending_read r = pop_read(0);
+    db_head heads[16];
+    for (size_t i = 0; i < r.n_names; i++)
+        heads[i] = (db_head){.channel = r.names[i], .head = head, .oldest = oldest, .epoch = epoch};
+    db_heads_result res = {.ok = true, .n_heads = r.n_names, .heads = heads};
+    r.heads_cb(r.ctx, &res);
+}
+
+static feed_cache *cache;
+
+/*
+ * Answers the oldest pending read with head, oldest and the listed events (0
+ * ends the list). A load first goes out in the turn's head batch: that is
+ * answered with the same head, and the read of events it starts (when the
+ * cursor is behind the head) is the one answered with the events.
+ */
 static void answer_versions(int64_t head, int64_t oldest, const int64_t *versions)
 {
+    feed_cache_end_turn(cache);
     assert_true(n_reads > 0);
-    pending_read r = reads[0];
-    memmove(reads, reads + 1, (n_reads - 1) * sizeof *reads);
-    n_reads--;
+    if (reads[0].heads_cb) {
+        assert_int_equal(reads[0].n_names, 1);
+        size_t before = n_reads - 1;
+        answer_heads(head, oldest);
+        if (n_reads == before)
+            return;                                        /* the head was all there was to read */
+        memmove(reads + 1, reads, before * sizeof *reads); /* its read first */
+        reads[0] = reads[before];
+    }
+    pending_read r = pop_read(0);
     db_event events[16];
     char texts[16][32];
     size_t n = 0;
@@ -88,10 +157,13 @@ static void answer(int64_t head, int64_t oldest, int64_t first, int64_t last)
 
 static void answer_failure(void)
 {
-    assert_true(n_reads > 0);
-    pending_read r = reads[0];
-    memmove(reads, reads + 1, (n_reads - 1) * sizeof *reads);
-    n_reads--;
+    feed_cache_end_turn(cache);
+    pending_read r = pop_read(0);
+    if (r.heads_cb) {
+        db_heads_result res = {.ok = false, .error = "permission denied"};
+        r.heads_cb(r.ctx, &res);
+        return;
+    }
     db_read_result res = {.ok = false, .error = "permission denied"};
     r.cb(r.ctx, &res);
 }
@@ -108,8 +180,6 @@ static void on_wake(feed_subscriber *s)
     w->wakes++;
     w->known_at_wake = feed_channel_known(s->channel);
 }
-
-static feed_cache *cache;
 
 static int setup(void **state)
 {
@@ -148,10 +218,19 @@ static void test_first_load_reads_from_the_cursor_and_wakes(void **state)
     assert_false(feed_channel_known(ch));
     assert_true(feed_channel_load(ch, 1));
     assert_true(feed_channel_load(ch, 1)); /* one load at a time */
+    assert_int_equal(n_reads, 0);          /* the head batch goes at the end of the turn */
+    feed_cache_end_turn(cache);
+    assert_int_equal(n_reads, 1);
+    assert_int_equal(reads[0].n_names, 1);
+    assert_string_equal(reads[0].names[0], "orders");
+    answer_heads(3, 1);
+    /* events follow the cursor: this channel reads them from it */
     assert_int_equal(n_reads, 1);
     assert_string_equal(reads[0].channel, "orders");
     assert_int_equal(reads[0].after, 1);
     assert_int_equal(reads[0].limit, 100);
+    assert_false(feed_channel_known(ch));
+    assert_int_equal(w.wakes, 0);
     answer(3, 1, 2, 3);
     assert_true(feed_channel_known(ch));
     assert_int_equal(feed_channel_head(ch), 3);
@@ -164,7 +243,7 @@ static void test_first_load_reads_from_the_cursor_and_wakes(void **state)
     expect_event(ch, 3);
     assert_int_equal(w.wakes, 1);
     assert_true(w.known_at_wake);
-    assert_int_equal(feed_cache_misses(cache), 1);
+    assert_int_equal(feed_cache_misses(cache), 2); /* its head, then its events */
     feed_channel_unsubscribe(&w.node);
     feed_channel_unsubscribe(&w.node); /* twice is fine */
     assert_int_equal(feed_channel_subscriber_count(ch), 0);
@@ -174,8 +253,9 @@ static void test_cursor_now_reads_only_the_head(void **state)
 {
     feed_channel *ch = feed_cache_channel(cache, "orders");
     assert_true(feed_channel_load(ch, -1));
-    assert_true(reads[0].after > INT64_C(1) << 60);
-    answer(7, 1, 0, 0);
+    feed_cache_end_turn(cache);
+    answer_heads(7, 1); /* the head is all a cursor of "now" needs: no read follows */
+    assert_int_equal(n_reads, 0);
     assert_true(feed_channel_known(ch));
     assert_int_equal(feed_channel_head(ch), 7);
     assert_true(feed_channel_covers(ch, 7));
