@@ -13,7 +13,7 @@
 
 #define STARTUP_CHECK_TIMEOUT_S "5" /* db_check_startup's connect_timeout */
 
-static const char *const query_sql[] = {
+const char *const db_query_sql[] = {
     [QUERY_LISTEN] =
         "LISTEN " NOTIFY_CHANNEL "; LISTEN " NOTIFY_PRUNED_CHANNEL "; LISTEN " NOTIFY_RESET_CHANNEL,
     [QUERY_READ] = "SELECT head, oldest, version, event, epoch"
@@ -137,8 +137,8 @@ static void db_send_next(db *d)
         return;
     /* LISTEN is two statements, which only the simple protocol takes. */
     int sent = q->kind == QUERY_LISTEN
-                   ? PQsendQuery(d->conn, query_sql[q->kind])
-                   : PQsendQueryParams(d->conn, query_sql[q->kind], q->n_params, NULL,
+                   ? PQsendQuery(d->conn, db_query_sql[q->kind])
+                   : PQsendQueryParams(d->conn, db_query_sql[q->kind], q->n_params, NULL,
                                        (const char *const *)q->params, NULL, NULL, 0);
     if (!sent) {
         db_connection_lost(d, PQerrorMessage(d->conn));

@@ -36,6 +36,9 @@ typedef enum query_kind {
     QUERY_QUEUE_USAGE
 } query_kind;
 
+/* Each kind's statement (tests/pg runs them as the roles pgfeed connects as). */
+extern const char *const db_query_sql[];
+
 struct db_query {
     query_kind kind;
     db_query *next;
