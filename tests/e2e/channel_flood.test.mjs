@@ -25,6 +25,10 @@ const CACHE_BYTES = Number(process.env.PGFEED_FLOOD_CACHE_BYTES ?? 4 * 1024 * 10
 // the client's connections and their answers, allocator slack. Stated here,
 // asserted below, and the README's formula names the same parts.
 const SLACK_KIB = 8 * 1024;
+// Under AddressSanitizer freed memory sits in the allocator's quarantine (and stays
+// resident), so RSS says nothing about what pgfeed holds: that pass checks the cache's
+// own accounting, the queries and the probe (and no leak at exit).
+const SANITIZED = fs.readFileSync(process.env.PGFEED_BIN).includes('__asan_init');
 const prefix = unique('flood');
 
 let d; // the daemon of the running test
@@ -124,7 +128,7 @@ test('100,000 random channel names from one client: bounded memory, batched head
   assert.deepEqual(f.statuses.filter(([s]) => s !== 200 && s !== 503), [], 'only answers or busy 503s');
   assert.deepEqual(probe.refused, [], 'every probe poll and long poll was answered');
   assert.ok(q(0.9) < 250, `probe p90 ${q(0.9).toFixed(2)} ms during the flood`);
-  assert.ok(peak - rssBase <= CACHE_BYTES / 1024 + SLACK_KIB, `RSS grew by ${peak - rssBase} KiB`);
+  if (!SANITIZED) assert.ok(peak - rssBase <= CACHE_BYTES / 1024 + SLACK_KIB, `RSS grew by ${peak - rssBase} KiB`);
   assert.ok(m.get('pgfeed_cache_bytes') <= CACHE_BYTES, 'the cache keeps to its budget once the flood is over');
   const statements = delta('pgfeed_database_queries_total');
   assert.ok(statements * 20 < NAMES, `${statements} statements for ${NAMES} names`);
