@@ -23,12 +23,22 @@ static void admin_on_ping(void *ctx, bool ok)
 void admin_metrics_answer(request *r)
 {
     request_registry *reg = r->reg;
+    feed_cache_stats cache;
+    feed_cache_get_stats(reg->cache, &cache);
     metrics_snapshot snap = {.db_up = db_is_up(reg->database),
                              .db_queries = db_queries_sent(reg->database),
                              .db_queue = db_queue_length(reg->database),
                              .channels_cached = feed_cache_channel_count(reg->cache),
                              .cache_hits = feed_cache_hits(reg->cache),
                              .cache_misses = feed_cache_misses(reg->cache),
+                             .cache_bytes = cache.bytes,
+                             .cache_budget = (size_t)reg->cfg->cache_bytes,
+                             .cache_evictions = cache.evictions,
+                             .cache_ring_trims = cache.ring_trims,
+                             .head_loads = cache.head_loads,
+                             .head_queries = cache.head_queries,
+                             .head_loads_waiting = cache.loads_waiting,
+                             .head_load_rejected = cache.load_rejected,
                              .held_now = request_registry_held(reg)};
     buf body = BUF_INIT;
     metrics_render(reg->stats, &snap, &body);

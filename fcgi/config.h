@@ -32,6 +32,9 @@ typedef struct pgfeed_config {
     int ring_seconds;   /* and every event younger than this, still within ring_bytes */
     int catchup_bytes;  /* catch-up pages kept for later clients at the same cursor */
     int catchup_ms;     /* and for how long */
+    int cache_bytes;    /* the channel cache's budget (feed_cache.h) */
+    int load_queue;     /* channels waiting for a head batch at most */
+    int load_batch;     /* channels per head batch */
     int prune_interval; /* seconds between pgfeed.prune() runs; 0: never */
     bool publish;       /* POST /{channel} publishes (never anonymously: see guard.h) */
     int max_body;

@@ -3,6 +3,7 @@
  * all non-blocking (see db.h).
  */
 #include "db_private.h"
+#include "buf.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -12,11 +13,16 @@
 
 #define STARTUP_CHECK_TIMEOUT_S "5" /* db_check_startup's connect_timeout */
 
-static const char *const query_sql[] = {
+const char *const db_query_sql[] = {
     [QUERY_LISTEN] =
         "LISTEN " NOTIFY_CHANNEL "; LISTEN " NOTIFY_PRUNED_CHANNEL "; LISTEN " NOTIFY_RESET_CHANNEL,
     [QUERY_READ] = "SELECT head, oldest, version, event, epoch"
                    " FROM pgfeed.read($1, $2::bigint, $3::int)",
+    /* pgfeed.read with limit 0 returns one row per channel, events left out: the same
+     * function, rights and snapshot rules as a read, for many names in one statement. */
+    [QUERY_READ_HEADS] = "SELECT n.name, r.head, r.oldest, r.epoch"
+                         " FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i)"
+                         " CROSS JOIN LATERAL pgfeed.read(n.name, NULL, 0) AS r ORDER BY n.i",
     [QUERY_PUBLISH] = "SELECT pgfeed.publish($1, $2, $3::jsonb)",
     [QUERY_PING] = "SELECT 1",
     [QUERY_PRUNE] = "SELECT pgfeed.prune()",
@@ -131,8 +137,8 @@ static void db_send_next(db *d)
         return;
     /* LISTEN is two statements, which only the simple protocol takes. */
     int sent = q->kind == QUERY_LISTEN
-                   ? PQsendQuery(d->conn, query_sql[q->kind])
-                   : PQsendQueryParams(d->conn, query_sql[q->kind], q->n_params, NULL,
+                   ? PQsendQuery(d->conn, db_query_sql[q->kind])
+                   : PQsendQueryParams(d->conn, db_query_sql[q->kind], q->n_params, NULL,
                                        (const char *const *)q->params, NULL, NULL, 0);
     if (!sent) {
         db_connection_lost(d, PQerrorMessage(d->conn));
@@ -350,9 +356,16 @@ static char *format_int(int64_t value)
     return xstrdup(text);
 }
 
-db_query *db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb, void *ctx)
+bool db_can_read(const db *d)
 {
     if (d->read_error && clock_now_ms() < d->read_retry_at_ms)
+        return false;
+    return d->state != DB_DOWN;
+}
+
+db_query *db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb, void *ctx)
+{
+    if (!db_can_read(d))
         return NULL;
     char *params[3] = {xstrdup(channel), format_int(after), format_int(limit)};
     db_query *q = db_submit(d, QUERY_READ, 3, params, ctx);
@@ -360,6 +373,38 @@ db_query *db_read(db *d, const char *channel, int64_t after, int limit, db_read_
         q->cb.read = cb;
         q->limit = limit;
     }
+    return q;
+}
+
+/*
+ * A text[] literal of the names, each quoted with '"' and '\\' escaped: it is
+ * bound as a parameter like any other value, never spliced into SQL.
+ */
+static char *format_text_array(const char *const *items, size_t n)
+{
+    buf out = BUF_INIT;
+    buf_append_str(&out, "{");
+    for (size_t i = 0; i < n; i++) {
+        buf_append_str(&out, i ? ",\"" : "\"");
+        for (const char *p = items[i]; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                buf_append(&out, "\\", 1);
+            buf_append(&out, p, 1);
+        }
+        buf_append_str(&out, "\"");
+    }
+    buf_append_str(&out, "}");
+    return out.data; /* buf's storage, malloc'ed: the query frees it */
+}
+
+db_query *db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb, void *ctx)
+{
+    if (!db_can_read(d) || n == 0)
+        return NULL;
+    char *params[1] = {format_text_array(channels, n)};
+    db_query *q = db_submit(d, QUERY_READ_HEADS, 1, params, ctx);
+    if (q)
+        q->cb.heads = cb;
     return q;
 }
 

@@ -39,6 +39,21 @@ typedef struct db_read_result {
     const db_event *events;
 } db_read_result;
 
+/* One channel of a pgfeed.read(channel, NULL, 0) batch: its head, without events. */
+typedef struct db_head {
+    const char *channel; /* db's, like every pointer of a result */
+    int64_t head;
+    int64_t oldest;
+    int64_t epoch;
+} db_head;
+
+typedef struct db_heads_result {
+    bool ok;
+    const char *error; /* when !ok */
+    size_t n_heads;    /* one per channel asked, in the order asked */
+    const db_head *heads;
+} db_heads_result;
+
 typedef struct db_publish_result {
     bool ok;
     bool client_error; /* the input was refused (bad type or data), not the database */
@@ -78,6 +93,7 @@ uint64_t db_queries_sent(const db *d);
 size_t db_queue_length(const db *d);
 
 typedef void (*db_read_cb)(void *ctx, const db_read_result *result);
+typedef void (*db_heads_cb)(void *ctx, const db_heads_result *result);
 typedef void (*db_publish_cb)(void *ctx, const db_publish_result *result);
 typedef void (*db_ping_cb)(void *ctx, bool ok);
 /* ok false: the database could not answer; allowed is then false too. */
@@ -95,6 +111,15 @@ typedef void (*db_authorize_cb)(void *ctx, bool ok, bool allowed);
  * after that the caller must forget it (db frees it when the statement is done).
  */
 db_query *db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb, void *ctx);
+/*
+ * Queues one statement that reads the head, oldest and epoch of n channels
+ * (pgfeed.read(name, NULL, 0) for each, names bound as one text[]; copied):
+ * how channels nobody asked about before are loaded, many per query. NULL,
+ * callback and handle as for db_read.
+ */
+db_query *db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb, void *ctx);
+/* True when db_read would queue a read now (not down, not backing off after failed reads). */
+bool db_can_read(const db *d);
 /* Like db_read (strings copied, NULL when down, same handle lifetime). */
 db_query *db_publish(db *d, const char *channel, const char *type, const char *data_json,
                      db_publish_cb cb, void *ctx);

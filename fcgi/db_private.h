@@ -28,12 +28,16 @@ typedef enum db_state {
 typedef enum query_kind {
     QUERY_LISTEN,
     QUERY_READ,
+    QUERY_READ_HEADS,
     QUERY_PUBLISH,
     QUERY_PING,
     QUERY_PRUNE,
     QUERY_AUTHORIZE,
     QUERY_QUEUE_USAGE
 } query_kind;
+
+/* Each kind's statement (tests/pg runs them as the roles pgfeed connects as). */
+extern const char *const db_query_sql[];
 
 struct db_query {
     query_kind kind;
@@ -43,6 +47,7 @@ struct db_query {
     int limit; /* a read's */
     union {
         db_read_cb read;
+        db_heads_cb heads;
         db_publish_cb publish;
         db_ping_cb ping;
         db_authorize_cb authorize;

@@ -19,6 +19,11 @@ void db_result_fail(db_query *q, const char *error)
         q->cb.read(q->ctx, &r);
         break;
     }
+    case QUERY_READ_HEADS: {
+        db_heads_result r = {.ok = false, .error = error};
+        q->cb.heads(q->ctx, &r);
+        break;
+    }
     case QUERY_PUBLISH: {
         db_publish_result r = {.ok = false, .error = error};
         q->cb.publish(q->ctx, &r);
@@ -68,6 +73,20 @@ static void result_read(db_query *q, PGresult *res)
     free(events);
 }
 
+static void result_heads(db_query *q, PGresult *res)
+{
+    int rows = PQntuples(res);
+    db_head *heads = xcalloc(rows ? (size_t)rows : 1, sizeof *heads);
+    for (int i = 0; i < rows; i++)
+        heads[i] = (db_head){.channel = PQgetvalue(res, i, 0),
+                             .head = strtoll(PQgetvalue(res, i, 1), NULL, 10),
+                             .oldest = strtoll(PQgetvalue(res, i, 2), NULL, 10),
+                             .epoch = strtoll(PQgetvalue(res, i, 3), NULL, 10)};
+    db_heads_result r = {.ok = true, .n_heads = (size_t)rows, .heads = heads};
+    q->cb.heads(q->ctx, &r);
+    free(heads);
+}
+
 /*
  * 500 when retrying cannot help because the statement itself is wrong (a data
  * exception, a syntax error, an internal error); 503 for what an operator or
@@ -104,7 +123,7 @@ void db_result_deliver(db *d, db_query *q, PGresult *res)
     ExecStatusType status = PQresultStatus(res);
     bool ok = status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK;
     if (!ok) {
-        if (q->kind == QUERY_READ) {
+        if (q->kind == QUERY_READ || q->kind == QUERY_READ_HEADS) {
             read_failed(d, res); /* before the callback, which may read again */
             db_result_fail(q, d->read_error);
             q->cancelled = true;
@@ -144,11 +163,15 @@ void db_result_deliver(db *d, db_query *q, PGresult *res)
         return;
     switch (q->kind) {
     case QUERY_READ:
+    case QUERY_READ_HEADS:
         if (d->read_error) {
             log_info(0, "pgfeed.read works again");
             db_read_error_clear(d);
         }
-        result_read(q, res);
+        if (q->kind == QUERY_READ)
+            result_read(q, res);
+        else
+            result_heads(q, res);
         break;
     case QUERY_PUBLISH: {
         db_publish_result r = {.ok = true, .version = strtoll(PQgetvalue(res, 0, 0), NULL, 10)};

@@ -7,8 +7,12 @@
 #include "xalloc.h"
 
 #include <json-c/linkhash.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define LOAD_BATCH_DEFAULT 1000
+#define TABLE_MIN_SIZE 64
 
 struct feed_channel {
     feed_cache *cache;
@@ -26,8 +30,9 @@ struct feed_channel {
      * The newest events in ascending version order, as they exist: versions
      * may have holes. Complete from ring_from: every event with a version in
      * (ring_from, head] is here. Slots ring_start .. ring_start + ring_count
-     * (mod ring_cap) are filled; no other slot is ever read. ring_cap is
-     * ring_events, more while --ring-seconds keeps a burst (ring_trim).
+     * (mod ring_cap) are filled; no other slot is ever read. The slots are
+     * allocated with the first event and grow up to ring_events, more while
+     * --ring-seconds keeps a burst (ring_trim).
      */
     feed_event **ring;
     int64_t *ring_ms; /* when each slot's event entered the ring */
@@ -39,6 +44,13 @@ struct feed_channel {
     feed_subscriber subscribers; /* sentinel of a circular list */
     size_t n_subscribers;
     int64_t last_used_ms;
+    size_t bytes;       /* what the budget counts for this entry (channel_cost) */
+    int64_t load_after; /* queued or in a head batch: the cursor it was asked from */
+    /* On cache->idle while it has no subscriber and no read: eviction candidates,
+     * least recently used first. */
+    feed_channel *idle_prev, *idle_next;
+    bool on_idle;
+    feed_channel *queue_next; /* on cache->queue while waiting for a head batch */
 };
 
 struct feed_cache {
@@ -47,7 +59,98 @@ struct feed_cache {
     struct lh_table *channels; /* name -> feed_channel */
     uint64_t hits;
     uint64_t misses;
+    size_t entry_bytes;   /* sum of every channel's bytes */
+    size_t table_deletes; /* since the table was last rebuilt: its tombstones at most */
+    size_t n_ringed;      /* channels with ring slots allocated */
+    feed_channel *idle_head, *idle_tail;
+    feed_channel *queue_head, *queue_tail; /* loads waiting for the next head batch */
+    size_t n_queued;
+    feed_channel **batch; /* the head batch in flight (its query is batch_query) */
+    size_t n_batch;
+    db_query *batch_query;
+    feed_cache_stats counts; /* the counters of feed_cache_get_stats */
 };
+
+/*
+ * What an allocation of n bytes takes from glibc's heap: its 8-byte header,
+ * rounded to 16, at least 32. The budget counts this, not n, so that it
+ * tracks RSS rather than the sizes asked for.
+ */
+static size_t alloc_cost(size_t n)
+{
+    size_t chunk = (n + 8 + 15) & ~(size_t)15;
+    return chunk < 32 ? 32 : chunk;
+}
+
+/* An event in the ring: its struct, JSON and NUL, rounded up as alloc_cost would. */
+#define EVENT_OVERHEAD (sizeof(feed_event) + 1 + 8 + 15)
+
+static size_t channel_cost(const feed_channel *ch)
+{
+    return alloc_cost(sizeof *ch) + alloc_cost(strlen(ch->name) + 1) +
+           (ch->ring_cap ? alloc_cost(ch->ring_cap * sizeof *ch->ring) +
+                               alloc_cost(ch->ring_cap * sizeof *ch->ring_ms)
+                         : 0) +
+           ch->ring_bytes + ch->ring_count * EVENT_OVERHEAD;
+}
+
+/* Brings the channel's share of the budget up to date after its ring changed. */
+static void channel_account(feed_channel *ch)
+{
+    size_t now = channel_cost(ch);
+    ch->cache->entry_bytes = ch->cache->entry_bytes - ch->bytes + now;
+    ch->bytes = now;
+}
+
+static size_t cache_bytes(const feed_cache *c)
+{
+    return c->entry_bytes + (size_t)c->channels->size * sizeof(struct lh_entry);
+}
+
+/* Appends to the idle list: the most recently used of its channels. */
+static void idle_append(feed_channel *ch)
+{
+    feed_cache *c = ch->cache;
+    ch->idle_prev = c->idle_tail;
+    ch->idle_next = NULL;
+    if (c->idle_tail)
+        c->idle_tail->idle_next = ch;
+    else
+        c->idle_head = ch;
+    c->idle_tail = ch;
+    ch->on_idle = true;
+}
+
+static void idle_unlink(feed_channel *ch)
+{
+    feed_cache *c = ch->cache;
+    if (ch->idle_prev)
+        ch->idle_prev->idle_next = ch->idle_next;
+    else
+        c->idle_head = ch->idle_next;
+    if (ch->idle_next)
+        ch->idle_next->idle_prev = ch->idle_prev;
+    else
+        c->idle_tail = ch->idle_prev;
+    ch->idle_prev = ch->idle_next = NULL;
+    ch->on_idle = false;
+}
+
+/* Keeps the invariant: on the idle list exactly while no subscriber waits and no read runs. */
+static void channel_update_idle(feed_channel *ch)
+{
+    bool idle = ch->n_subscribers == 0 && !ch->loading;
+    if (idle && !ch->on_idle)
+        idle_append(ch);
+    else if (!idle && ch->on_idle)
+        idle_unlink(ch);
+}
+
+static void channel_set_loading(feed_channel *ch, bool loading)
+{
+    ch->loading = loading;
+    channel_update_idle(ch);
+}
 
 static void channel_free(feed_channel *ch);
 
@@ -63,7 +166,11 @@ feed_cache *feed_cache_new(db *d, const feed_cache_limits *limits)
     c->limits = *limits;
     if (c->limits.ring_events < 1)
         c->limits.ring_events = 1;
-    c->channels = lh_kchar_table_new(64, channel_entry_free);
+    if (c->limits.load_queue == 0)
+        c->limits.load_queue = SIZE_MAX;
+    if (c->limits.load_batch == 0)
+        c->limits.load_batch = LOAD_BATCH_DEFAULT;
+    c->channels = lh_kchar_table_new(TABLE_MIN_SIZE, channel_entry_free);
     return c;
 }
 
@@ -71,7 +178,9 @@ void feed_cache_free(feed_cache *c)
 {
     if (!c)
         return;
+    db_query_cancel(c->batch_query);
     lh_table_free(c->channels);
+    free(c->batch);
     free(c);
 }
 
@@ -90,15 +199,23 @@ static feed_event *ring_at(const feed_channel *ch, size_t i)
     return ch->ring[(ch->ring_start + i) % ch->ring_cap];
 }
 
-/* Empties the ring; it is then complete from `from` (nothing is known before it). */
+/* Empties the ring and frees its slots; it is then complete from `from`. */
 static void ring_clear(feed_channel *ch, int64_t from)
 {
     for (size_t i = 0; i < ch->ring_count; i++)
         free(ring_at(ch, i));
+    if (ch->ring_cap)
+        ch->cache->n_ringed--;
+    free(ch->ring);
+    free(ch->ring_ms);
+    ch->ring = NULL;
+    ch->ring_ms = NULL;
+    ch->ring_cap = 0;
     ch->ring_start = 0;
     ch->ring_count = 0;
     ch->ring_bytes = 0;
     ch->ring_from = from;
+    channel_account(ch);
 }
 
 /* The events after the dropped one stay complete, so ring_from moves to it. */
@@ -110,6 +227,7 @@ static void ring_drop_oldest(feed_channel *ch)
     free(e);
     ch->ring_start = (ch->ring_start + 1) % ch->ring_cap;
     ch->ring_count--;
+    channel_account(ch);
 }
 
 /* Moves the ring's events into arrays of cap slots (cap >= ring_count), oldest at slot 0. */
@@ -122,6 +240,8 @@ static void ring_resize(feed_channel *ch, size_t cap)
         ring[i] = ch->ring[slot];
         ring_ms[i] = ch->ring_ms[slot];
     }
+    if (!ch->ring_cap)
+        ch->cache->n_ringed++;
     free(ch->ring);
     free(ch->ring_ms);
     ch->ring = ring;
@@ -146,9 +266,12 @@ static void ring_trim(feed_channel *ch, size_t len, int64_t now_ms)
                                   (ch->ring_count >= lim->ring_events &&
                                    now_ms - ch->ring_ms[ch->ring_start] >= lim->ring_ms)))
         ring_drop_oldest(ch);
-    if (ch->ring_count == ch->ring_cap)
-        ring_resize(ch, ch->ring_cap * 2);
-    else if (ch->ring_cap > lim->ring_events && ch->ring_count < ch->ring_cap / 4)
+    if (ch->ring_count == ch->ring_cap) {
+        size_t cap = ch->ring_cap ? ch->ring_cap * 2 : 2;
+        if (cap > lim->ring_events && ch->ring_count < lim->ring_events)
+            cap = lim->ring_events;
+        ring_resize(ch, cap);
+    } else if (ch->ring_cap > lim->ring_events && ch->ring_count < ch->ring_cap / 4)
         ring_resize(ch, ch->ring_cap / 2 > lim->ring_events ? ch->ring_cap / 2 : lim->ring_events);
 }
 
@@ -156,10 +279,14 @@ static void ring_trim(feed_channel *ch, size_t len, int64_t now_ms)
 static void ring_push(feed_channel *ch, int64_t version, const char *json, size_t len)
 {
     const feed_cache_limits *lim = &ch->cache->limits;
-    if (len > lim->ring_bytes) {
-        /* Larger than the whole ring: caching it would hold the channel beyond
-         * --ring-bytes. Its readers read it from the database, and get it alone;
-         * the ring is complete again from after it. */
+    /* Beyond the cache budget with nothing left to evict, a channel that has no
+     * ring does not start one: the turn's end would only trim it again. */
+    bool starved = ch->ring_cap == 0 && ch->cache->limits.cache_bytes && !ch->cache->idle_head &&
+                   cache_bytes(ch->cache) > ch->cache->limits.cache_bytes;
+    /* An event larger than the whole ring would hold the channel beyond --ring-bytes.
+     * Either way its readers read it from the database (an oversized one alone);
+     * the ring is complete again from after it. */
+    if (len > lim->ring_bytes || starved) {
         ring_clear(ch, version);
         return;
     }
@@ -170,6 +297,7 @@ static void ring_push(feed_channel *ch, int64_t version, const char *json, size_
     ch->ring_ms[slot] = now_ms;
     ch->ring_count++;
     ch->ring_bytes += len;
+    channel_account(ch);
 }
 
 feed_channel *feed_cache_channel(feed_cache *c, const char *name)
@@ -178,26 +306,32 @@ feed_channel *feed_cache_channel(feed_cache *c, const char *name)
     if (lh_table_lookup_ex(c->channels, name, &found)) {
         feed_channel *ch = found;
         ch->last_used_ms = clock_now_ms();
+        if (ch->on_idle) { /* used again: the most recently used of the idle now */
+            idle_unlink(ch);
+            idle_append(ch);
+        }
         return ch;
     }
     feed_channel *ch = xcalloc(1, sizeof *ch);
     ch->cache = c;
     ch->name = xstrdup(name);
     ch->oldest = 1;
-    ch->ring = xcalloc(c->limits.ring_events, sizeof *ch->ring);
-    ch->ring_ms = xcalloc(c->limits.ring_events, sizeof *ch->ring_ms);
-    ch->ring_cap = c->limits.ring_events;
     ch->subscribers.prev = ch->subscribers.next = &ch->subscribers;
     ch->last_used_ms = clock_now_ms();
     lh_table_insert(c->channels, ch->name, ch);
+    channel_account(ch);
+    channel_update_idle(ch);
     return ch;
 }
 
 static void channel_free(feed_channel *ch)
 {
+    feed_cache *c = ch->cache;
     ring_clear(ch, 0);
-    free(ch->ring);
-    free(ch->ring_ms);
+    if (ch->on_idle)
+        idle_unlink(ch);
+    c->entry_bytes -= ch->bytes;
+    c->table_deletes++;
     free(ch->name);
     free(ch);
 }
@@ -244,7 +378,7 @@ static void channel_start_read(feed_channel *ch, int64_t after);
 static void channel_on_read(void *ctx, const db_read_result *r)
 {
     feed_channel *ch = ctx;
-    ch->loading = false;
+    channel_set_loading(ch, false);
     if (!r->ok) {
         ch->known = false;
         channel_wake(ch);
@@ -300,7 +434,7 @@ static void channel_start_read(feed_channel *ch, int64_t after)
     int limit = c->limits.read_batch;
     db_query *q = db_read(c->database, ch->name, after, limit, channel_on_read, ch);
     if (q) {
-        ch->loading = true;
+        channel_set_loading(ch, true);
         ch->read_after = after;
         ch->read_replaces = ch->rebuild || !ch->known;
         ch->rebuild = false;
@@ -308,13 +442,111 @@ static void channel_start_read(feed_channel *ch, int64_t after)
     }
 }
 
+bool feed_cache_loads_full(const feed_cache *c)
+{
+    return c->n_queued + c->n_batch >= c->limits.load_queue;
+}
+
 bool feed_channel_load(feed_channel *ch, int64_t after_hint)
 {
+    feed_cache *c = ch->cache;
     if (ch->known || ch->loading)
         return true;
-    /* A cursor of "now" only needs the head; otherwise fetch from the cursor. */
-    channel_start_read(ch, after_hint >= 0 ? after_hint : INT64_MAX / 2);
-    return ch->loading;
+    if (!db_can_read(c->database))
+        return false;
+    if (feed_cache_loads_full(c)) {
+        c->counts.load_rejected++;
+        return false;
+    }
+    /* A cursor of "now" only needs the head; otherwise the events from the cursor follow. */
+    ch->load_after = after_hint >= 0 ? after_hint : INT64_MAX / 2;
+    ch->queue_next = NULL;
+    if (c->queue_tail)
+        c->queue_tail->queue_next = ch;
+    else
+        c->queue_head = ch;
+    c->queue_tail = ch;
+    c->n_queued++;
+    c->counts.head_loads++;
+    c->misses++;
+    channel_set_loading(ch, true);
+    return true;
+}
+
+/*
+ * The head batch's answer for one channel. With nothing after the cursor it
+ * asked from, the head is all there is to know: it is applied as a read that
+ * returned no event. Otherwise that channel alone reads its events from the
+ * cursor (what a load did before batching), and its subscribers wait for it.
+ */
+static void channel_on_head(feed_channel *ch, const db_head *h)
+{
+    if (h->head <= ch->load_after) {
+        db_read_result r = {
+            .ok = true, .head = h->head, .oldest = h->oldest, .epoch = h->epoch, .complete = true};
+        ch->read_after = ch->load_after;
+        ch->read_replaces = true;
+        channel_on_read(ch, &r); /* ends the load */
+        return;
+    }
+    ch->loading = false; /* the read takes the load over (it is not idle meanwhile) */
+    channel_start_read(ch, ch->load_after);
+    if (!ch->loading) {
+        channel_set_loading(ch, false);
+        ch->known = false;
+        channel_wake(ch);
+    }
+}
+
+/* The batch in flight is over: its channels are heard one by one, in the order asked. */
+static void cache_on_heads(void *ctx, const db_heads_result *r)
+{
+    feed_cache *c = ctx;
+    feed_channel **batch = c->batch;
+    size_t n = c->n_batch;
+    c->batch = NULL;
+    c->n_batch = 0;
+    c->batch_query = NULL;
+    for (size_t i = 0; i < n; i++) {
+        feed_channel *ch = batch[i];
+        if (r->ok && i < r->n_heads && strcmp(r->heads[i].channel, ch->name) == 0) {
+            channel_on_head(ch, &r->heads[i]);
+            continue;
+        }
+        channel_set_loading(ch, false);
+        ch->known = false;
+        channel_wake(ch);
+    }
+    free(batch);
+}
+
+/* Sends the channels waiting for their head, at most load_batch of them, unless a batch runs. */
+static void cache_send_heads(feed_cache *c)
+{
+    if (c->batch_query || c->n_queued == 0)
+        return;
+    size_t n = c->n_queued < c->limits.load_batch ? c->n_queued : c->limits.load_batch;
+    c->batch = xcalloc(n, sizeof *c->batch);
+    const char **names = xcalloc(n, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        feed_channel *ch = c->queue_head;
+        c->queue_head = ch->queue_next;
+        ch->queue_next = NULL;
+        c->batch[i] = ch;
+        names[i] = ch->name;
+    }
+    if (!c->queue_head)
+        c->queue_tail = NULL;
+    c->n_queued -= n;
+    c->n_batch = n;
+    c->batch_query = db_read_heads(c->database, names, n, cache_on_heads, c);
+    free(names);
+    if (c->batch_query) {
+        c->counts.head_queries++;
+        return;
+    }
+    db_heads_result refused = {.ok = false, .error = "database unavailable"};
+    cache_on_heads(c, &refused);
 }
 
 static feed_channel *channel_lookup(feed_cache *c, const char *name)
@@ -402,6 +634,78 @@ void feed_cache_on_db_down(feed_cache *c)
     }
 }
 
+/*
+ * Without a rebuild now and then, json-c's table would fill with the
+ * tombstones of deleted entries (it only rebuilds when it grows), and every
+ * lookup of a new name would walk them; it would also keep the size of its
+ * largest day. Rebuilt at twice the live entries (never above its load
+ * factor, so the rebuild cannot grow it behind our back).
+ */
+static void cache_rebuild_table(feed_cache *c)
+{
+    struct lh_table *t = c->channels;
+    int want = t->count * 2 + 1;
+    if (want < TABLE_MIN_SIZE)
+        want = TABLE_MIN_SIZE;
+    if (c->table_deletes < (size_t)t->size / 4 && want >= t->size / 4)
+        return;
+    if (lh_table_resize(t, want) == 0)
+        c->table_deletes = 0;
+}
+
+/* Drops the least recently used idle channel; false when none is left. */
+static bool cache_evict_one(feed_cache *c)
+{
+    feed_channel *ch = c->idle_head;
+    if (!ch)
+        return false;
+    lh_table_delete(c->channels, ch->name);
+    c->counts.evictions++;
+    return true;
+}
+
+/*
+ * Only subscribed (or loading) channels are left and the budget is still
+ * exceeded: their rings go, oldest entries of the table first. A channel
+ * keeps its head, so a subscriber at the head (a held poll, a live stream)
+ * loses nothing; one behind reads its own history from the database.
+ */
+static void cache_trim_rings(feed_cache *c, size_t budget)
+{
+    struct lh_entry *e;
+    lh_foreach(c->channels, e)
+    {
+        if (cache_bytes(c) <= budget || c->n_ringed == 0)
+            return;
+        feed_channel *ch = (feed_channel *)lh_entry_v(e);
+        if (ch->ring_cap == 0)
+            continue;
+        ring_clear(ch, ch->head);
+        c->counts.ring_trims++;
+    }
+}
+
+void feed_cache_end_turn(feed_cache *c)
+{
+    cache_send_heads(c);
+    size_t budget = c->limits.cache_bytes;
+    if (budget == 0)
+        return;
+    while (cache_bytes(c) > budget && cache_evict_one(c))
+        ;
+    cache_rebuild_table(c);
+    if (cache_bytes(c) > budget)
+        cache_trim_rings(c, budget);
+}
+
+void feed_cache_get_stats(const feed_cache *c, feed_cache_stats *out)
+{
+    *out = c->counts;
+    out->channels = (size_t)c->channels->count;
+    out->bytes = cache_bytes(c);
+    out->loads_waiting = c->n_queued + c->n_batch;
+}
+
 void feed_cache_sweep(feed_cache *c, int64_t now_ms)
 {
     struct lh_entry *e, *tmp;
@@ -482,6 +786,7 @@ void feed_channel_subscribe(feed_channel *ch, feed_subscriber *s)
     ch->subscribers.prev = s;
     ch->n_subscribers++;
     ch->last_used_ms = clock_now_ms();
+    channel_update_idle(ch);
 }
 
 void feed_channel_unsubscribe(feed_subscriber *s)
@@ -493,6 +798,7 @@ void feed_channel_unsubscribe(feed_subscriber *s)
     s->prev = s->next = NULL;
     s->channel->n_subscribers--;
     s->channel->last_used_ms = clock_now_ms();
+    channel_update_idle(s->channel);
 }
 
 size_t feed_channel_subscriber_count(const feed_channel *ch)

@@ -21,6 +21,20 @@
  * and re-created, or reset, shows as a new epoch (or a head that went back):
  * its ring is rebuilt and its subscribers are marked reset, so they answer
  * as for a gone cursor.
+ *
+ * Memory and queries are bounded whatever clients ask for. A channel nobody
+ * knew is loaded by a head batch: every channel that became wanted in one
+ * loop turn is read in one statement (pgfeed.read(name, NULL, 0) over a
+ * text[]), one batch in flight at a time, and only a channel with events
+ * after its first cursor costs a read of its own. At most load_queue
+ * channels wait for a batch; beyond that feed_channel_load refuses (the
+ * request answers 503 "busy"). Every entry is accounted (its struct, name,
+ * ring slots and events, the table's share), and at the end of each turn the
+ * cache evicts the least recently used channels without subscribers until it
+ * is within cache_bytes; when only channels with subscribers are left, their
+ * rings are emptied (they keep their head: a waiting subscriber needs
+ * nothing more, one behind reads its own history). Freeing happens only
+ * there, at the end of a turn, never under a caller's feet.
  */
 #ifndef PGFEED_FEED_CACHE_H
 #define PGFEED_FEED_CACHE_H
@@ -63,7 +77,22 @@ typedef struct feed_cache_limits {
     int64_t ring_ms;    /* beyond ring_events, events younger than this stay (within ring_bytes) */
     int read_batch;     /* events per catch-up query */
     int64_t idle_ms;    /* a channel nobody used for this long is forgotten */
+    size_t cache_bytes; /* budget of every entry together (0: none) */
+    size_t load_queue;  /* channels waiting for their head at most (0: no bound) */
+    size_t load_batch;  /* channels per head query (0: 1000) */
 } feed_cache_limits;
+
+/* What /_metrics shows of the cache. */
+typedef struct feed_cache_stats {
+    size_t channels;
+    size_t bytes;           /* accounted now (entries, ring events, the table) */
+    size_t loads_waiting;   /* channels queued for a head batch or in the one in flight */
+    uint64_t evictions;     /* channels without subscribers dropped for the budget */
+    uint64_t ring_trims;    /* rings of subscribed channels emptied for the budget */
+    uint64_t head_loads;    /* channels loaded through head batches */
+    uint64_t head_queries;  /* head batches sent */
+    uint64_t load_rejected; /* loads refused because load_queue channels were waiting */
+} feed_cache_stats;
 
 feed_cache *feed_cache_new(db *d, const feed_cache_limits *limits);
 void feed_cache_free(feed_cache *c);
@@ -81,6 +110,15 @@ void feed_cache_on_db_up(feed_cache *c);
 void feed_cache_on_db_down(feed_cache *c);
 /* Forgets idle channels; call now and then. */
 void feed_cache_sweep(feed_cache *c, int64_t now_ms);
+/*
+ * Call once at the end of every loop turn: sends the head batch of the
+ * channels that became wanted (unless one is in flight), then evicts down to
+ * cache_bytes. The only place the cache frees channels besides the sweep.
+ */
+void feed_cache_end_turn(feed_cache *c);
+/* True while load_queue channels wait: a new load is refused (503, busy). */
+bool feed_cache_loads_full(const feed_cache *c);
+void feed_cache_get_stats(const feed_cache *c, feed_cache_stats *out);
 size_t feed_cache_channel_count(const feed_cache *c);
 uint64_t feed_cache_hits(const feed_cache *c);
 uint64_t feed_cache_misses(const feed_cache *c);
@@ -88,10 +126,12 @@ uint64_t feed_cache_misses(const feed_cache *c);
 const char *feed_channel_name(const feed_channel *ch);
 bool feed_channel_known(const feed_channel *ch);
 /*
- * Makes the channel known if it is not and no load is under way: reads from
- * after_hint (a subscriber's cursor, so its events arrive with the head).
- * Returns false when the database is down (nothing was started); while it is
- * connecting the read waits in its queue.
+ * Makes the channel known if it is not and no load is under way: queues it
+ * for the turn's head batch, then, when events follow after_hint (a
+ * subscriber's cursor), reads them so they arrive with the head. Returns false
+ * when nothing was started: the database is down (or reads back off), or
+ * load_queue channels are waiting already (feed_cache_loads_full); while the
+ * database is connecting the load waits.
  */
 bool feed_channel_load(feed_channel *ch, int64_t after_hint);
 int64_t feed_channel_head(const feed_channel *ch);

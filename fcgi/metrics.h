@@ -53,6 +53,15 @@ typedef struct metrics_snapshot {
     size_t channels_cached;
     uint64_t cache_hits;
     uint64_t cache_misses;
+    /* the channel cache's budget and head batches (feed_cache_stats) */
+    size_t cache_bytes;
+    size_t cache_budget;
+    uint64_t cache_evictions;
+    uint64_t cache_ring_trims;
+    uint64_t head_loads;
+    uint64_t head_queries;
+    size_t head_loads_waiting;
+    uint64_t head_load_rejected;
     size_t held_now; /* long polls and streams, counted by the request registry */
 } metrics_snapshot;
 

@@ -9,9 +9,15 @@
 
 void problem_body(buf *out, int status, const char *detail, const json_object *extra)
 {
+    problem_body_typed(out, status, "about:blank", http_status_reason(status), detail, extra);
+}
+
+void problem_body_typed(buf *out, int status, const char *type, const char *title,
+                        const char *detail, const json_object *extra)
+{
     json_object *body = json_object_new_object();
-    json_object_object_add(body, "type", json_object_new_string("about:blank"));
-    json_object_object_add(body, "title", json_object_new_string(http_status_reason(status)));
+    json_object_object_add(body, "type", json_object_new_string(type));
+    json_object_object_add(body, "title", json_object_new_string(title));
     json_object_object_add(body, "status", json_object_new_int(status));
     if (detail != NULL)
         json_object_object_add(body, "detail", json_object_new_string(detail));

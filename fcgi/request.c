@@ -122,6 +122,27 @@ void request_fail(request *r, int status, const char *detail, json_object *extra
 }
 
 /*
+ * A feed's channel could not be loaded with the database up and reading:
+ * --load-queue channels were waiting for their heads already (a flood of
+ * names), or the load was still waiting when the wait ended. pgfeed is busy,
+ * not the database unreachable: a type of its own says so, and no
+ * Pgfeed-Database header. A head batch takes milliseconds: retry in a second.
+ */
+static void request_fail_busy(request *r)
+{
+    buf body = BUF_INIT, headers = BUF_INIT;
+    problem_body_typed(&body, 503, PROBLEM_TYPE_BUSY, "Busy loading channels",
+                       "this process is busy loading channel heads (more are waiting than "
+                       "--load-queue allows, or this one did not load in time); retry shortly",
+                       NULL);
+    feed_format_retry_after(&headers, 1);
+    log_debug(r->id, "503: busy loading channels");
+    request_respond(r, 503, "application/problem+json", headers.data, body.data, body.len);
+    buf_free(&body);
+    buf_free(&headers);
+}
+
+/*
  * The database could not be asked: it is down, or its reads fail. Either is
  * logged once by db (per outage, per cause), not once per request.
  */
@@ -130,6 +151,11 @@ void request_fail_unavailable(request *r)
     int status;
     const char *detail;
     json_object *extra = NULL;
+    if (!db_read_failure(r->reg->database, &status, &detail) && r->n_subs > 0 &&
+        db_is_up(r->reg->database)) {
+        request_fail_busy(r);
+        return;
+    }
     if (!db_read_failure(r->reg->database, &status, &detail)) {
         status = 503;
         detail = "the database is unreachable; retry shortly";

@@ -287,7 +287,10 @@ int server_run(const pgfeed_config *cfg)
                                 .ring_bytes = (size_t)cfg->ring_bytes,
                                 .ring_ms = (int64_t)cfg->ring_seconds * 1000,
                                 .read_batch = cfg->max_limit,
-                                .idle_ms = 60000};
+                                .idle_ms = 60000,
+                                .cache_bytes = (size_t)cfg->cache_bytes,
+                                .load_queue = (size_t)cfg->load_queue,
+                                .load_batch = (size_t)cfg->load_batch};
     s.cache = feed_cache_new(s.database, &limits);
     s.requests = request_registry_new(s.loop, s.cache, s.database, cfg, &s.stats, s.guard);
     s.listen_fd = -1;
@@ -350,6 +353,7 @@ int server_run(const pgfeed_config *cfg)
             last_prune = now;
         }
         request_run_ready(s.requests);
+        feed_cache_end_turn(s.cache); /* this turn's head batch; evictions for the budget */
         request_reap(s.requests);
         /* issue 11: a hub idle for --hub-idle s unlinks its socket and stops like
          * on SIGTERM (hub.h); a relay that connected in that instant gets 503 +

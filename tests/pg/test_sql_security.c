@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "db_private.h"
 #include "pg_test.h"
 
 /* "sec_<pid>_<tag>": a role, schema or table name, plain identifier characters only. */
@@ -211,6 +212,21 @@ static void test_publisher_and_reader_roles(void **state)
     execf(c, "SET SESSION AUTHORIZATION %s", reader);
     assert_int_equal(pg_test_number(c, "SELECT max(head) FROM pgfeed.read($1, 0, 10)", 1, params),
                      1);
+    /* The head batch of channels nobody asked about before, exactly as pgfeed sends it:
+     * a row per name (head, oldest, epoch), an absent channel as 0, 1, 0. */
+    char names[256];
+    snprintf(names, sizeof names, "{\"absent-%ld\",\"%s\"}", (long)getpid(), ch);
+    const char *batch[] = {names};
+    char sql[1024];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM (%s) b", db_query_sql[QUERY_READ_HEADS]);
+    assert_int_equal(pg_test_number(c, sql, 1, batch), 2);
+    snprintf(sql, sizeof sql,
+             "SELECT string_agg(head || '/' || oldest || '/' || (epoch > 0), ',' ORDER BY head)"
+             " FROM (%s) b",
+             db_query_sql[QUERY_READ_HEADS]);
+    char *heads = pg_test_value(c, sql, 1, batch);
+    assert_string_equal(heads, "0/1/false,1/1/true");
+    free(heads);
     deny(c, "SELECT pgfeed.publish('x', 't', '{}')");
     deny(c, "SELECT * FROM pgfeed.setting");
     deny_every_write(c);

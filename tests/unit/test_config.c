@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,9 @@ static const int_option int_options[] = {
     INT_OPTION("ring-seconds", "PGFEED_RING_SECONDS", ring_seconds, 0, 0, 3600),
     INT_OPTION("catchup-bytes", "PGFEED_CATCHUP_BYTES", catchup_bytes, 4194304, 0, 1 << 30),
     INT_OPTION("catchup-ms", "PGFEED_CATCHUP_MS", catchup_ms, 1000, 0, 60000),
+    INT_OPTION("cache-bytes", "PGFEED_CACHE_BYTES", cache_bytes, 67108864, 65536, INT_MAX),
+    INT_OPTION("load-queue", "PGFEED_LOAD_QUEUE", load_queue, 10000, 1, 1000000),
+    INT_OPTION("load-batch", "PGFEED_LOAD_BATCH", load_batch, 1000, 1, 10000),
     INT_OPTION("prune-interval", "PGFEED_PRUNE_INTERVAL", prune_interval, 300, 0, 86400),
     INT_OPTION("max-body", "PGFEED_MAX_BODY", max_body, 65536, 1, 1 << 24),
     INT_OPTION("hub-idle", "PGFEED_HUB_IDLE", hub_idle, 120, 1, 86400),

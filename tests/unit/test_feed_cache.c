@@ -1,8 +1,9 @@
 /*
- * test_feed_cache — channels, the ring and subscribers, with pgfeed.read
- * replaced: the test links with -Wl,--wrap=db_read, so every read the cache
- * starts is recorded here and answered by the test, synchronously and in any
- * order it likes. Nothing else of db runs.
+ * test_feed_cache — channels, the ring and subscribers, head batches, the
+ * budget and its evictions, with pgfeed.read replaced: the test links with
+ * -Wl,--wrap=db_read (and db_read_heads, db_can_read), so every read and
+ * head batch the cache starts is recorded here and answered by the test,
+ * synchronously and in any order it likes. Nothing else of db runs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,13 +17,17 @@
 
 #include "feed_cache.h"
 
-/* The reads the cache started and not yet answered. */
+/* The reads and head batches the cache started and not yet answered. */
 typedef struct pending_read {
     char channel[64];
     int64_t after;
     int limit;
     db_read_cb cb;
     void *ctx;
+    /* a head batch: its channels, in the order asked */
+    db_heads_cb heads_cb;
+    size_t n_names;
+    char names[16][64];
 } pending_read;
 
 static pending_read reads[8];
@@ -46,16 +51,80 @@ db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, d
     r->limit = limit;
     r->cb = cb;
     r->ctx = ctx;
+    r->heads_cb = NULL;
     return (db_query *)&dummy_query;
 }
 
-/* Answers the oldest pending read with head, oldest and the listed events (0 ends the list). */
+db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
+                               void *ctx);
+db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
+                               void *ctx)
+{
+    (void)d;
+    if (refuse_reads)
+        return NULL;
+    assert_true(n_reads < sizeof reads / sizeof *reads);
+    assert_true(n > 0 && n <= 16);
+    pending_read *r = &reads[n_reads++];
+    memset(r, 0, sizeof *r);
+    r->heads_cb = cb;
+    r->ctx = ctx;
+    r->n_names = n;
+    for (size_t i = 0; i < n; i++)
+        snprintf(r->names[i], sizeof r->names[i], "%s", channels[i]);
+    return (db_query *)&dummy_query;
+}
+
+bool __wrap_db_can_read(const db *d);
+bool __wrap_db_can_read(const db *d)
+{
+    (void)d;
+    return !refuse_reads;
+}
+
+static pending_read pop_read(size_t i)
+{
+    assert_true(i < n_reads);
+    pending_read r = reads[i];
+    memmove(reads + i, reads + i + 1, (n_reads - i - 1) * sizeof *reads);
+    n_reads--;
+    return r;
+}
+
+/* Answers the oldest pending head batch: every channel of it has this head and oldest. */
+static void answer_heads(int64_t head, int64_t oldest)
+{
+    assert_true(n_reads > 0 && reads[0].heads_cb);
+    pending_read r = pop_read(0);
+    db_head heads[16];
+    for (size_t i = 0; i < r.n_names; i++)
+        heads[i] = (db_head){.channel = r.names[i], .head = head, .oldest = oldest, .epoch = epoch};
+    db_heads_result res = {.ok = true, .n_heads = r.n_names, .heads = heads};
+    r.heads_cb(r.ctx, &res);
+}
+
+static feed_cache *cache;
+
+/*
+ * Answers the oldest pending read with head, oldest and the listed events (0
+ * ends the list). A load first goes out in the turn's head batch: that is
+ * answered with the same head, and the read of events it starts (when the
+ * cursor is behind the head) is the one answered with the events.
+ */
 static void answer_versions(int64_t head, int64_t oldest, const int64_t *versions)
 {
+    feed_cache_end_turn(cache);
     assert_true(n_reads > 0);
-    pending_read r = reads[0];
-    memmove(reads, reads + 1, (n_reads - 1) * sizeof *reads);
-    n_reads--;
+    if (reads[0].heads_cb) {
+        assert_int_equal(reads[0].n_names, 1);
+        size_t before = n_reads - 1;
+        answer_heads(head, oldest);
+        if (n_reads == before)
+            return;                                        /* the head was all there was to read */
+        memmove(reads + 1, reads, before * sizeof *reads); /* its read first */
+        reads[0] = reads[before];
+    }
+    pending_read r = pop_read(0);
     db_event events[16];
     char texts[16][32];
     size_t n = 0;
@@ -88,10 +157,13 @@ static void answer(int64_t head, int64_t oldest, int64_t first, int64_t last)
 
 static void answer_failure(void)
 {
-    assert_true(n_reads > 0);
-    pending_read r = reads[0];
-    memmove(reads, reads + 1, (n_reads - 1) * sizeof *reads);
-    n_reads--;
+    feed_cache_end_turn(cache);
+    pending_read r = pop_read(0);
+    if (r.heads_cb) {
+        db_heads_result res = {.ok = false, .error = "permission denied"};
+        r.heads_cb(r.ctx, &res);
+        return;
+    }
     db_read_result res = {.ok = false, .error = "permission denied"};
     r.cb(r.ctx, &res);
 }
@@ -108,8 +180,6 @@ static void on_wake(feed_subscriber *s)
     w->wakes++;
     w->known_at_wake = feed_channel_known(s->channel);
 }
-
-static feed_cache *cache;
 
 static int setup(void **state)
 {
@@ -148,10 +218,19 @@ static void test_first_load_reads_from_the_cursor_and_wakes(void **state)
     assert_false(feed_channel_known(ch));
     assert_true(feed_channel_load(ch, 1));
     assert_true(feed_channel_load(ch, 1)); /* one load at a time */
+    assert_int_equal(n_reads, 0);          /* the head batch goes at the end of the turn */
+    feed_cache_end_turn(cache);
+    assert_int_equal(n_reads, 1);
+    assert_int_equal(reads[0].n_names, 1);
+    assert_string_equal(reads[0].names[0], "orders");
+    answer_heads(3, 1);
+    /* events follow the cursor: this channel reads them from it */
     assert_int_equal(n_reads, 1);
     assert_string_equal(reads[0].channel, "orders");
     assert_int_equal(reads[0].after, 1);
     assert_int_equal(reads[0].limit, 100);
+    assert_false(feed_channel_known(ch));
+    assert_int_equal(w.wakes, 0);
     answer(3, 1, 2, 3);
     assert_true(feed_channel_known(ch));
     assert_int_equal(feed_channel_head(ch), 3);
@@ -164,7 +243,7 @@ static void test_first_load_reads_from_the_cursor_and_wakes(void **state)
     expect_event(ch, 3);
     assert_int_equal(w.wakes, 1);
     assert_true(w.known_at_wake);
-    assert_int_equal(feed_cache_misses(cache), 1);
+    assert_int_equal(feed_cache_misses(cache), 2); /* its head, then its events */
     feed_channel_unsubscribe(&w.node);
     feed_channel_unsubscribe(&w.node); /* twice is fine */
     assert_int_equal(feed_channel_subscriber_count(ch), 0);
@@ -174,8 +253,9 @@ static void test_cursor_now_reads_only_the_head(void **state)
 {
     feed_channel *ch = feed_cache_channel(cache, "orders");
     assert_true(feed_channel_load(ch, -1));
-    assert_true(reads[0].after > INT64_C(1) << 60);
-    answer(7, 1, 0, 0);
+    feed_cache_end_turn(cache);
+    answer_heads(7, 1); /* the head is all a cursor of "now" needs: no read follows */
+    assert_int_equal(n_reads, 0);
     assert_true(feed_channel_known(ch));
     assert_int_equal(feed_channel_head(ch), 7);
     assert_true(feed_channel_covers(ch, 7));
@@ -353,6 +433,260 @@ static void test_reset_marks_subscribers(void **state)
     feed_channel_unsubscribe(&w.node);
 }
 
+/* A cache with these limits instead of setup's (teardown frees it). */
+static void use_limits(size_t cache_bytes, size_t load_queue, size_t load_batch)
+{
+    feed_cache_free(cache);
+    feed_cache_limits limits = {.ring_events = 4,
+                                .ring_bytes = 1 << 20,
+                                .read_batch = 100,
+                                .idle_ms = 60000,
+                                .cache_bytes = cache_bytes,
+                                .load_queue = load_queue,
+                                .load_batch = load_batch};
+    cache = feed_cache_new(NULL, &limits);
+}
+
+static feed_cache_stats stats(void)
+{
+    feed_cache_stats s;
+    feed_cache_get_stats(cache, &s);
+    return s;
+}
+
+/* Channels that became wanted in one turn cost one statement, whatever their number. */
+static void test_loads_of_one_turn_share_one_query(void **state)
+{
+    waiter w[5];
+    const char *names[5] = {"a", "b", "c", "d", "e"};
+    for (int i = 0; i < 5; i++) {
+        w[i] = (waiter){.node.wake = on_wake};
+        feed_channel *ch = feed_cache_channel(cache, names[i]);
+        feed_channel_subscribe(ch, &w[i].node);
+        assert_true(feed_channel_load(ch, i % 2 ? -1 : 0)); /* "now" or from the oldest */
+    }
+    assert_int_equal(stats().loads_waiting, 5);
+    feed_cache_end_turn(cache);
+    assert_int_equal(n_reads, 1);
+    assert_int_equal(reads[0].n_names, 5);
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(reads[0].names[i], names[i]);
+    feed_cache_end_turn(cache); /* nothing new: nothing sent */
+    assert_int_equal(n_reads, 1);
+    answer_heads(0, 1); /* none of them exists: known, empty, no read follows */
+    assert_int_equal(n_reads, 0);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(w[i].wakes, 1);
+        assert_true(w[i].known_at_wake);
+        assert_int_equal(feed_channel_head(w[i].node.channel), 0);
+        feed_channel_unsubscribe(&w[i].node);
+    }
+    feed_cache_stats s = stats();
+    assert_int_equal(s.head_queries, 1);
+    assert_int_equal(s.head_loads, 5);
+    assert_int_equal(s.loads_waiting, 0);
+}
+
+/* Only a channel with events after its cursor reads them, on its own, after the batch. */
+static void test_only_channels_behind_read_their_events(void **state)
+{
+    feed_channel *fresh = feed_cache_channel(cache, "fresh");
+    feed_channel *behind = feed_cache_channel(cache, "behind");
+    feed_channel *level = feed_cache_channel(cache, "level");
+    assert_true(feed_channel_load(fresh, -1));
+    assert_true(feed_channel_load(behind, 2));
+    assert_true(feed_channel_load(level, 4));
+    feed_cache_end_turn(cache);
+    pending_read r = pop_read(0);
+    assert_int_equal(r.n_names, 3);
+    db_head heads[3] = {{.channel = "fresh", .head = 5, .oldest = 1, .epoch = 1},
+                        {.channel = "behind", .head = 4, .oldest = 1, .epoch = 1},
+                        {.channel = "level", .head = 4, .oldest = 1, .epoch = 1}};
+    db_heads_result res = {.ok = true, .n_heads = 3, .heads = heads};
+    r.heads_cb(r.ctx, &res);
+    assert_true(feed_channel_known(fresh));
+    assert_true(feed_channel_covers(fresh, 5));
+    assert_true(feed_channel_known(level));
+    assert_int_equal(feed_channel_head(level), 4);
+    assert_false(feed_channel_known(behind));
+    assert_int_equal(n_reads, 1);
+    assert_string_equal(reads[0].channel, "behind");
+    assert_int_equal(reads[0].after, 2);
+    answer(4, 1, 3, 4);
+    assert_true(feed_channel_covers(behind, 2));
+    expect_event(behind, 3);
+    expect_event(behind, 4);
+}
+
+/* A batch carries at most load_batch channels, and one batch is in flight at a time. */
+static void test_batches_are_capped_and_one_at_a_time(void **state)
+{
+    use_limits(0, 0, 2);
+    const char *names[5] = {"a", "b", "c", "d", "e"};
+    for (int i = 0; i < 5; i++)
+        assert_true(feed_channel_load(feed_cache_channel(cache, names[i]), -1));
+    feed_cache_end_turn(cache);
+    assert_int_equal(n_reads, 1);
+    assert_int_equal(reads[0].n_names, 2);
+    feed_cache_end_turn(cache); /* the first is still out */
+    assert_int_equal(n_reads, 1);
+    answer_heads(0, 1);
+    feed_cache_end_turn(cache);
+    assert_int_equal(reads[0].n_names, 2);
+    assert_string_equal(reads[0].names[0], "c");
+    answer_heads(0, 1);
+    feed_cache_end_turn(cache);
+    assert_int_equal(reads[0].n_names, 1);
+    assert_string_equal(reads[0].names[0], "e");
+    answer_heads(0, 1);
+    assert_int_equal(stats().head_queries, 3);
+}
+
+/* Beyond load_queue waiting channels a load is refused, and counted; a failed batch wakes all. */
+static void test_a_full_load_queue_refuses(void **state)
+{
+    use_limits(0, 3, 0);
+    waiter w[3];
+    for (int i = 0; i < 3; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "q%d", i);
+        w[i] = (waiter){.node.wake = on_wake};
+        feed_channel *ch = feed_cache_channel(cache, name);
+        feed_channel_subscribe(ch, &w[i].node);
+        assert_true(feed_channel_load(ch, 0));
+    }
+    assert_true(feed_cache_loads_full(cache));
+    feed_channel *late = feed_cache_channel(cache, "late");
+    assert_false(feed_channel_load(late, 0));
+    assert_false(feed_channel_load(late, 0));
+    assert_int_equal(stats().load_rejected, 2);
+    feed_cache_end_turn(cache);
+    assert_true(feed_cache_loads_full(cache)); /* in flight still counts */
+    answer_failure();
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(w[i].wakes, 1);
+        assert_false(w[i].known_at_wake);
+        feed_channel_unsubscribe(&w[i].node);
+    }
+    assert_false(feed_cache_loads_full(cache));
+    assert_true(feed_channel_load(late, 0));
+    answer(0, 1, 0, 0);
+    assert_true(feed_channel_known(late));
+}
+
+static feed_channel *known_channel(const char *name)
+{
+    feed_channel *ch = feed_cache_channel(cache, name);
+    assert_true(feed_channel_load(ch, -1));
+    answer(0, 1, 0, 0);
+    return ch;
+}
+
+/*
+ * The budget counts every entry (a name's length shows) and evicts the least
+ * recently used channels without subscribers; subscribed and loading ones stay.
+ */
+static void test_budget_evicts_least_recently_used_idle_channels(void **state)
+{
+    size_t empty = stats().bytes;
+    feed_channel *first = known_channel("first");
+    size_t one = stats().bytes - empty;
+    assert_true(one > 64);
+    known_channel("second-with-a-name-longer-than-the-first-one");
+    assert_true(stats().bytes - empty > 2 * one);
+    /* a budget for the table and about three entries */
+    use_limits(empty + 3 * one + one / 2, 0, 0);
+    empty = stats().bytes;
+    waiter w = {.node.wake = on_wake};
+    feed_channel_subscribe(known_channel("held"), &w.node);
+    known_channel("old");
+    known_channel("recent");
+    feed_cache_channel(cache, "old"); /* used again: now more recent than "recent" */
+    known_channel("newest");          /* its turn's end evicted "recent" */
+    assert_int_equal(stats().evictions, 1);
+    feed_channel *loading = feed_cache_channel(cache, "loading");
+    assert_true(feed_channel_load(loading, -1));
+    /* Over budget again: "old" is the least recently used idle channel now. */
+    feed_cache_end_turn(cache);
+    feed_cache_stats s = stats();
+    assert_true(s.bytes <= empty + 3 * one + one / 2);
+    assert_int_equal(s.evictions, 2);
+    assert_int_equal(feed_cache_channel_count(cache), 3);
+    assert_int_equal(feed_channel_subscriber_count(w.node.channel), 1);
+    assert_true(feed_channel_known(w.node.channel));
+    /* "loading" survived in its batch; "recent" and "old" were the idle ones */
+    answer_heads(0, 1);
+    assert_true(feed_channel_known(loading));
+    feed_channel_unsubscribe(&w.node);
+    (void)first;
+}
+
+/* Entries come and go: the bytes come back to an empty cache's, the table shrinks again. */
+static void test_accounting_returns_to_empty(void **state)
+{
+    use_limits(1 << 16, 0, 0);
+    size_t empty = stats().bytes;
+    for (int round = 0; round < 50; round++) {
+        for (int i = 0; i < 200; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "churn-%d-%d", round, i);
+            feed_cache_channel(cache, name);
+        }
+        feed_cache_end_turn(cache);
+        assert_true(stats().bytes <= 1 << 16);
+    }
+    assert_true(stats().evictions > 9000);
+    use_limits(0, 0, 0);
+    empty = stats().bytes;
+    feed_channel *ch = feed_cache_channel(cache, "events");
+    size_t bare = stats().bytes;
+    assert_true(feed_channel_load(ch, 0));
+    answer(3, 1, 1, 3);
+    size_t with_events = stats().bytes;
+    assert_true(with_events >= bare + 3 * strlen("{\"version\":1}"));
+    feed_cache_on_pruned(cache, "events", 4); /* every event leaves memory */
+    answer(3, 4, 0, 0);
+    assert_true(stats().bytes < with_events);
+    feed_cache_sweep(cache, INT64_MAX / 2);
+    assert_int_equal(feed_cache_channel_count(cache), 0);
+    assert_int_equal(stats().bytes, empty);
+}
+
+/* Only subscribed channels left over budget: their rings go, their heads stay. */
+static void test_subscribed_rings_are_trimmed_under_pressure(void **state)
+{
+    waiter w[2] = {{.node.wake = on_wake}, {.node.wake = on_wake}};
+    feed_channel *a = feed_cache_channel(cache, "ring-a");
+    feed_channel_subscribe(a, &w[0].node);
+    assert_true(feed_channel_load(a, 0));
+    answer(3, 1, 1, 3);
+    size_t full = stats().bytes;
+    feed_channel_unsubscribe(&w[0].node);
+    use_limits(full, 0, 0); /* room for about one channel with its events */
+    a = feed_cache_channel(cache, "ring-a");
+    feed_channel_subscribe(a, &w[0].node);
+    assert_true(feed_channel_load(a, 0));
+    answer(3, 1, 1, 3);
+    feed_channel *b = feed_cache_channel(cache, "ring-b");
+    feed_channel_subscribe(b, &w[1].node);
+    assert_true(feed_channel_load(b, -1));
+    answer(9, 1, 0, 0); /* the turn that sent its head batch ended over budget */
+    feed_cache_end_turn(cache);
+    feed_cache_stats s = stats();
+    assert_int_equal(s.evictions, 0);
+    assert_int_equal(s.ring_trims, 1);
+    assert_true(feed_channel_covers(a, 3)); /* a subscriber at the head loses nothing */
+    assert_false(feed_channel_covers(a, 2));
+    assert_null(feed_channel_event_after(a, 3));
+    /* Still over budget and nothing to evict: a new event is not cached either. */
+    feed_cache_on_notify(cache, "ring-b", 10);
+    answer(10, 1, 10, 10);
+    assert_int_equal(feed_channel_head(b), 10);
+    assert_false(feed_channel_covers(b, 9));
+    feed_channel_unsubscribe(&w[0].node);
+    feed_channel_unsubscribe(&w[1].node);
+}
+
 static void test_feed_event_new_copies(void **state)
 {
     char text[] = "{\"a\":1}xyz";
@@ -379,6 +713,13 @@ int main(void)
         TEST(test_holes_are_served_as_the_events_that_exist),
         TEST(test_forged_notification_costs_one_read),
         TEST(test_reset_marks_subscribers),
+        TEST(test_loads_of_one_turn_share_one_query),
+        TEST(test_only_channels_behind_read_their_events),
+        TEST(test_batches_are_capped_and_one_at_a_time),
+        TEST(test_a_full_load_queue_refuses),
+        TEST(test_budget_evicts_least_recently_used_idle_channels),
+        TEST(test_accounting_returns_to_empty),
+        TEST(test_subscribed_rings_are_trimmed_under_pressure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -82,6 +82,14 @@ static const struct family {
     {"pgfeed_cache_hits_total", "counter"},
     {"pgfeed_cache_misses_total", "counter"},
     {"pgfeed_catchup_total", "counter"},
+    {"pgfeed_cache_bytes", "gauge"},
+    {"pgfeed_cache_budget_bytes", "gauge"},
+    {"pgfeed_cache_evictions_total", "counter"},
+    {"pgfeed_cache_ring_trims_total", "counter"},
+    {"pgfeed_head_loads_total", "counter"},
+    {"pgfeed_head_queries_total", "counter"},
+    {"pgfeed_head_loads_waiting", "gauge"},
+    {"pgfeed_head_load_rejected_total", "counter"},
 };
 #define N_FAMILIES (sizeof families / sizeof *families)
 
@@ -217,6 +225,14 @@ static void expect_all_samples(const buf *b, const metrics *m, const metrics_sna
     expect_sample(b, "pgfeed_channels_cached", s->channels_cached);
     expect_sample(b, "pgfeed_cache_hits_total", s->cache_hits);
     expect_sample(b, "pgfeed_cache_misses_total", s->cache_misses);
+    expect_sample(b, "pgfeed_cache_bytes", s->cache_bytes);
+    expect_sample(b, "pgfeed_cache_budget_bytes", s->cache_budget);
+    expect_sample(b, "pgfeed_cache_evictions_total", s->cache_evictions);
+    expect_sample(b, "pgfeed_cache_ring_trims_total", s->cache_ring_trims);
+    expect_sample(b, "pgfeed_head_loads_total", s->head_loads);
+    expect_sample(b, "pgfeed_head_queries_total", s->head_queries);
+    expect_sample(b, "pgfeed_head_loads_waiting", s->head_loads_waiting);
+    expect_sample(b, "pgfeed_head_load_rejected_total", s->head_load_rejected);
 }
 
 static void test_render_zero(void **state)
@@ -268,6 +284,14 @@ static void test_render_distinct_values(void **state)
         .channels_cached = 117,
         .cache_hits = 118,
         .cache_misses = 119,
+        .cache_bytes = 140,
+        .cache_budget = 141,
+        .cache_evictions = 142,
+        .cache_ring_trims = 143,
+        .head_loads = 144,
+        .head_queries = 145,
+        .head_loads_waiting = 146,
+        .head_load_rejected = 147,
         .held_now = 114,
     };
     buf b = BUF_INIT;

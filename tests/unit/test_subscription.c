@@ -1,7 +1,8 @@
 /*
  * test_subscription — where a subscription's events come from (the cache or
  * its own history), gone and reset cursors, and when it still needs a read.
- * pgfeed.read is replaced (-Wl,--wrap=db_read) so channels load from the test.
+ * pgfeed.read and the head batch are replaced (-Wl,--wrap=db_read,
+ * --wrap=db_read_heads, --wrap=db_can_read) so channels load from the test.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +31,26 @@ db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, d
     return (db_query *)&dummy_query;
 }
 
+static db_heads_cb heads_cb;
+static void *heads_ctx;
+
+db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
+                               void *ctx);
+db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
+                               void *ctx)
+{
+    assert_int_equal(n, 1);
+    heads_cb = cb;
+    heads_ctx = ctx;
+    return (db_query *)&dummy_query;
+}
+
+bool __wrap_db_can_read(const db *d);
+bool __wrap_db_can_read(const db *d)
+{
+    return true;
+}
+
 static feed_cache *cache;
 
 static int setup(void **state)
@@ -52,6 +73,11 @@ static feed_channel *loaded(const char *name, int64_t head)
     feed_channel *ch = feed_cache_channel(cache, name);
     /* Read from just before those events, as pgfeed.read would return them. */
     assert_true(feed_channel_load(ch, head - 3));
+    /* The turn's head batch says where the head is; the read of its events follows. */
+    feed_cache_end_turn(cache);
+    db_head h = {.channel = name, .head = head, .oldest = 1, .epoch = 1};
+    db_heads_result hr = {.ok = true, .n_heads = 1, .heads = &h};
+    heads_cb(heads_ctx, &hr);
     db_event events[3];
     char texts[3][24];
     size_t n = 0;

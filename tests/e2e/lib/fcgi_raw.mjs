@@ -180,3 +180,18 @@ export class RawConn {
     this.sock.destroy();
   }
 }
+
+/**
+ * One GET over a new connection, timed: the answer plus the milliseconds it
+ * took, or {status: null, ms} when none came within timeoutMs.
+ */
+export async function timedGet(socketPath, pathInfo, query = '', timeoutMs = 10000) {
+  const c = new RawConn(socketPath);
+  const started = process.hrtime.bigint();
+  await c.send(requestBytes(1, getParams(pathInfo, { query })));
+  const a = await c.answer(1, timeoutMs);
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  c.destroy();
+  return a ? { ...a, ms } : { status: null, ms };
+}
+
