@@ -444,7 +444,7 @@ static void channel_start_read(feed_channel *ch, int64_t after)
 
 bool feed_cache_loads_full(const feed_cache *c)
 {
-    return c->n_queued + c->n_batch >= c->limits.load_queue;
+    return c->limits.load_queue && c->n_queued + c->n_batch >= c->limits.load_queue;
 }
 
 bool feed_channel_load(feed_channel *ch, int64_t after_hint)

@@ -127,6 +127,45 @@ static void on_page(void *ctx, catchup_page *page)
 static feed_cache *cache;
 static catchup *cu;
 
+/* The turn's head batch (one channel in these tests): answered by load(). */
+static db_heads_cb heads_cb;
+static void *heads_ctx;
+static char heads_name[64];
+
+db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
+                               void *ctx);
+db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
+                               void *ctx)
+{
+    (void)d;
+    assert_int_equal(n, 1);
+    snprintf(heads_name, sizeof heads_name, "%s", channels[0]);
+    heads_cb = cb;
+    heads_ctx = ctx;
+    return (db_query *)&dummy_query;
+}
+
+bool __wrap_db_can_read(const db *d);
+bool __wrap_db_can_read(const db *d)
+{
+    (void)d;
+    return true;
+}
+
+/* Loads ch as a poll from cursor after would: its head batch says head, then a read of
+ * the events after the cursor follows (when it is behind the head) for the test to answer. */
+static void load(feed_channel *ch, int64_t after, int64_t head)
+{
+    assert_true(feed_channel_load(ch, after));
+    feed_cache_end_turn(cache);
+    assert_non_null(heads_cb);
+    db_head h = {.channel = heads_name, .head = head, .oldest = 1, .epoch = 1};
+    db_heads_result res = {.ok = true, .n_heads = 1, .heads = &h};
+    db_heads_cb cb = heads_cb;
+    heads_cb = NULL;
+    cb(heads_ctx, &res);
+}
+
 static void make(size_t max_bytes, int64_t keep_ms)
 {
     catchup_free(cu);
@@ -139,8 +178,11 @@ static int setup(void **state)
     n_reads = n_started = 0;
     refuse_reads = false;
     now_ms = 1000000;
-    feed_cache_limits limits = {
-        .ring_events = 4, .ring_bytes = 1 << 20, .read_batch = 100, .idle_ms = 60000};
+    feed_cache_limits limits = {.ring_events = 4,
+                                .ring_bytes = 1 << 20,
+                                .read_batch = 100,
+                                .idle_ms = 60000,
+                                .load_queue = 16};
     cache = feed_cache_new(NULL, &limits);
     cu = NULL;
     make(1 << 20, 1000);
@@ -244,7 +286,7 @@ static void test_a_complete_page_serves_up_to_its_head(void **state)
 static void test_a_complete_page_stops_serving_short_answers_once_the_head_moved(void **state)
 {
     feed_channel *ch = feed_cache_channel(cache, "orders");
-    assert_true(feed_channel_load(ch, 4980));
+    load(ch, 4980, 4990);
     answer(4990, 1, 4981, 4990);
     client a = {0};
     bool joined;
@@ -375,7 +417,7 @@ static void test_kept_pages_stay_within_their_bytes(void **state)
 static void test_a_page_the_channel_contradicts_is_not_served(void **state)
 {
     feed_channel *ch = feed_cache_channel(cache, "orders");
-    assert_true(feed_channel_load(ch, 4980));
+    load(ch, 4980, 4990);
     answer(4990, 1, 4981, 4990); /* the ring's head is 4990 */
     client a = {0}, b = {0};
     bool joined;

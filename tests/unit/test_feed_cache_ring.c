@@ -63,13 +63,53 @@ static void answer(int64_t head)
 
 static feed_cache *cache;
 
+/* The turn's head batch (one channel in these tests): answered by load(). */
+static db_heads_cb heads_cb;
+static void *heads_ctx;
+static char heads_name[64];
+
+db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
+                               void *ctx);
+db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
+                               void *ctx)
+{
+    (void)d;
+    assert_int_equal(n, 1);
+    snprintf(heads_name, sizeof heads_name, "%s", channels[0]);
+    heads_cb = cb;
+    heads_ctx = ctx;
+    return (db_query *)&dummy_query;
+}
+
+bool __wrap_db_can_read(const db *d);
+bool __wrap_db_can_read(const db *d)
+{
+    (void)d;
+    return true;
+}
+
+/* Loads ch as a poll from cursor after would: its head batch says head, then a read of
+ * the events after the cursor follows (when it is behind the head) for the test to answer. */
+static void load(feed_channel *ch, int64_t after, int64_t head)
+{
+    assert_true(feed_channel_load(ch, after));
+    feed_cache_end_turn(cache);
+    assert_non_null(heads_cb);
+    db_head h = {.channel = heads_name, .head = head, .oldest = 1, .epoch = 1};
+    db_heads_result res = {.ok = true, .n_heads = 1, .heads = &h};
+    db_heads_cb cb = heads_cb;
+    heads_cb = NULL;
+    cb(heads_ctx, &res);
+}
+
 static feed_cache *make(size_t ring_bytes, int64_t ring_ms)
 {
     feed_cache_limits limits = {.ring_events = 4,
                                 .ring_bytes = ring_bytes,
                                 .ring_ms = ring_ms,
                                 .read_batch = 2000,
-                                .idle_ms = 60000};
+                                .idle_ms = 60000,
+                                .load_queue = 16};
     return cache = feed_cache_new(NULL, &limits);
 }
 
@@ -91,8 +131,7 @@ static void publish(feed_channel *ch, int64_t n)
 static feed_channel *known(void)
 {
     feed_channel *ch = feed_cache_channel(cache, "burst");
-    assert_true(feed_channel_load(ch, 0));
-    answer(0);
+    load(ch, 0, 0);
     return ch;
 }
 
