@@ -74,6 +74,8 @@ static void db_connection_lost(db *d, const char *why)
     int64_t delay = backoff_next(&d->reconnect);
     log_warn(0, "database connection %s: %s; retrying in %lld ms",
              d->state == DB_CONNECTING ? "failed" : "lost", why, (long long)delay);
+    free(d->send_error);
+    d->send_error = NULL;
     unwatch(d);
     if (d->conn)
         PQfinish(d->conn);
@@ -128,9 +130,16 @@ static void enqueue(db *d, db_query *q, bool front)
     d->queue_length++;
 }
 
+static void db_send_failed(db *d)
+{
+    if (!d->send_error)
+        d->send_error = xstrdup(PQerrorMessage(d->conn));
+}
+
 static void db_send_next(db *d)
 {
-    if (d->in_flight || !d->queue_head || d->state == DB_DOWN || d->state == DB_CONNECTING)
+    if (d->in_flight || !d->queue_head || d->state == DB_DOWN || d->state == DB_CONNECTING ||
+        d->send_error)
         return;
     db_query *q = d->queue_head;
     if (d->state == DB_LISTENING && q->kind != QUERY_LISTEN)
@@ -141,7 +150,7 @@ static void db_send_next(db *d)
                    : PQsendQueryParams(d->conn, db_query_sql[q->kind], q->n_params, NULL,
                                        (const char *const *)q->params, NULL, NULL, 0);
     if (!sent) {
-        db_connection_lost(d, PQerrorMessage(d->conn));
+        db_send_failed(d);
         return;
     }
     d->in_flight = true;
@@ -149,7 +158,7 @@ static void db_send_next(db *d)
     d->queries_sent++;
     int flushed = PQflush(d->conn);
     if (flushed < 0)
-        db_connection_lost(d, PQerrorMessage(d->conn));
+        db_send_failed(d);
     else
         db_watch_for(d, EPOLLIN | (flushed ? EPOLLOUT : 0));
 }
@@ -283,6 +292,13 @@ static void db_on_notice(void *arg, const char *message)
 
 void db_tick(db *d, int64_t now_ms)
 {
+    if (d->send_error) {
+        char *why = d->send_error;
+        d->send_error = NULL;
+        db_connection_lost(d, why);
+        free(why);
+        return;
+    }
     if (d->state == DB_CONNECTING && now_ms > d->connect_deadline_ms) {
         db_connection_lost(d, "timed out");
         return;
@@ -473,6 +489,7 @@ void db_free(db *d)
         query_free(q);
         q = next;
     }
+    free(d->send_error);
     free(d->read_error);
     free(d->conninfo);
     free(d);

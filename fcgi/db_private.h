@@ -77,6 +77,10 @@ struct db {
     db_query *queue_tail;
     size_t queue_length;
     bool in_flight;
+    /* A send that failed inside a caller's db_read() & co.: handled by the next
+     * db_tick, so no callback (the caller's own among them) runs before that
+     * call returns, and no query it returns is already freed. */
+    char *send_error;
     int64_t sent_at_ms;
     uint64_t queries_sent;
     bool ever_up;
