@@ -22,13 +22,17 @@ BEGIN
         PERFORM pg_notify('pgfeed_reset', NEW.epoch || ' ' || NEW.name);
         RETURN NEW;
     END IF;
+    -- Its events go with it (migrations/0004 dropped the foreign key that
+    -- refused this), so a channel re-created under the name starts clean.
+    DELETE FROM pgfeed.event WHERE channel = OLD.name;
     PERFORM pg_notify('pgfeed_reset', '0 ' || OLD.name);
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION pgfeed.channel_reset_trigger() IS
 'Trigger on pgfeed.channel: a head moved back gets a new epoch; a reset or a deleted channel '
-'sends NOTIFY pgfeed_reset "<epoch> <channel>" (internal).';
+'sends NOTIFY pgfeed_reset "<epoch> <channel>"; a deleted channel''s events are deleted '
+'(internal).';
 
 CREATE OR REPLACE TRIGGER pgfeed_channel_reset
     BEFORE UPDATE OF head ON pgfeed.channel
