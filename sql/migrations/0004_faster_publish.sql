@@ -44,6 +44,11 @@ ALTER TABLE pgfeed.channel
     DROP CONSTRAINT IF EXISTS channel_head_check,
     DROP CONSTRAINT IF EXISTS channel_oldest_valid,
     ADD CONSTRAINT channel_head_valid CHECK (head >= 0 AND oldest BETWEEN 1 AND head + 1);
+-- The same per INSERT of an event: one constraint instead of two.
+ALTER TABLE pgfeed.event
+    DROP CONSTRAINT IF EXISTS event_version_check,
+    DROP CONSTRAINT IF EXISTS event_type_check,
+    ADD CONSTRAINT event_valid CHECK (version >= 1 AND type <> '' AND length(type) <= 128);
 
 COMMENT ON TABLE pgfeed.event IS
 'One published event. (channel, version) is the primary key that pgfeed.read range-scans. '

@@ -234,6 +234,9 @@ static void test_upgrade_from_schema_3(void **state)
                      " ADD CONSTRAINT channel_keep_events_check CHECK (keep_events >= 0),"
                      " ADD CONSTRAINT channel_keep_for_check CHECK (keep_for > interval '0'),"
                      " ADD CONSTRAINT channel_oldest_valid CHECK (oldest BETWEEN 1 AND head + 1);"
+                     "ALTER TABLE pgfeed.event DROP CONSTRAINT event_valid,"
+                     " ADD CONSTRAINT event_version_check CHECK (version >= 1),"
+                     " ADD CONSTRAINT event_type_check CHECK (type <> '' AND length(type) <= 128);"
                      "DROP TRIGGER pgfeed_channel_check ON pgfeed.channel;"
                      "DELETE FROM pgfeed.schema_version WHERE version = 4;"
                      "COMMENT ON TABLE pgfeed.event IS 'One published event.'");
