@@ -1,6 +1,6 @@
 -- channel.sql — channel names, channel creation and retention policy.
 
--- Kept in step with the CHECK on pgfeed.channel.name and with
+-- Kept in step with channel_check_trigger below and with
 -- fcgi/channel_name.c, which validates names before they reach SQL.
 -- A SQL-standard body (RETURN): its names are resolved once, at CREATE time,
 -- under install.sql's pinned search_path, and it stays inlinable.
@@ -68,6 +68,37 @@ COMMENT ON FUNCTION pgfeed.ensure_channel(text) IS
 'Creates channel p_channel (head 0, oldest 1, the default retention of pgfeed.setting) '
 'unless it exists. Raises 22023 for an invalid name. pgfeed.publish calls it on first use '
 '(internal: only the pgfeed owner may call it).';
+
+-- What pgfeed.channel's CHECK constraints said about the columns a publish
+-- never writes (migrations/0004 says why they moved here). AFTER, not
+-- BEFORE: a BEFORE ROW trigger would make every UPDATE, every publish's
+-- among them, fetch and lock the row for it; an AFTER trigger with a column
+-- list is not even queued by an UPDATE that does not name its columns.
+CREATE OR REPLACE FUNCTION pgfeed.channel_check_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pgfeed.valid_channel_name(NEW.name) THEN
+        RAISE EXCEPTION 'pgfeed: invalid channel name %', quote_literal(NEW.name)
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.keep_events < 0 OR NEW.keep_for <= interval '0' THEN
+        RAISE EXCEPTION 'pgfeed: invalid retention for channel %', quote_literal(NEW.name)
+            USING ERRCODE = 'check_violation',
+                  DETAIL = 'keep_events must be NULL or >= 0, keep_for NULL or positive.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pgfeed.channel_check_trigger() IS
+'Trigger on pgfeed.channel: raises 23514 (check_violation) when a written name is not a valid '
+'channel name or a written retention is negative (internal).';
+
+CREATE OR REPLACE TRIGGER pgfeed_channel_check
+    AFTER INSERT OR UPDATE OF name, keep_events, keep_for ON pgfeed.channel
+    FOR EACH ROW EXECUTE FUNCTION pgfeed.channel_check_trigger();
 
 CREATE OR REPLACE FUNCTION pgfeed.set_retention(p_channel text, p_keep_events integer,
                                                 p_keep_for interval)

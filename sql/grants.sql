@@ -36,7 +36,8 @@ GRANT EXECUTE ON FUNCTION pgfeed.read(text, bigint, integer) TO pgfeed_reader;
 -- runs as its caller, who must own the table; the trigger it installs runs
 -- as pgfeed_owner, so writers of the table need nothing from pgfeed).
 GRANT USAGE ON SCHEMA pgfeed TO pgfeed_publisher;
-GRANT EXECUTE ON FUNCTION pgfeed.publish(text, text, jsonb), pgfeed.track(regclass, text),
+GRANT EXECUTE ON FUNCTION pgfeed.publish(text, text, jsonb),
+    pgfeed.publish_many(text, text, jsonb[]), pgfeed.track(regclass, text),
     pgfeed.untrack(regclass), pgfeed.track_trigger(), pgfeed.template_parts(text),
     pgfeed.valid_channel_name(text) TO pgfeed_publisher;
 

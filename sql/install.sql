@@ -32,7 +32,7 @@
 
 \set ON_ERROR_STOP 1
 -- The newest migration this file knows.
-\set pgfeed_schema_version 3
+\set pgfeed_schema_version 4
 
 BEGIN ISOLATION LEVEL READ COMMITTED;
 -- Keep re-runs quiet: "already exists, skipping" notices are expected.
@@ -65,6 +65,10 @@ SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 2) AS pgfee
 SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 3) AS pgfeed_migrate \gset
 \if :pgfeed_migrate
 \ir migrations/0003_authorize.sql
+\endif
+SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 4) AS pgfeed_migrate \gset
+\if :pgfeed_migrate
+\ir migrations/0004_faster_publish.sql
 \endif
 
 SET LOCAL ROLE pgfeed_owner;

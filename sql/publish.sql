@@ -16,8 +16,12 @@
 -- number is reused and no gap appears. Different channels never wait on each
 -- other.
 --
--- The common case (the channel exists) is one UPDATE; only the first publish
--- to a channel pays for ensure_channel and a second UPDATE.
+-- The common case (the channel exists) is one statement: the UPDATE that
+-- takes the version and the INSERT that stores the event, joined by a CTE (one
+-- executor run instead of two); only the first publish to a channel pays for
+-- ensure_channel and a second try. Nothing else runs between the lock and the
+-- commit, because while one publisher holds the row its channel's other
+-- publishers wait (BENCHMARKS.md, "Publishing", has what each step costs).
 CREATE OR REPLACE FUNCTION pgfeed.append(p_channel text, p_type text, p_data jsonb)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -26,21 +30,17 @@ AS $$
 DECLARE
     v_version bigint;
 BEGIN
-    IF p_type IS NULL OR p_type = '' OR length(p_type) > 128 OR p_type ~ '[[:cntrl:]]' THEN
-        RAISE EXCEPTION 'pgfeed: invalid event type %', coalesce(quote_literal(p_type), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'An event type is 1 to 128 characters without control characters.';
-    END IF;
-
-    UPDATE pgfeed.channel SET head = head + 1 WHERE name = p_channel RETURNING head INTO v_version;
-    IF NOT FOUND THEN
+    PERFORM pgfeed.check_event_type(p_type);
+    FOR v_try IN 1 .. 2 LOOP
+        WITH c AS (
+            UPDATE pgfeed.channel SET head = head + 1 WHERE name = p_channel RETURNING head
+        )
+        INSERT INTO pgfeed.event (channel, version, type, data)
+        SELECT p_channel, c.head, p_type, coalesce(p_data, '{}') FROM c
+        RETURNING version INTO v_version;
+        EXIT WHEN v_version IS NOT NULL;
         PERFORM pgfeed.ensure_channel(p_channel);
-        UPDATE pgfeed.channel SET head = head + 1 WHERE name = p_channel
-        RETURNING head INTO v_version;
-    END IF;
-
-    INSERT INTO pgfeed.event (channel, version, type, data)
-    VALUES (p_channel, v_version, p_type, coalesce(p_data, '{}'));
+    END LOOP;
 
     -- Delivered at commit, dropped on rollback; at most 19 + 1 + 128 bytes.
     PERFORM pg_notify('pgfeed', v_version || ' ' || p_channel);
@@ -50,6 +50,67 @@ $$;
 COMMENT ON FUNCTION pgfeed.append(text, text, jsonb) IS
 'Appends an event to channel p_channel without asking who may (internal: only the pgfeed '
 'owner may call it; pgfeed.publish and the track trigger check first). See pgfeed.publish.';
+
+-- The batch: one UPDATE moves head by the number of events, so the batch gets
+-- consecutive versions under the same row lock a single publish takes, one
+-- INSERT stores them all, and one NOTIFY names the last version. PostgreSQL
+-- folds only identical payloads of a transaction into one notification, and
+-- every publish names its own version, so n publishes cost n entries in the
+-- NOTIFY queue (each written under the lock that every notifying commit of
+-- the cluster shares) and n wake-ups of every listener; the batch costs one.
+-- A notification is a hint to read (see fcgi/db.c): the responder reads the
+-- channel from what it has and finds every event of the batch.
+CREATE OR REPLACE FUNCTION pgfeed.append_many(p_channel text, p_type text, p_data jsonb[])
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer := coalesce(cardinality(p_data), 0);
+    v_head bigint;
+BEGIN
+    PERFORM pgfeed.check_event_type(p_type);
+    IF v_count = 0 THEN
+        RETURN NULL;
+    END IF;
+    UPDATE pgfeed.channel SET head = head + v_count WHERE name = p_channel RETURNING head INTO v_head;
+    IF NOT FOUND THEN
+        PERFORM pgfeed.ensure_channel(p_channel);
+        UPDATE pgfeed.channel SET head = head + v_count WHERE name = p_channel
+        RETURNING head INTO v_head;
+    END IF;
+
+    -- clock_timestamp() per row (the column default) keeps times in version order.
+    INSERT INTO pgfeed.event (channel, version, type, data)
+    SELECT p_channel, v_head - v_count + d.n, p_type, coalesce(d.data, '{}')
+      FROM unnest(p_data) WITH ORDINALITY AS d (data, n)
+     ORDER BY d.n;
+
+    PERFORM pg_notify('pgfeed', v_head || ' ' || p_channel);
+    RETURN v_head;
+END
+$$;
+COMMENT ON FUNCTION pgfeed.append_many(text, text, jsonb[]) IS
+'Appends one event per element of p_data (in array order, consecutive versions) to channel '
+'p_channel and returns the last version, or NULL for an empty or NULL array, without asking '
+'who may (internal: only the pgfeed owner may call it). See pgfeed.publish_many.';
+
+CREATE OR REPLACE FUNCTION pgfeed.check_event_type(p_type text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_type IS NULL OR p_type = '' OR length(p_type) > 128 OR p_type ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'pgfeed: invalid event type %', coalesce(quote_literal(p_type), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An event type is 1 to 128 characters without control characters.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgfeed.check_event_type(text) IS
+'Raises SQLSTATE 22023 (invalid_parameter_value) unless p_type is 1 to 128 characters '
+'without control characters (internal).';
 
 -- Optional publishing rules (pgfeed.publish_prefix, see 0002): while the
 -- table is empty, EXECUTE on pgfeed.publish is the whole rule. Once it holds
@@ -95,8 +156,12 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM pgfeed.check_may_publish((SELECT r.oid FROM pg_catalog.pg_roles r
-                                       WHERE r.rolname = session_user), p_channel);
+    -- The rules apply only once the table has a row; looking the session
+    -- user up costs more than the rest of a publish's checks together.
+    IF EXISTS (SELECT FROM pgfeed.publish_prefix) THEN
+        PERFORM pgfeed.check_may_publish((SELECT r.oid FROM pg_catalog.pg_roles r
+                                           WHERE r.rolname = session_user), p_channel);
+    END IF;
     RETURN pgfeed.append(p_channel, p_type, p_data);
 END
 $$;
@@ -113,3 +178,35 @@ COMMENT ON FUNCTION pgfeed.publish(text, text, jsonb) IS
 'Runs as the pgfeed owner (SECURITY DEFINER): callers need EXECUTE on it (pgfeed_publisher) '
 'and no table privilege; when pgfeed.publish_prefix has rows, the session user must hold a '
 'prefix of p_channel there, else 42501 (insufficient_privilege).';
+
+CREATE OR REPLACE FUNCTION pgfeed.publish_many(p_channel text, p_type text, p_data jsonb[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_head bigint;
+BEGIN
+    IF EXISTS (SELECT FROM pgfeed.publish_prefix) THEN
+        PERFORM pgfeed.check_may_publish((SELECT r.oid FROM pg_catalog.pg_roles r
+                                           WHERE r.rolname = session_user), p_channel);
+    END IF;
+    v_head := pgfeed.append_many(p_channel, p_type, p_data);
+    IF v_head IS NOT NULL THEN
+        RETURN QUERY SELECT v FROM generate_series(v_head - cardinality(p_data) + 1, v_head) v;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION pgfeed.publish_many(text, text, jsonb[]) IS
+'Appends one event of type p_type per element of p_data to channel p_channel (created on '
+'first use), in array order, and returns their versions, ascending: consecutive, gapless, '
+'visible in version order like pgfeed.publish''s, all at once at commit. An SQL NULL element '
+'is stored as {}; an empty or NULL array publishes nothing and returns no row. At commit it '
+'sends one NOTIFY on PostgreSQL channel "pgfeed" with payload "<last version> <channel>" for '
+'the whole batch. For bulk producers: one call costs one channel-row update, one INSERT and '
+'one notification however many events it carries. '
+'Example: SELECT pgfeed.publish_many(''orders'', ''created'', array_agg(to_jsonb(o))) FROM new_orders o. '
+'Raises 22023 for an invalid channel name or type. Runs as the pgfeed owner (SECURITY '
+'DEFINER): callers need EXECUTE on it (pgfeed_publisher); pgfeed.publish_prefix applies as '
+'for pgfeed.publish (42501).';

@@ -9,29 +9,45 @@
 -- clients following it are answered as for a gone cursor. pgfeed.prune
 -- deletes with pgfeed.pruning set and says what it pruned on "pgfeed_pruned".
 
--- BEFORE UPDATE of a head that moves back: a new incarnation. AFTER DELETE of
+-- AFTER UPDATE of a head that moves back: a new incarnation. AFTER DELETE of
 -- a channel: it is gone (epoch 0).
+--
+-- AFTER, not BEFORE: a BEFORE ROW trigger on pgfeed.channel makes every
+-- UPDATE of head, which is every publish, fetch and lock the row for the
+-- trigger first (a second tuple lock, a second WAL record, and under
+-- contention a second wait), although the WHEN clause almost never holds.
+-- An AFTER trigger whose WHEN is false costs nearly nothing, and the rare
+-- reset pays for one more UPDATE, in the same transaction, that gives the
+-- row its new epoch: readers see the moved head and the new epoch together.
 CREATE OR REPLACE FUNCTION pgfeed.channel_reset_trigger()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_epoch bigint;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        NEW.epoch := nextval('pgfeed.channel_epoch');
-        PERFORM pg_notify('pgfeed_reset', NEW.epoch || ' ' || NEW.name);
-        RETURN NEW;
+        UPDATE pgfeed.channel SET epoch = nextval('pgfeed.channel_epoch')
+         WHERE name = NEW.name
+        RETURNING epoch INTO v_epoch;
+        PERFORM pg_notify('pgfeed_reset', v_epoch || ' ' || NEW.name);
+        RETURN NULL;
     END IF;
+    -- Its events go with it (migrations/0004 dropped the foreign key that
+    -- refused this), so a channel re-created under the name starts clean.
+    DELETE FROM pgfeed.event WHERE channel = OLD.name;
     PERFORM pg_notify('pgfeed_reset', '0 ' || OLD.name);
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION pgfeed.channel_reset_trigger() IS
 'Trigger on pgfeed.channel: a head moved back gets a new epoch; a reset or a deleted channel '
-'sends NOTIFY pgfeed_reset "<epoch> <channel>" (internal).';
+'sends NOTIFY pgfeed_reset "<epoch> <channel>"; a deleted channel''s events are deleted '
+'(internal).';
 
 CREATE OR REPLACE TRIGGER pgfeed_channel_reset
-    BEFORE UPDATE OF head ON pgfeed.channel
+    AFTER UPDATE OF head ON pgfeed.channel
     FOR EACH ROW WHEN (NEW.head < OLD.head)
     EXECUTE FUNCTION pgfeed.channel_reset_trigger();
 CREATE OR REPLACE TRIGGER pgfeed_channel_deleted

@@ -101,7 +101,7 @@ DECLARE
     v_new jsonb;
     v_old_channel text;
     v_new_channel text;
-    v_owner oid := (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID);
+    v_owner oid;
 BEGIN
     IF pg_catalog.pg_partition_root(TG_RELID) IS NOT NULL THEN
         v_table := pgfeed.table_label(TG_RELID);
@@ -119,11 +119,15 @@ BEGIN
         v_new_channel := pgfeed.render_channel(v_template, v_new);
     END IF;
 
-    IF v_old_channel IS NOT NULL THEN
-        PERFORM pgfeed.check_may_publish(v_owner, v_old_channel);
-    END IF;
-    IF v_new_channel IS NOT NULL AND v_new_channel IS DISTINCT FROM v_old_channel THEN
-        PERFORM pgfeed.check_may_publish(v_owner, v_new_channel);
+    -- Per changed row, so the rules are looked at only when there are some.
+    IF EXISTS (SELECT FROM pgfeed.publish_prefix) THEN
+        v_owner := (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID);
+        IF v_old_channel IS NOT NULL THEN
+            PERFORM pgfeed.check_may_publish(v_owner, v_old_channel);
+        END IF;
+        IF v_new_channel IS NOT NULL AND v_new_channel IS DISTINCT FROM v_old_channel THEN
+            PERFORM pgfeed.check_may_publish(v_owner, v_new_channel);
+        END IF;
     END IF;
 
     IF TG_OP = 'UPDATE' AND v_old_channel IS NOT DISTINCT FROM v_new_channel THEN

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 #
 # run.sh N MODE [feedbench options] — benchmark one pgfeed daemon behind lighttpd.
+# run.sh publish [ROUNDS] — pgfeed.publish ÷ a plain INSERT with pgbench, one
+#                channel and several (tests/bench/publish.sh; needs no build).
 # run.sh compare [feedbench options] — the same loads against Nchan, pgfeed
 #                behind lighttpd and pgfeed behind nginx, in one run; prints
 #                pgfeed ÷ Nchan ratios at the end.
@@ -43,7 +45,10 @@ readonly BUILD=${PGFEED_BENCH_BUILD:-$ROOT/build-bench}
 # shellcheck source=tests/bench/lib.sh
 source "$SCRIPT_DIR/lib.sh"
 
-if [[ ${1:-} == compare ]]; then
+if [[ ${1:-} == publish ]]; then
+    shift
+    exec "$SCRIPT_DIR/publish.sh" "$@"
+elif [[ ${1:-} == compare ]]; then
     readonly MODE=compare
     shift
     read -r -a SIZES <<<"${PGFEED_BENCH_SIZES:-1000 8000}"

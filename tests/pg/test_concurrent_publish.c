@@ -8,12 +8,12 @@
  * past 10 and never sees it (see DESIGN.md).
  *
  * PUBLISHERS threads, each on its own connection, publish to ONE channel:
- * single autocommitted publishes, and transactions of several publishes with
- * small random sleeps in between (so commits interleave), a share of them
- * rolled back. Meanwhile READERS threads poll and check, on every page, that
- * each version is exactly cursor + 1. At the end every reader must have seen
- * each committed event once and no rolled-back one, and the committed
- * versions must be exactly 1..head.
+ * single autocommitted publishes, autocommitted batches (pgfeed.publish_many,
+ * whose versions must come back consecutive), and transactions of several
+ * publishes or of one batch with small random sleeps in between (so commits
+ * interleave), a share of them rolled back. Meanwhile READERS threads poll and check, on every
+ * page, that each version is exactly cursor + 1. At the end every reader must have seen each
+ * committed event once and no rolled-back one, and the committed versions must be exactly 1..head.
  *
  * cmocka's assertions may only run on the test's own thread, so the threads
  * record their first error and the main thread asserts.
@@ -114,6 +114,38 @@ static long long publish(struct publisher *p, PGconn *conn, int seq)
     return version;
 }
 
+/* Publishes events seq .. seq + count - 1 of publisher p as one batch into
+ * versions; returns false (with p->error) unless they are consecutive. */
+static bool publish_batch(struct publisher *p, PGconn *conn, int seq, int count,
+                          long long *versions)
+{
+    char type[16], id[16], first[16], last[16];
+    snprintf(type, sizeof type, "p%d", p->id);
+    snprintf(id, sizeof id, "%d", p->id);
+    snprintf(first, sizeof first, "%d", seq);
+    snprintf(last, sizeof last, "%d", seq + count - 1);
+    const char *params[] = {p->channel, type, id, first, last};
+    PGresult *res = PQexecParams(
+        conn,
+        "SELECT v FROM pgfeed.publish_many($1, $2, (SELECT array_agg(jsonb_build_object("
+        "'p', $3::int, 's', s) ORDER BY s) FROM generate_series($4::int, $5::int) s)) v",
+        5, NULL, params, NULL, NULL, 0);
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == count;
+    if (!ok) {
+        snprintf(p->error, sizeof p->error, "publish_many: %s", PQerrorMessage(conn));
+    }
+    for (int i = 0; ok && i < count; i++) {
+        versions[i] = atoll(PQgetvalue(res, i, 0));
+        if (i > 0 && versions[i] != versions[i - 1] + 1) {
+            snprintf(p->error, sizeof p->error, "publish_many returned %lld after %lld",
+                     versions[i], versions[i - 1]);
+            ok = false;
+        }
+    }
+    PQclear(res);
+    return ok;
+}
+
 static void *publisher_main(void *arg)
 {
     struct publisher *p = arg;
@@ -124,8 +156,9 @@ static void *publisher_main(void *arg)
     p->versions = xcalloc(MAX_SEQ, sizeof *p->versions);
     int seq = 0;
     for (int t = 0; t < TRANSACTIONS && p->error[0] == '\0'; t++) {
-        int kind = rand_r(&p->seed) % 10; /* 0-3 single, 4-7 commit, 8-9 rollback */
-        if (kind < 4) {
+        /* 0-2 single, 3 batch, 4-7 committed transaction, 8-9 rolled back. */
+        int kind = rand_r(&p->seed) % 10;
+        if (kind < 3) {
             long long version = publish(p, conn, seq);
             if (version < 0) {
                 break;
@@ -137,14 +170,31 @@ static void *publisher_main(void *arg)
         int count = 1 + rand_r(&p->seed) % MAX_PER_TRANSACTION;
         long long versions[MAX_PER_TRANSACTION];
         int first_seq = seq;
+        if (kind == 3) {
+            if (!publish_batch(p, conn, seq, count, versions)) {
+                break;
+            }
+            for (int i = 0; i < count; i++) {
+                p->committed[seq++] = true;
+                p->versions[p->nversions++] = versions[i];
+            }
+            continue;
+        }
         if (!exec_ok(conn, "BEGIN", p->error, sizeof p->error)) {
             break;
         }
-        for (int i = 0; i < count; i++) {
-            if ((versions[i] = publish(p, conn, seq++)) < 0) {
-                break;
+        if (rand_r(&p->seed) % 3 == 0) {
+            if (publish_batch(p, conn, seq, count, versions)) {
+                seq += count;
+                sleep_us(rand_r(&p->seed) % 1500);
             }
-            sleep_us(rand_r(&p->seed) % 1500);
+        } else {
+            for (int i = 0; i < count; i++) {
+                if ((versions[i] = publish(p, conn, seq++)) < 0) {
+                    break;
+                }
+                sleep_us(rand_r(&p->seed) % 1500);
+            }
         }
         if (p->error[0] != '\0') {
             break;
