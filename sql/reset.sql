@@ -54,6 +54,28 @@ CREATE OR REPLACE TRIGGER pgfeed_channel_deleted
     AFTER DELETE ON pgfeed.channel
     FOR EACH ROW EXECUTE FUNCTION pgfeed.channel_reset_trigger();
 
+-- TRUNCATE of the channels takes every event with it. Before migration 0004
+-- the foreign key refused a TRUNCATE of pgfeed.channel alone; without it the
+-- events would stay, and a channel re-created under an old name would meet
+-- its predecessor's versions (its first publish would collide with them).
+-- The event table's own TRUNCATE trigger then tells responders ("0 *").
+CREATE OR REPLACE FUNCTION pgfeed.channel_truncated_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    TRUNCATE pgfeed.event;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION pgfeed.channel_truncated_trigger() IS
+'Trigger on pgfeed.channel: TRUNCATE of the channels truncates their events too (internal).';
+
+CREATE OR REPLACE TRIGGER pgfeed_channel_truncated
+    AFTER TRUNCATE ON pgfeed.channel
+    FOR EACH STATEMENT EXECUTE FUNCTION pgfeed.channel_truncated_trigger();
+
 -- One notification per channel and transaction: PostgreSQL folds identical
 -- payloads of one transaction into one.
 CREATE OR REPLACE FUNCTION pgfeed.event_deleted_trigger()

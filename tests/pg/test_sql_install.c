@@ -305,6 +305,29 @@ static void test_authorize_belongs_to_the_application(void **state)
     free(database);
 }
 
+/*
+ * TRUNCATE of the channels takes their events with it, as the foreign key of
+ * schema version 3 once made it (it refused TRUNCATE pgfeed.channel alone):
+ * a channel re-created after it publishes from version 1 again instead of
+ * colliding with its predecessor's versions. In a database of its own, since
+ * TRUNCATE locks out every publisher of the shared one.
+ */
+static void test_truncated_channels_take_their_events(void **state)
+{
+    PGconn *conn = *state;
+    char *database = pg_test_name("pgfeed_install_truncate");
+    recreate_database(conn, database);
+    assert_int_equal(install(database), 0);
+    PGconn *db = connect_to(database);
+    pg_test_exec(db, "SELECT pgfeed.publish('orders', 't', '{}') FROM generate_series(1, 3)");
+    pg_test_exec(db, "TRUNCATE pgfeed.channel");
+    assert_int_equal(pg_test_number(db, "SELECT count(*) FROM pgfeed.event", 0, NULL), 0);
+    assert_int_equal(pg_test_number(db, "SELECT pgfeed.publish('orders', 't', '{}')", 0, NULL), 1);
+    PQfinish(db);
+    drop_database(conn, database);
+    free(database);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_authorize_belongs_to_the_application),
         cmocka_unit_test(test_upgrade_from_schema_3),
+        cmocka_unit_test(test_truncated_channels_take_their_events),
     };
     return cmocka_run_group_tests(tests, pg_test_setup, pg_test_teardown);
 }
