@@ -1366,16 +1366,23 @@ static PGresult *stats_query(const bench *b, const char *sql, int n_params,
     return res;
 }
 
-/* Top-level statements pgfeed's role has executed (pg_stat_statements), or -1. */
-static long long pgss_calls(const bench *b)
+/* What pgss_calls matches to count pgfeed.read statements alone. */
+#define PGSS_READS "%pgfeed.read(%"
+
+/*
+ * Top-level statements pgfeed's role has executed (pg_stat_statements), or -1;
+ * with like (NULL: all), only those whose text matches that LIKE pattern.
+ */
+static long long pgss_calls(const bench *b, const char *like)
 {
     if (!b->opt->pgfeed_role)
         return -1;
-    const char *params[1] = {b->opt->pgfeed_role};
+    const char *params[2] = {b->opt->pgfeed_role, like}; /* NULL binds SQL NULL */
     PGresult *res = stats_query(b,
                                 "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s"
-                                " JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = $1",
-                                1, params);
+                                " JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = $1"
+                                " AND ($2::text IS NULL OR s.query LIKE $2)",
+                                2, params);
     if (!res)
         return -1;
     long long calls = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -1792,7 +1799,7 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
 
     pgfeed_metrics m0, m1;
     metrics_require(b, &m0);
-    long long calls0 = pgss_calls(b);
+    long long calls0 = pgss_calls(b, NULL);
     printf("  cpu: ms on a CPU / ms runnable but waiting for one, from the publish to the last"
            " delivery\n");
     printf("  round  held  delivered  lost  p50_ms  p99_ms  max_ms  commit_ms  pg_stmts  "
@@ -1814,7 +1821,7 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
         bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, publisher_idle, 0);
         long long next_held = bench_wait_held(b);
         metrics_require(b, &m1);
-        long long calls1 = pgss_calls(b);
+        long long calls1 = pgss_calls(b, NULL);
         latency_stats s = latency_of(b, r, r + 1);
         printf("  %5d %5lld %10zu %5zu %7.2f %7.2f %7.2f %10.2f %9lld %15lld      ", r + 1, held,
                s.delivered, s.lost, ns_to_ms(s.p50), ns_to_ms(s.p99), ns_to_ms(s.max),
@@ -1837,24 +1844,6 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
     pgss_print(b);
     phase_end(b);
     return result;
-}
-
-/* pgfeed.read statements pgfeed's role has run (pg_stat_statements), or -1. */
-static long long pgss_read_calls(const bench *b)
-{
-    if (!b->opt->pgfeed_role)
-        return -1;
-    const char *params[1] = {b->opt->pgfeed_role};
-    PGresult *res = stats_query(b,
-                                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s"
-                                " JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = $1"
-                                " AND s.query LIKE '%pgfeed.read(%'",
-                                1, params);
-    if (!res)
-        return -1;
-    long long calls = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return calls;
 }
 
 /* Nearest-rank percentile of the lag histogram: the upper edge of its bucket. */
@@ -1910,7 +1899,7 @@ static void lag_phase(bench *b, int n)
     b->lag_delivered = b->lag_lost = 0;
     pgfeed_metrics m0, m1;
     metrics_require(b, &m0);
-    long long reads0 = pgss_read_calls(b), reads_prev = reads0;
+    long long reads0 = pgss_calls(b, PGSS_READS), reads_prev = reads0;
     long answers0 = b->status_count[200], answers_prev = answers0;
     cpu_sample cpu0 = cpu_now(b);
     printf("  %d events/s for %d s, limit=%d, one publishing statement per %d ms\n", o->rate,
@@ -1931,7 +1920,7 @@ static void lag_phase(bench *b, int n)
         int64_t backlog = lag_backlog(b);
         worst = backlog > worst ? backlog : worst;
         if (now >= next_report) {
-            long long reads = pgss_read_calls(b);
+            long long reads = pgss_calls(b, PGSS_READS);
             printf("  %6d %10" PRId64 " %32" PRId64 " %10ld %14lld\n", second++,
                    lag_committed(b) - b->base_version, backlog, b->status_count[200] - answers_prev,
                    reads >= 0 ? reads - reads_prev : -1);
@@ -1950,7 +1939,7 @@ static void lag_phase(bench *b, int n)
     cpu_sample cpu1 = cpu_now(b), used = {0};
     cpu_add(&used, &cpu0, &cpu1);
     metrics_require(b, &m1);
-    long long reads1 = pgss_read_calls(b);
+    long long reads1 = pgss_calls(b, PGSS_READS);
     long long behind = 0; /* events clients never got */
     for (int i = 0; i < n; i++)
         if (b->clients[i].state != CL_FAILED)
@@ -2016,7 +2005,7 @@ static sse_result sse_phase(bench *b, int n, const char *label)
 
     pgfeed_metrics m0, m1, m2;
     metrics_require(b, &m0);
-    long long calls0 = pgss_calls(b);
+    long long calls0 = pgss_calls(b, NULL);
     cpu_sample cpu0 = cpu_now(b);
     int64_t start = now_ns();
     for (int e = 0; e < o->events; e++) {
@@ -2029,7 +2018,7 @@ static sse_result sse_phase(bench *b, int n, const char *label)
     int64_t paced_ns = now_ns() - start;
     bench_run(b, now_ns() + (int64_t)o->timeout_s * NS_PER_S, publisher_idle, 0);
     metrics_require(b, &m1);
-    long long calls1 = pgss_calls(b);
+    long long calls1 = pgss_calls(b, NULL);
     sse_result result = {.paced = latency_of(b, 0, o->events)};
     printf("  %d events %d ms apart, publish statement p50 %.2f ms\n", o->events, o->interval_ms,
            ns_to_ms(median_commit_ns(b, 0, o->events)));

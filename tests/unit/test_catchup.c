@@ -3,8 +3,7 @@
  * pgfeed.read per (channel, cursor range) however many wait, pages kept for
  * --catchup-ms within --catchup-bytes, and every answer the whole answer a
  * read of its own would give. pgfeed.read and the clock are the test's
- * (-Wl,--wrap=db_read,--wrap=clock_now_ms): reads are recorded and answered
- * here, in any order.
+ * (fake_db): reads are recorded and answered here, in any order.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,95 +16,12 @@
 #include <string.h>
 
 #include "catchup.h"
+#include "fake_db.h"
 
-typedef struct pending_read {
-    char channel[64];
-    int64_t after;
-    int limit;
-    db_read_cb cb;
-    void *ctx;
-} pending_read;
-
-static pending_read reads[16];
-static size_t n_reads;   /* pending */
-static size_t n_started; /* every db_read since setup */
-static bool refuse_reads;
-static int64_t now_ms;
-static char dummy_query;
-
-db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb,
-                         void *ctx);
-db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb,
-                         void *ctx)
-{
-    (void)d;
-    if (refuse_reads)
-        return NULL;
-    assert_true(n_reads < sizeof reads / sizeof *reads);
-    pending_read *r = &reads[n_reads++];
-    snprintf(r->channel, sizeof r->channel, "%s", channel);
-    r->after = after;
-    r->limit = limit;
-    r->cb = cb;
-    r->ctx = ctx;
-    n_started++;
-    return (db_query *)&dummy_query;
-}
-
-int64_t __wrap_clock_now_ms(void);
-int64_t __wrap_clock_now_ms(void)
-{
-    return now_ms;
-}
-
-static pending_read take_read(void)
-{
-    assert_true(n_reads > 0);
-    pending_read r = reads[0];
-    memmove(reads, reads + 1, (n_reads - 1) * sizeof *reads);
-    n_reads--;
-    return r;
-}
-
-/*
- * Answers the oldest pending read as pgfeed.read would: the events first,
- * first + step, ... up to last that lie after its cursor, at most its limit.
- */
-static void answer_step(int64_t head, int64_t oldest, int64_t first, int64_t last, int64_t step)
-{
-    pending_read r = take_read();
-    db_event *events = calloc(1001, sizeof *events);
-    char(*texts)[40] = calloc(1001, sizeof *texts);
-    size_t n = 0;
-    for (int64_t v = first; v <= last && n < (size_t)r.limit; v += step) {
-        if (v <= r.after)
-            continue;
-        snprintf(texts[n], sizeof texts[n], "{\"version\":%lld}", (long long)v);
-        events[n] = (db_event){.version = v, .json = texts[n], .json_len = strlen(texts[n])};
-        n++;
-    }
-    db_read_result res = {.ok = true,
-                          .head = head,
-                          .oldest = oldest,
-                          .epoch = 1,
-                          .complete = n < (size_t)r.limit,
-                          .n_events = n,
-                          .events = events};
-    r.cb(r.ctx, &res);
-    free(events);
-    free(texts);
-}
-
+/* Answers the oldest pending read as pgfeed.read would: the events first..last after its cursor. */
 static void answer(int64_t head, int64_t oldest, int64_t first, int64_t last)
 {
-    answer_step(head, oldest, first, last, 1);
-}
-
-static void answer_failure(void)
-{
-    pending_read r = take_read();
-    db_read_result res = {.ok = false, .error = "permission denied"};
-    r.cb(r.ctx, &res);
+    fake_db_answer_range(0, head, oldest, first, last);
 }
 
 /* A client waiting for its page. */
@@ -127,45 +43,6 @@ static void on_page(void *ctx, catchup_page *page)
 static feed_cache *cache;
 static catchup *cu;
 
-/* The turn's head batch (one channel in these tests): answered by load(). */
-static db_heads_cb heads_cb;
-static void *heads_ctx;
-static char heads_name[64];
-
-db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
-                               void *ctx);
-db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
-                               void *ctx)
-{
-    (void)d;
-    assert_int_equal(n, 1);
-    snprintf(heads_name, sizeof heads_name, "%s", channels[0]);
-    heads_cb = cb;
-    heads_ctx = ctx;
-    return (db_query *)&dummy_query;
-}
-
-bool __wrap_db_can_read(const db *d);
-bool __wrap_db_can_read(const db *d)
-{
-    (void)d;
-    return true;
-}
-
-/* Loads ch as a poll from cursor after would: its head batch says head, then a read of
- * the events after the cursor follows (when it is behind the head) for the test to answer. */
-static void load(feed_channel *ch, int64_t after, int64_t head)
-{
-    assert_true(feed_channel_load(ch, after));
-    feed_cache_end_turn(cache);
-    assert_non_null(heads_cb);
-    db_head h = {.channel = heads_name, .head = head, .oldest = 1, .epoch = 1};
-    db_heads_result res = {.ok = true, .n_heads = 1, .heads = &h};
-    db_heads_cb cb = heads_cb;
-    heads_cb = NULL;
-    cb(heads_ctx, &res);
-}
-
 static void make(size_t max_bytes, int64_t keep_ms)
 {
     catchup_free(cu);
@@ -175,9 +52,8 @@ static void make(size_t max_bytes, int64_t keep_ms)
 
 static int setup(void **state)
 {
-    n_reads = n_started = 0;
-    refuse_reads = false;
-    now_ms = 1000000;
+    fake_db_reset();
+    fake_db_set_now_ms(1000000);
     feed_cache_limits limits = {.ring_events = 4,
                                 .ring_bytes = 1 << 20,
                                 .read_batch = 100,
@@ -193,7 +69,7 @@ static int teardown(void **state)
 {
     catchup_free(cu);
     feed_cache_free(cache);
-    assert_int_equal(n_reads, 0); /* every read the test started was answered */
+    assert_int_equal(fake_db_pending_count(), 0); /* every read the test started was answered */
     return 0;
 }
 
@@ -222,9 +98,9 @@ static void test_clients_at_one_cursor_share_one_read(void **state)
         wait_for("orders", 500, 100, &c[i], &joined);
         assert_int_equal(joined, i > 0);
     }
-    assert_int_equal(n_started, 1);
-    assert_int_equal(reads[0].after, 500);
-    assert_int_equal(reads[0].limit, 100);
+    assert_int_equal(fake_db_reads_started(), 1);
+    assert_int_equal(fake_db_pending(0)->after, 500);
+    assert_int_equal(fake_db_pending(0)->limit, 100);
     answer(5000, 1, 1, 5000);
     for (int i = 0; i < 100; i++) {
         assert_int_equal(c[i].calls, 1);
@@ -247,7 +123,7 @@ static void test_a_kept_page_serves_the_next_client_without_a_read(void **state)
     wait_for("orders", 500, 100, &first, &joined);
     answer(5000, 1, 1, 5000);
     feed_channel *ch = feed_cache_channel(cache, "orders");
-    now_ms += 999;
+    fake_db_advance_ms(999);
     catchup_page *p = catchup_find(cu, ch, 500, 100);
     assert_ptr_equal(p, first.page);
     catchup_page_release(p);
@@ -258,9 +134,9 @@ static void test_a_kept_page_serves_the_next_client_without_a_read(void **state)
     assert_null(catchup_find(cu, ch, 550, 100));
     assert_null(catchup_find(cu, ch, 499, 10)); /* before its cursor */
     assert_null(catchup_find(cu, feed_cache_channel(cache, "other"), 500, 100));
-    assert_int_equal(n_started, 1);
+    assert_int_equal(fake_db_reads_started(), 1);
     /* --catchup-ms later it is gone */
-    now_ms += 2;
+    fake_db_advance_ms(2);
     assert_null(catchup_find(cu, ch, 500, 100));
     assert_int_equal(catchup_bytes(cu), 0);
     release(&first, 1);
@@ -286,7 +162,7 @@ static void test_a_complete_page_serves_up_to_its_head(void **state)
 static void test_a_complete_page_stops_serving_short_answers_once_the_head_moved(void **state)
 {
     feed_channel *ch = feed_cache_channel(cache, "orders");
-    load(ch, 4980, 4990);
+    fake_db_load(cache, ch, 4980, 4990);
     answer(4990, 1, 4981, 4990);
     client a = {0};
     bool joined;
@@ -313,7 +189,7 @@ static void test_a_read_in_flight_covering_the_range_is_joined(void **state)
     assert_true(joined);
     wait_for("orders", 1050, 100, &c, &joined); /* 1051..1150 do not */
     assert_false(joined);
-    assert_int_equal(n_started, 2);
+    assert_int_equal(fake_db_reads_started(), 2);
     answer(5000, 1, 1, 5000);
     assert_int_equal(a.calls, 1);
     assert_int_equal(b.calls, 1);
@@ -336,8 +212,8 @@ static void test_a_joined_read_that_does_not_serve_reads_again(void **state)
     answer(250, 1, 1, 250); /* the head is below b's cursor: its page says nothing about it */
     assert_int_equal(a.calls, 1);
     assert_int_equal(b.calls, 0);
-    assert_int_equal(n_reads, 1);
-    assert_int_equal(reads[0].after, 300); /* its own cursor now */
+    assert_int_equal(fake_db_pending_count(), 1);
+    assert_int_equal(fake_db_pending(0)->after, 300); /* its own cursor now */
     answer(250, 1, 1, 250);
     assert_int_equal(b.calls, 1); /* its own read answers it, whatever it says */
     assert_int_equal(b.page->head, 250);
@@ -351,11 +227,11 @@ static void test_a_failed_read_fails_every_waiter_and_keeps_nothing(void **state
     bool joined;
     wait_for("orders", 100, 100, &a, &joined);
     wait_for("orders", 100, 100, &b, &joined);
-    answer_failure();
+    fake_db_fail(0);
     assert_true(a.failed && b.failed);
     assert_int_equal(a.calls + b.calls, 2);
     assert_null(catchup_find(cu, feed_cache_channel(cache, "orders"), 100, 100));
-    refuse_reads = true;
+    fake_db_refuse_reads(true);
     assert_null(
         catchup_read(cu, feed_cache_channel(cache, "orders"), 100, 100, on_page, &a, &joined));
 }
@@ -390,7 +266,7 @@ static void test_kept_pages_stay_within_their_bytes(void **state)
         wait_for("orders", 100 * (i + 1), 100, &c[i], &joined);
         answer(5000, 1, 1, 5000);
         assert_true(catchup_bytes(cu) <= 12000);
-        now_ms++;
+        fake_db_advance_ms(1);
     }
     feed_channel *ch = feed_cache_channel(cache, "orders");
     assert_null(catchup_find(cu, ch, 100, 100)); /* the oldest left first */
@@ -417,7 +293,7 @@ static void test_kept_pages_stay_within_their_bytes(void **state)
 static void test_a_page_the_channel_contradicts_is_not_served(void **state)
 {
     feed_channel *ch = feed_cache_channel(cache, "orders");
-    load(ch, 4980, 4990);
+    fake_db_load(cache, ch, 4980, 4990);
     answer(4990, 1, 4981, 4990); /* the ring's head is 4990 */
     client a = {0}, b = {0};
     bool joined;
@@ -447,14 +323,11 @@ static void test_pages_hold_only_ascending_versions_after_their_cursor(void **st
     client a = {0};
     bool joined;
     wait_for("orders", 10, 100, &a, &joined);
-    pending_read r = take_read();
     db_event ev[4] = {{.version = 9, .json = "{}", .json_len = 2},
                       {.version = 12, .json = "{}", .json_len = 2},
                       {.version = 11, .json = "{}", .json_len = 2},
                       {.version = 15, .json = "{}", .json_len = 2}};
-    db_read_result res = {
-        .ok = true, .head = 15, .oldest = 1, .complete = true, .n_events = 4, .events = ev};
-    r.cb(r.ctx, &res);
+    fake_db_answer_events(0, 15, 1, ev, 4);
     assert_int_equal(a.page->n_events, 2);
     assert_int_equal(catchup_page_event_after(a.page, 10)->version, 12);
     assert_int_equal(catchup_page_event_after(a.page, 12)->version, 15);
@@ -482,7 +355,7 @@ static void test_a_callback_may_read_again(void **state)
     wait_for("orders", 100, 100, &b, &joined);
     answer(5000, 1, 1, 5000);
     assert_int_equal(a.calls + b.calls, 2);
-    assert_int_equal(n_reads, 1);
+    assert_int_equal(fake_db_pending_count(), 1);
     answer(5000, 1, 1, 5000);
     assert_int_equal(chained.calls, 1);
     release(&a, 1), release(&b, 1), release(&chained, 1);

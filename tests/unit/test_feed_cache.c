@@ -1,9 +1,8 @@
 /*
  * test_feed_cache — channels, the ring and subscribers, head batches, the
- * budget and its evictions, with pgfeed.read replaced: the test links with
- * -Wl,--wrap=db_read (and db_read_heads, db_can_read), so every read and
- * head batch the cache starts is recorded here and answered by the test,
- * synchronously and in any order it likes. Nothing else of db runs.
+ * budget and its evictions, with pgfeed.read replaced by fake_db: every read
+ * and head batch the cache starts is answered by the test, synchronously and
+ * in any order it likes. Nothing else of db runs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,142 +14,47 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fake_db.h"
 #include "feed_cache.h"
-
-/* The reads and head batches the cache started and not yet answered. */
-typedef struct pending_read {
-    char channel[64];
-    int64_t after;
-    int limit;
-    db_read_cb cb;
-    void *ctx;
-    /* a head batch: its channels, in the order asked */
-    db_heads_cb heads_cb;
-    size_t n_names;
-    char names[16][64];
-} pending_read;
-
-static pending_read reads[8];
-static size_t n_reads;
-static bool refuse_reads; /* db_read returns NULL, as when the database is down */
-static int64_t epoch;     /* the channel incarnation answers report */
-static char dummy_query;
-
-db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb,
-                         void *ctx);
-db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb,
-                         void *ctx)
-{
-    (void)d;
-    if (refuse_reads)
-        return NULL;
-    assert_true(n_reads < sizeof reads / sizeof *reads);
-    pending_read *r = &reads[n_reads++];
-    snprintf(r->channel, sizeof r->channel, "%s", channel);
-    r->after = after;
-    r->limit = limit;
-    r->cb = cb;
-    r->ctx = ctx;
-    r->heads_cb = NULL;
-    return (db_query *)&dummy_query;
-}
-
-db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
-                               void *ctx);
-db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
-                               void *ctx)
-{
-    (void)d;
-    if (refuse_reads)
-        return NULL;
-    assert_true(n_reads < sizeof reads / sizeof *reads);
-    assert_true(n > 0 && n <= 16);
-    pending_read *r = &reads[n_reads++];
-    memset(r, 0, sizeof *r);
-    r->heads_cb = cb;
-    r->ctx = ctx;
-    r->n_names = n;
-    for (size_t i = 0; i < n; i++)
-        snprintf(r->names[i], sizeof r->names[i], "%s", channels[i]);
-    return (db_query *)&dummy_query;
-}
-
-bool __wrap_db_can_read(const db *d);
-bool __wrap_db_can_read(const db *d)
-{
-    (void)d;
-    return !refuse_reads;
-}
-
-static pending_read pop_read(size_t i)
-{
-    assert_true(i < n_reads);
-    pending_read r = reads[i];
-    memmove(reads + i, reads + i + 1, (n_reads - i - 1) * sizeof *reads);
-    n_reads--;
-    return r;
-}
-
-/* Answers the oldest pending head batch: every channel of it has this head and oldest. */
-static void answer_heads(int64_t head, int64_t oldest)
-{
-    assert_true(n_reads > 0 && reads[0].heads_cb);
-    pending_read r = pop_read(0);
-    db_head heads[16];
-    for (size_t i = 0; i < r.n_names; i++)
-        heads[i] = (db_head){.channel = r.names[i], .head = head, .oldest = oldest, .epoch = epoch};
-    db_heads_result res = {.ok = true, .n_heads = r.n_names, .heads = heads};
-    r.heads_cb(r.ctx, &res);
-}
 
 static feed_cache *cache;
 
 /*
- * Answers the oldest pending read with head, oldest and the listed events (0
- * ends the list). A load first goes out in the turn's head batch: that is
- * answered with the same head, and the read of events it starts (when the
- * cursor is behind the head) is the one answered with the events.
+ * Ends the turn. A load goes out in the turn's head batch first: that is
+ * answered with head and oldest, and *i is the read of events it starts (when
+ * the cursor is behind the head); false when the head was all there was to
+ * read. Otherwise *i is the oldest pending read.
  */
-static void answer_versions(int64_t head, int64_t oldest, const int64_t *versions)
+static bool events_read(int64_t head, int64_t oldest, size_t *i)
 {
     feed_cache_end_turn(cache);
-    assert_true(n_reads > 0);
-    if (reads[0].heads_cb) {
-        assert_int_equal(reads[0].n_names, 1);
-        size_t before = n_reads - 1;
-        answer_heads(head, oldest);
-        if (n_reads == before)
-            return;                                        /* the head was all there was to read */
-        memmove(reads + 1, reads, before * sizeof *reads); /* its read first */
-        reads[0] = reads[before];
-    }
-    pending_read r = pop_read(0);
-    db_event events[16];
-    char texts[16][32];
-    size_t n = 0;
-    for (; versions[n] > 0; n++) {
-        assert_true(n < 16);
-        int64_t v = versions[n];
-        snprintf(texts[n], sizeof texts[n], "{\"version\":%lld}", (long long)v);
-        events[n] = (db_event){.version = v, .json = texts[n], .json_len = strlen(texts[n])};
-    }
-    db_read_result res = {.ok = true,
-                          .head = head,
-                          .oldest = oldest,
-                          .epoch = epoch,
-                          .complete = n < (size_t)r.limit,
-                          .n_events = n,
-                          .events = events};
-    r.cb(r.ctx, &res);
+    assert_true(fake_db_pending_count() > 0);
+    *i = 0;
+    if (!fake_db_pending(0)->heads_cb)
+        return true;
+    assert_int_equal(fake_db_pending(0)->n_names, 1);
+    size_t before = fake_db_pending_count() - 1;
+    fake_db_answer_heads(0, head, oldest);
+    *i = before; /* its read, after those pending before the batch */
+    return fake_db_pending_count() > before;
 }
 
-/* Answers the oldest pending read with head, oldest and events first..last. */
+/* Answers the oldest pending read with head, oldest and the listed events (0 ends the list). */
+static void answer_versions(int64_t head, int64_t oldest, const int64_t *versions)
+{
+    size_t i, n = 0;
+    while (versions[n] > 0)
+        n++;
+    if (events_read(head, oldest, &i))
+        fake_db_answer_versions(i, head, oldest, versions, n);
+}
+
+/* Answers the oldest pending read with head, oldest and events first..last (0: none). */
 static void answer(int64_t head, int64_t oldest, int64_t first, int64_t last)
 {
-    int64_t versions[17] = {0};
-    for (int64_t v = first, i = 0; v <= last && first > 0; v++, i++)
-        versions[i] = v;
-    answer_versions(head, oldest, versions);
+    size_t i;
+    if (events_read(head, oldest, &i))
+        fake_db_answer_range(i, head, oldest, first, last);
 }
 
 #define VERSIONS(...) ((const int64_t[]){__VA_ARGS__, 0})
@@ -158,14 +62,7 @@ static void answer(int64_t head, int64_t oldest, int64_t first, int64_t last)
 static void answer_failure(void)
 {
     feed_cache_end_turn(cache);
-    pending_read r = pop_read(0);
-    if (r.heads_cb) {
-        db_heads_result res = {.ok = false, .error = "permission denied"};
-        r.heads_cb(r.ctx, &res);
-        return;
-    }
-    db_read_result res = {.ok = false, .error = "permission denied"};
-    r.cb(r.ctx, &res);
+    fake_db_fail(0);
 }
 
 typedef struct waiter {
@@ -183,9 +80,7 @@ static void on_wake(feed_subscriber *s)
 
 static int setup(void **state)
 {
-    n_reads = 0;
-    refuse_reads = false;
-    epoch = 1;
+    fake_db_reset();
     feed_cache_limits limits = {
         .ring_events = 4, .ring_bytes = 1 << 20, .read_batch = 100, .idle_ms = 60000};
     cache = feed_cache_new(NULL, &limits);
@@ -195,7 +90,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     feed_cache_free(cache);
-    assert_int_equal(n_reads, 0); /* every read the test expected was answered */
+    assert_int_equal(fake_db_pending_count(), 0); /* every read the test expected was answered */
     return 0;
 }
 
@@ -217,18 +112,18 @@ static void test_first_load_reads_from_the_cursor_and_wakes(void **state)
     feed_channel_subscribe(ch, &w.node);
     assert_false(feed_channel_known(ch));
     assert_true(feed_channel_load(ch, 1));
-    assert_true(feed_channel_load(ch, 1)); /* one load at a time */
-    assert_int_equal(n_reads, 0);          /* the head batch goes at the end of the turn */
+    assert_true(feed_channel_load(ch, 1));        /* one load at a time */
+    assert_int_equal(fake_db_pending_count(), 0); /* the head batch goes at the end of the turn */
     feed_cache_end_turn(cache);
-    assert_int_equal(n_reads, 1);
-    assert_int_equal(reads[0].n_names, 1);
-    assert_string_equal(reads[0].names[0], "orders");
-    answer_heads(3, 1);
+    assert_int_equal(fake_db_pending_count(), 1);
+    assert_int_equal(fake_db_pending(0)->n_names, 1);
+    assert_string_equal(fake_db_pending(0)->names[0], "orders");
+    fake_db_answer_heads(0, 3, 1);
     /* events follow the cursor: this channel reads them from it */
-    assert_int_equal(n_reads, 1);
-    assert_string_equal(reads[0].channel, "orders");
-    assert_int_equal(reads[0].after, 1);
-    assert_int_equal(reads[0].limit, 100);
+    assert_int_equal(fake_db_pending_count(), 1);
+    assert_string_equal(fake_db_pending(0)->channel, "orders");
+    assert_int_equal(fake_db_pending(0)->after, 1);
+    assert_int_equal(fake_db_pending(0)->limit, 100);
     assert_false(feed_channel_known(ch));
     assert_int_equal(w.wakes, 0);
     answer(3, 1, 2, 3);
@@ -254,8 +149,8 @@ static void test_cursor_now_reads_only_the_head(void **state)
     feed_channel *ch = feed_cache_channel(cache, "orders");
     assert_true(feed_channel_load(ch, -1));
     feed_cache_end_turn(cache);
-    answer_heads(7, 1); /* the head is all a cursor of "now" needs: no read follows */
-    assert_int_equal(n_reads, 0);
+    fake_db_answer_heads(0, 7, 1); /* the head is all a cursor of "now" needs: no read follows */
+    assert_int_equal(fake_db_pending_count(), 0);
     assert_true(feed_channel_known(ch));
     assert_int_equal(feed_channel_head(ch), 7);
     assert_true(feed_channel_covers(ch, 7));
@@ -272,12 +167,12 @@ static void test_notify_reads_once_and_appends(void **state)
     feed_cache_on_notify(cache, "orders", 3);
     feed_cache_on_notify(cache, "orders", 4); /* while the first read is in flight */
     feed_cache_on_notify(cache, "nobody", 9); /* a channel nobody asked about: no read */
-    assert_int_equal(n_reads, 1);
-    assert_int_equal(reads[0].after, 2);
+    assert_int_equal(fake_db_pending_count(), 1);
+    assert_int_equal(fake_db_pending(0)->after, 2);
     answer(3, 1, 3, 3);
     /* 4 was announced but not in that read: one more read, from the new head */
-    assert_int_equal(n_reads, 1);
-    assert_int_equal(reads[0].after, 3);
+    assert_int_equal(fake_db_pending_count(), 1);
+    assert_int_equal(fake_db_pending(0)->after, 3);
     answer(4, 1, 4, 4);
     assert_int_equal(feed_channel_head(ch), 4);
     assert_true(feed_channel_covers(ch, 0));
@@ -309,10 +204,10 @@ static void test_failed_read_leaves_the_channel_unknown(void **state)
     assert_int_equal(w.wakes, 1);
     assert_false(w.known_at_wake);
     /* A read refused (database down, or reads backing off) starts nothing. */
-    refuse_reads = true;
+    fake_db_refuse_reads(true);
     assert_false(feed_channel_load(ch, 0));
-    assert_int_equal(n_reads, 0);
-    refuse_reads = false;
+    assert_int_equal(fake_db_pending_count(), 0);
+    fake_db_refuse_reads(false);
     assert_true(feed_channel_load(ch, 0));
     answer(1, 1, 1, 1);
     assert_true(feed_channel_known(ch));
@@ -338,9 +233,9 @@ static void test_reconnect_rereads_what_has_subscribers(void **state)
     /* The idle channel is forgotten; the watched one is rebuilt from what its ring
      * covered (deletions and resets may have gone unnoticed meanwhile). */
     assert_int_equal(feed_cache_channel_count(cache), 1);
-    assert_int_equal(n_reads, 1);
-    assert_string_equal(reads[0].channel, "watched");
-    assert_int_equal(reads[0].after, 0);
+    assert_int_equal(fake_db_pending_count(), 1);
+    assert_string_equal(fake_db_pending(0)->channel, "watched");
+    assert_int_equal(fake_db_pending(0)->after, 0);
     answer(3, 1, 1, 3);
     assert_true(feed_channel_known(watched));
     assert_true(feed_channel_covers(watched, 0));
@@ -359,13 +254,13 @@ static void test_pruned_events_leave_memory(void **state)
     assert_true(feed_channel_covers(ch, 2));
     expect_event(ch, 3);
     /* The notification is a hint: the oldest clients are told comes from a read. */
-    assert_int_equal(n_reads, 1);
-    assert_int_equal(reads[0].after, 4);
+    assert_int_equal(fake_db_pending_count(), 1);
+    assert_int_equal(fake_db_pending(0)->after, 4);
     answer(4, 3, 0, 0);
     assert_int_equal(feed_channel_oldest(ch), 3);
     feed_cache_on_pruned(cache, "orders", 2); /* never lowered, and no read */
     assert_int_equal(feed_channel_oldest(ch), 3);
-    assert_int_equal(n_reads, 0);
+    assert_int_equal(fake_db_pending_count(), 0);
 }
 
 /* Versions with holes (a head moved by hand, an event deleted): the ring holds what exists. */
@@ -390,7 +285,7 @@ static void test_holes_are_served_as_the_events_that_exist(void **state)
     assert_int_equal(feed_channel_head(ch), 10);
     assert_true(feed_channel_covers(ch, 9));
     assert_null(feed_channel_event_after(ch, 9));
-    assert_int_equal(n_reads, 0);
+    assert_int_equal(fake_db_pending_count(), 0);
 }
 
 /* Any role can NOTIFY: a version beyond the head costs one read, which is believed. */
@@ -400,10 +295,10 @@ static void test_forged_notification_costs_one_read(void **state)
     assert_true(feed_channel_load(ch, 0));
     answer(1, 1, 1, 1);
     feed_cache_on_notify(cache, "orders", 999999);
-    assert_int_equal(n_reads, 1);
+    assert_int_equal(fake_db_pending_count(), 1);
     answer(1, 1, 0, 0);
     assert_int_equal(feed_channel_head(ch), 1);
-    assert_int_equal(n_reads, 0);
+    assert_int_equal(fake_db_pending_count(), 0);
 }
 
 /* A new epoch (re-created or reset channel) rebuilds the ring and marks subscribers reset. */
@@ -416,9 +311,9 @@ static void test_reset_marks_subscribers(void **state)
     answer(3, 1, 1, 3);
     assert_false(w.node.reset);
     feed_cache_on_reset(cache, "orders");
-    assert_int_equal(n_reads, 1);
-    assert_int_equal(reads[0].after, 0);
-    epoch = 2;
+    assert_int_equal(fake_db_pending_count(), 1);
+    assert_int_equal(fake_db_pending(0)->after, 0);
+    fake_db_set_epoch(2);
     answer(1, 1, 1, 1);
     assert_true(w.node.reset);
     assert_int_equal(feed_channel_head(ch), 1);
@@ -467,14 +362,14 @@ static void test_loads_of_one_turn_share_one_query(void **state)
     }
     assert_int_equal(stats().loads_waiting, 5);
     feed_cache_end_turn(cache);
-    assert_int_equal(n_reads, 1);
-    assert_int_equal(reads[0].n_names, 5);
+    assert_int_equal(fake_db_pending_count(), 1);
+    assert_int_equal(fake_db_pending(0)->n_names, 5);
     for (int i = 0; i < 5; i++)
-        assert_string_equal(reads[0].names[i], names[i]);
+        assert_string_equal(fake_db_pending(0)->names[i], names[i]);
     feed_cache_end_turn(cache); /* nothing new: nothing sent */
-    assert_int_equal(n_reads, 1);
-    answer_heads(0, 1); /* none of them exists: known, empty, no read follows */
-    assert_int_equal(n_reads, 0);
+    assert_int_equal(fake_db_pending_count(), 1);
+    fake_db_answer_heads(0, 0, 1); /* none of them exists: known, empty, no read follows */
+    assert_int_equal(fake_db_pending_count(), 0);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(w[i].wakes, 1);
         assert_true(w[i].known_at_wake);
@@ -497,21 +392,19 @@ static void test_only_channels_behind_read_their_events(void **state)
     assert_true(feed_channel_load(behind, 2));
     assert_true(feed_channel_load(level, 4));
     feed_cache_end_turn(cache);
-    pending_read r = pop_read(0);
-    assert_int_equal(r.n_names, 3);
+    assert_int_equal(fake_db_pending(0)->n_names, 3);
     db_head heads[3] = {{.channel = "fresh", .head = 5, .oldest = 1, .epoch = 1},
                         {.channel = "behind", .head = 4, .oldest = 1, .epoch = 1},
                         {.channel = "level", .head = 4, .oldest = 1, .epoch = 1}};
-    db_heads_result res = {.ok = true, .n_heads = 3, .heads = heads};
-    r.heads_cb(r.ctx, &res);
+    fake_db_answer_each_head(0, heads, 3);
     assert_true(feed_channel_known(fresh));
     assert_true(feed_channel_covers(fresh, 5));
     assert_true(feed_channel_known(level));
     assert_int_equal(feed_channel_head(level), 4);
     assert_false(feed_channel_known(behind));
-    assert_int_equal(n_reads, 1);
-    assert_string_equal(reads[0].channel, "behind");
-    assert_int_equal(reads[0].after, 2);
+    assert_int_equal(fake_db_pending_count(), 1);
+    assert_string_equal(fake_db_pending(0)->channel, "behind");
+    assert_int_equal(fake_db_pending(0)->after, 2);
     answer(4, 1, 3, 4);
     assert_true(feed_channel_covers(behind, 2));
     expect_event(behind, 3);
@@ -526,19 +419,19 @@ static void test_batches_are_capped_and_one_at_a_time(void **state)
     for (int i = 0; i < 5; i++)
         assert_true(feed_channel_load(feed_cache_channel(cache, names[i]), -1));
     feed_cache_end_turn(cache);
-    assert_int_equal(n_reads, 1);
-    assert_int_equal(reads[0].n_names, 2);
+    assert_int_equal(fake_db_pending_count(), 1);
+    assert_int_equal(fake_db_pending(0)->n_names, 2);
     feed_cache_end_turn(cache); /* the first is still out */
-    assert_int_equal(n_reads, 1);
-    answer_heads(0, 1);
+    assert_int_equal(fake_db_pending_count(), 1);
+    fake_db_answer_heads(0, 0, 1);
     feed_cache_end_turn(cache);
-    assert_int_equal(reads[0].n_names, 2);
-    assert_string_equal(reads[0].names[0], "c");
-    answer_heads(0, 1);
+    assert_int_equal(fake_db_pending(0)->n_names, 2);
+    assert_string_equal(fake_db_pending(0)->names[0], "c");
+    fake_db_answer_heads(0, 0, 1);
     feed_cache_end_turn(cache);
-    assert_int_equal(reads[0].n_names, 1);
-    assert_string_equal(reads[0].names[0], "e");
-    answer_heads(0, 1);
+    assert_int_equal(fake_db_pending(0)->n_names, 1);
+    assert_string_equal(fake_db_pending(0)->names[0], "e");
+    fake_db_answer_heads(0, 0, 1);
     assert_int_equal(stats().head_queries, 3);
 }
 
@@ -615,7 +508,7 @@ static void test_budget_evicts_least_recently_used_idle_channels(void **state)
     assert_int_equal(feed_channel_subscriber_count(w.node.channel), 1);
     assert_true(feed_channel_known(w.node.channel));
     /* "loading" survived in its batch; "recent" and "old" were the idle ones */
-    answer_heads(0, 1);
+    fake_db_answer_heads(0, 0, 1);
     assert_true(feed_channel_known(loading));
     feed_channel_unsubscribe(&w.node);
     (void)first;

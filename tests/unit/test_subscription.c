@@ -1,8 +1,7 @@
 /*
  * test_subscription — where a subscription's events come from (the cache or
  * its own history), gone and reset cursors, and when it still needs a read.
- * pgfeed.read and the head batch are replaced (-Wl,--wrap=db_read,
- * --wrap=db_read_heads, --wrap=db_can_read) so channels load from the test.
+ * pgfeed.read and the head batch are fake_db's, so channels load from the test.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,47 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fake_db.h"
 #include "request_private.h"
 #include "xalloc.h"
-
-static db_read_cb last_cb;
-static void *last_ctx;
-static char dummy_query;
-
-db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb,
-                         void *ctx);
-db_query *__wrap_db_read(db *d, const char *channel, int64_t after, int limit, db_read_cb cb,
-                         void *ctx)
-{
-    last_cb = cb;
-    last_ctx = ctx;
-    return (db_query *)&dummy_query;
-}
-
-static db_heads_cb heads_cb;
-static void *heads_ctx;
-
-db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
-                               void *ctx);
-db_query *__wrap_db_read_heads(db *d, const char *const *channels, size_t n, db_heads_cb cb,
-                               void *ctx)
-{
-    assert_int_equal(n, 1);
-    heads_cb = cb;
-    heads_ctx = ctx;
-    return (db_query *)&dummy_query;
-}
-
-bool __wrap_db_can_read(const db *d);
-bool __wrap_db_can_read(const db *d)
-{
-    return true;
-}
 
 static feed_cache *cache;
 
 static int setup(void **state)
 {
+    fake_db_reset();
     feed_cache_limits limits = {
         .ring_events = 3, .ring_bytes = 1 << 20, .read_batch = 100, .idle_ms = 60000};
     cache = feed_cache_new(NULL, &limits);
@@ -71,28 +38,10 @@ static int teardown(void **state)
 static feed_channel *loaded(const char *name, int64_t head)
 {
     feed_channel *ch = feed_cache_channel(cache, name);
-    /* Read from just before those events, as pgfeed.read would return them. */
-    assert_true(feed_channel_load(ch, head - 3));
-    /* The turn's head batch says where the head is; the read of its events follows. */
-    feed_cache_end_turn(cache);
-    db_head h = {.channel = name, .head = head, .oldest = 1, .epoch = 1};
-    db_heads_result hr = {.ok = true, .n_heads = 1, .heads = &h};
-    heads_cb(heads_ctx, &hr);
-    db_event events[3];
-    char texts[3][24];
-    size_t n = 0;
-    for (int64_t v = head - 2; v <= head; v++, n++) {
-        snprintf(texts[n], sizeof texts[n], "{\"v\":%lld}", (long long)v);
-        events[n] = (db_event){.version = v, .json = texts[n], .json_len = strlen(texts[n])};
-    }
-    db_read_result res = {.ok = true,
-                          .head = head,
-                          .oldest = 1,
-                          .epoch = 1,
-                          .complete = true,
-                          .n_events = n,
-                          .events = events};
-    last_cb(last_ctx, &res);
+    /* Read from just before those events, as pgfeed.read would return them: the turn's
+     * head batch says where the head is; the read of its events follows. */
+    fake_db_load(cache, ch, head - 3, head);
+    fake_db_answer_range(0, head, 1, head - 2, head);
     return ch;
 }
 
@@ -157,7 +106,8 @@ static void test_an_unknown_channel_needs_a_read(void **state)
 {
     subscription s = {.node.channel = feed_cache_channel(cache, "fresh"), .cursor = 0};
     assert_true(subscription_needs_read(&s));
-    s.query = (catchup_wait *)&dummy_query; /* a read in flight */
+    char in_flight;
+    s.query = (catchup_wait *)&in_flight; /* a read in flight */
     assert_false(subscription_needs_read(&s));
 }
 
