@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 
 import { serverUser, testEnv } from './lib/env.mjs';
 import { assertFeed, assertProblem, checkWith, etag } from './lib/foundation.mjs';
@@ -22,7 +23,7 @@ import { waitFor } from './lib/resilience.mjs';
 import { crashLines, hubPidsUnder, snippetPath, startApache } from './lib/servers.mjs';
 import { openSse } from './lib/sse_probe.mjs';
 
-const E2E_DIR = import.meta.dirname;
+const E2E_DIR = path.dirname(fileURLToPath(import.meta.url)); // import.meta.dirname needs Node 20.11; Debian 12 has 18
 const N_HELD = 300;
 
 /** pgfeed's connections to PostgreSQL, told apart by their application_name. */
