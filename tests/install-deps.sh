@@ -22,7 +22,9 @@ set -euo pipefail
 # without it gcc cannot link (no crt1.o).
 build=(cmake gcc libc6-dev make pkg-config libfcgi-dev libpq-dev libjson-c-dev libcmocka-dev libssl-dev)
 demo=(apache2 libapache2-mod-fcgid python3 python3-psycopg2 curl)
-test=(lighttpd nginx-light libfcgi-bin chromium fonts-dejavu-core procps iproute2 dpkg-dev file clang-format)
+# clang builds the libFuzzer harnesses (tests/fuzz), whose short runs are part of the suite.
+test=(lighttpd nginx-light libfcgi-bin chromium fonts-dejavu-core procps iproute2 dpkg-dev file clang-format
+    clang)
 bench=(libnginx-mod-nchan util-linux)
 
 # Whether a PostgreSQL server (initdb) of any major version is installed.
@@ -57,25 +59,39 @@ if [[ ${1:-test} == test || ${1:-test} == bench ]] && ! have_node; then
     wanted+=(nodejs npm)
 fi
 
-missing=()
-for pkg in "${wanted[@]}"; do
-    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-    [[ $status == "install ok installed" ]] || missing+=("$pkg")
-done
-((${#missing[@]} == 0)) && exit 0
+not_installed() {
+    local pkg status
+    for pkg in "$@"; do
+        status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+        [[ $status == "install ok installed" ]] || echo "$pkg"
+    done
+}
 
-echo "install-deps.sh: installing ${missing[*]}" >&2
-sudo=()
-if ((EUID != 0)); then
-    command -v sudo >/dev/null || {
-        echo "install-deps.sh: run as root, or install: ${missing[*]}" >&2
-        exit 1
-    }
-    sudo=(sudo)
+apt_install() {
+    echo "install-deps.sh: installing $*" >&2
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || {
+            echo "install-deps.sh: run as root, or install: $*" >&2
+            exit 1
+        }
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    # Installing apache2/nginx/lighttpd/postgresql on Debian starts their stock
+    # services (ports 80, 5432) when an init system runs; pgfeed's scripts never
+    # use those.
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+mapfile -t missing < <(not_installed "${wanted[@]}")
+((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+
+# libFuzzer's runtime is only a Recommends of clang's headers: it is the
+# libclang-rt-N-dev of whichever clang N the distribution installed.
+if [[ " ${wanted[*]} " == *" clang "* ]]; then
+    clang_major=$(clang -dumpversion | cut -d. -f1)
+    mapfile -t missing < <(not_installed "libclang-rt-$clang_major-dev")
+    ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
 fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-# Installing apache2/nginx/lighttpd/postgresql on Debian starts their stock
-# services (ports 80, 5432) when an init system runs; pgfeed's scripts never
-# use those.
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
