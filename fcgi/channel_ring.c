@@ -56,6 +56,14 @@ void channel_ring_drop_oldest(feed_channel *ch)
     cache_budget_account(ch);
 }
 
+void channel_ring_drop_below(feed_channel *ch, int64_t oldest)
+{
+    while (ch->ring_count > 0 && channel_ring_at(ch, 0)->version < oldest)
+        channel_ring_drop_oldest(ch);
+    if (ch->ring_from < oldest - 1)
+        ch->ring_from = oldest - 1 < ch->head ? oldest - 1 : ch->head;
+}
+
 /* Moves the ring's events into arrays of cap slots (cap >= ring_count), oldest at slot 0. */
 static void channel_ring_resize(feed_channel *ch, size_t cap)
 {

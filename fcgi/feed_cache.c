@@ -81,14 +81,6 @@ static void channel_free(feed_channel *ch)
 }
 
 /* Pruned events leave memory too, so every process answers a pruned cursor alike. */
-static void channel_drop_pruned(feed_channel *ch)
-{
-    while (ch->ring_count > 0 && channel_ring_at(ch, 0)->version < ch->oldest)
-        channel_ring_drop_oldest(ch);
-    if (ch->ring_from < ch->oldest - 1)
-        ch->ring_from = ch->oldest - 1;
-}
-
 /* Tells every subscriber the channel changed; a woken one may unsubscribe itself. */
 void feed_channel_wake(feed_channel *ch)
 {
@@ -154,7 +146,7 @@ void feed_channel_on_read(void *ctx, const db_read_result *r)
     }
     ch->oldest = r->oldest;
     ch->epoch = r->epoch;
-    channel_drop_pruned(ch);
+    channel_ring_drop_below(ch, ch->oldest);
     ch->known = true;
     if (ch->reread || ch->rebuild) {
         ch->reread = false;
@@ -233,10 +225,7 @@ void feed_cache_on_pruned(feed_cache *c, const char *name, int64_t oldest)
     feed_channel *ch = channel_lookup(c, name);
     if (!ch || !ch->known || oldest <= ch->oldest)
         return;
-    while (ch->ring_count > 0 && channel_ring_at(ch, 0)->version < oldest)
-        channel_ring_drop_oldest(ch);
-    if (ch->ring_from < oldest - 1)
-        ch->ring_from = oldest - 1 < ch->head ? oldest - 1 : ch->head;
+    channel_ring_drop_below(ch, oldest);
     if (ch->loading)
         ch->reread = true;
     else

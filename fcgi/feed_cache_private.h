@@ -86,6 +86,8 @@ feed_event *channel_ring_at(const feed_channel *ch, size_t i);
 void channel_ring_clear(feed_channel *ch, int64_t from);
 /* The events after the dropped one stay complete, so ring_from moves to it. */
 void channel_ring_drop_oldest(feed_channel *ch);
+/* Drops the events below oldest (pruned); the ring is complete from before it, at most the head. */
+void channel_ring_drop_below(feed_channel *ch, int64_t oldest);
 /* Appends an event newer than every event in the ring (the caller checks). */
 void channel_ring_push(feed_channel *ch, int64_t version, const char *json, size_t len);
 
