@@ -167,11 +167,13 @@ typedef struct options {
     bool deferred_repoll; /* long poll: poll again only once every client has the event */
     long pgfeed_pid;
     long server_pid;
-    const char *pgfeed_role;  /* the database role pgfeed connects as (pg_stat_statements) */
-    const char *server_name;  /* what --server-pid is, in the report */
-    const char *memory_cmd;   /* run as `CMD before|held N` around opening a phase */
-    bool nchan;               /* --target nchan: Nchan, not pgfeed, serves the clients */
-    const char *pub_prefix;   /* nchan: the publisher location, e.g. /pub */
+    long postgres_pid;       /* the postmaster: its backends' CPU is the database's share */
+    int cpu;                 /* the server side's CPU, whose busy time /proc/stat gives; -1: none */
+    const char *pgfeed_role; /* the database role pgfeed connects as (pg_stat_statements) */
+    const char *server_name; /* what --server-pid is, in the report */
+    const char *memory_cmd;  /* run as `CMD before|held N` around opening a phase */
+    bool nchan;              /* --target nchan: Nchan, not pgfeed, serves the clients */
+    const char *pub_prefix;  /* nchan: the publisher location, e.g. /pub */
     const char *metrics_path; /* the held gauge: pgfeed's /_metrics or nchan_stub_status */
     const char *path;         /* repeat: the request target sent over and over */
     const char *headers[MAX_EXTRA_HEADERS]; /* repeat: extra header lines */
@@ -198,6 +200,7 @@ static void usage(void)
           "                 [--target pgfeed|nchan] [--pub-prefix /pub] [--metrics-path P]\n"
           "                 [--label TEXT] [--collapsed]\n"
           "                 [--server-name lighttpd] [--memory-cmd CMD] [--limit N]\n"
+          "                 [--postgres-pid POSTMASTER] [--cpu N]\n"
           "       feedbench --mode lag [--rate 2000] [--duration 10] [--batch-ms 10]\n"
           "                 [--limit 1000] --clients N --port PORT ...\n"
           "       feedbench --mode repeat --path TARGET [--header 'Name: value']...\n"
@@ -238,6 +241,7 @@ static void options_parse(options *o, int argc, char **argv)
                    .requests = 20000,
                    .expect_status = 304,
                    .label = "-",
+                   .cpu = -1,
                    .rate = 2000,
                    .duration_s = 10,
                    .batch_ms = 10};
@@ -325,6 +329,10 @@ static void options_parse(options *o, int argc, char **argv)
             o->pgfeed_pid = option_number(name, value, 0, 1L << 30);
         } else if (!strcmp(name, "--server-pid")) {
             o->server_pid = option_number(name, value, 1, 1L << 30);
+        } else if (!strcmp(name, "--postgres-pid")) {
+            o->postgres_pid = option_number(name, value, 0, 1L << 30);
+        } else if (!strcmp(name, "--cpu")) {
+            o->cpu = (int)option_number(name, value, 0, 4095);
         } else if (!strcmp(name, "--pgfeed-role")) {
             o->pgfeed_role = value;
         } else if (!strcmp(name, "--server-name")) {
@@ -601,6 +609,11 @@ struct bench {
     /* The events of the current phase: versions base_version+1 .. base_version+n_events. */
     int64_t base_version;
     int n_events;
+    /* [event]: when the bench meant to publish it. Latency counts from here, not from
+     * the send: a publisher that waits for the previous answer (Nchan answers a POST
+     * only once it has written the message to every subscriber) must not slow the
+     * load down for the server that is slow to answer (coordinated omission). */
+    int64_t *due_ns;
     int64_t *publish_ns;   /* [event]: just before its statement went to libpq */
     int64_t *committed_ns; /* [event]: when its statement's result came back */
     int64_t *delivered_ns; /* [client * n_events + event]: when it arrived, 0 if not yet */
@@ -1082,9 +1095,13 @@ static void pub_send_next(bench *b)
     p->queued--;
 }
 
-/* Queues n publishes, sent back to back on the publishing connection. */
+/* Queues n publishes, due now, sent back to back on the publishing connection. */
 static void pub_publish(bench *b, int n)
 {
+    int64_t first = b->pub.next_version - b->base_version - 1 + b->pub.in_flight + b->pub.queued;
+    int64_t now = now_ns();
+    for (int64_t e = first; e < first + n && e < b->n_events; e++)
+        b->due_ns[e] = now;
     b->pub.queued += n;
     pub_send_next(b);
 }
@@ -1468,6 +1485,7 @@ static long long bench_wait_held(bench *b)
 typedef struct sched_time {
     int64_t run_ns;
     int64_t wait_ns;
+    int64_t slices; /* times it was put on a CPU: deliveries per slice show the batching */
 } sched_time;
 
 static sched_time sched_of(long pid)
@@ -1480,28 +1498,81 @@ static sched_time sched_of(long pid)
     FILE *f = fopen(path, "r");
     if (!f)
         return t;
-    long long run, wait;
-    if (fscanf(f, "%lld %lld", &run, &wait) == 2)
-        t = (sched_time){run, wait};
+    long long run, wait, slices;
+    if (fscanf(f, "%lld %lld %lld", &run, &wait, &slices) == 3)
+        t = (sched_time){run, wait, slices};
     fclose(f);
     return t;
 }
 
-/* CPU use of the three processes that share the machine's cores during a fan-out. */
+/* The summed schedstat of pid's children: PostgreSQL's backends under the postmaster. */
+static sched_time sched_of_children(long pid)
+{
+    sched_time t = {0};
+    if (pid <= 0)
+        return t;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/task/%ld/children", pid, pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return t;
+    long child;
+    while (fscanf(f, "%ld", &child) == 1) {
+        sched_time c = sched_of(child);
+        t.run_ns += c.run_ns;
+        t.wait_ns += c.wait_ns;
+        t.slices += c.slices;
+    }
+    fclose(f);
+    return t;
+}
+
+/* ns CPU cpu was busy (everything but idle and iowait, /proc/stat in USER_HZ); -1: none. */
+static int64_t cpu_busy_ns(int cpu)
+{
+    if (cpu < 0)
+        return 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return 0;
+    char line[512], name[16];
+    snprintf(name, sizeof name, "cpu%d ", cpu);
+    int64_t busy = 0;
+    while (fgets(line, sizeof line, f)) {
+        long long v[8] = {0};
+        if (strncmp(line, name, strlen(name)) ||
+            sscanf(line + strlen(name), "%lld %lld %lld %lld %lld %lld %lld %lld", &v[0], &v[1],
+                   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
+            continue;
+        /* user nice system idle iowait irq softirq steal */
+        busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) * (NS_PER_S / sysconf(_SC_CLK_TCK));
+        break;
+    }
+    fclose(f);
+    return busy;
+}
+
+/*
+ * CPU use of the processes that share the machine's cores during a fan-out,
+ * and how busy the server side's core was in all (whoever ran there).
+ */
 typedef struct cpu_sample {
-    sched_time pgfeed, server, bench;
+    sched_time pgfeed, server, bench, postgres;
+    int64_t cpu_busy_ns, wall_ns;
 } cpu_sample;
 
 static cpu_sample cpu_now(const bench *b)
 {
     return (cpu_sample){sched_of(b->opt->pgfeed_pid), sched_of(b->opt->server_pid),
-                        sched_of((long)getpid())};
+                        sched_of((long)getpid()),     sched_of_children(b->opt->postgres_pid),
+                        cpu_busy_ns(b->opt->cpu),     now_ns()};
 }
 
 static void sched_add(sched_time *total, const sched_time *from, const sched_time *to)
 {
     total->run_ns += to->run_ns - from->run_ns;
     total->wait_ns += to->wait_ns - from->wait_ns;
+    total->slices += to->slices - from->slices;
 }
 
 /* Adds what each process used between the samples from and to into *used. */
@@ -1510,6 +1581,30 @@ static void cpu_add(cpu_sample *used, const cpu_sample *from, const cpu_sample *
     sched_add(&used->pgfeed, &from->pgfeed, &to->pgfeed);
     sched_add(&used->server, &from->server, &to->server);
     sched_add(&used->bench, &from->bench, &to->bench);
+    /* A backend that ended in between would count negative: count none of it then. */
+    sched_time pg = {0};
+    sched_add(&pg, &from->postgres, &to->postgres);
+    if (pg.run_ns > 0 && pg.wait_ns >= 0)
+        sched_add(&used->postgres, &from->postgres, &to->postgres);
+    used->cpu_busy_ns += to->cpu_busy_ns - from->cpu_busy_ns;
+    used->wall_ns += to->wall_ns - from->wall_ns;
+}
+
+/* The server core's share: who ran on it over the window, ms on a CPU / ms waiting for one. */
+static void cpu_print_core(const bench *b, const cpu_sample *used)
+{
+    if (b->opt->cpu < 0)
+        return;
+    int64_t known = used->pgfeed.run_ns + used->server.run_ns + used->postgres.run_ns;
+    printf("  CPU %d over the %.0f ms: busy %.0f ms (%.0f%%); ms on a CPU/waiting (times put on"
+           " one): pgfeed %.0f/%.0f (%" PRId64 "), %s %.0f/%.0f (%" PRId64 "), PostgreSQL"
+           " %.0f/%.0f (%" PRId64 "); anything else on CPU %d %.0f ms\n",
+           b->opt->cpu, ns_to_ms(used->wall_ns), ns_to_ms(used->cpu_busy_ns),
+           used->wall_ns ? 100.0 * (double)used->cpu_busy_ns / (double)used->wall_ns : 0.0,
+           ns_to_ms(used->pgfeed.run_ns), ns_to_ms(used->pgfeed.wait_ns), used->pgfeed.slices,
+           b->opt->server_name, ns_to_ms(used->server.run_ns), ns_to_ms(used->server.wait_ns),
+           used->server.slices, ns_to_ms(used->postgres.run_ns), ns_to_ms(used->postgres.wait_ns),
+           used->postgres.slices, b->opt->cpu, ns_to_ms(used->cpu_busy_ns - known));
 }
 
 /* Prints "run/wait" ms of each process. */
@@ -1524,9 +1619,15 @@ static void cpu_print_per_delivery(const bench *b, const char *label, const cpu_
                                    size_t deliveries)
 {
     double n = deliveries ? (double)deliveries : 1.0;
-    printf("  CPU per delivery%s: pgfeed %.1f us, %s %.1f us, feedbench %.1f us\n", label,
-           (double)used->pgfeed.run_ns / 1000.0 / n, b->opt->server_name,
-           (double)used->server.run_ns / 1000.0 / n, (double)used->bench.run_ns / 1000.0 / n);
+    printf("  CPU per delivery%s: pgfeed %.1f us, %s %.1f us, PostgreSQL %.2f us, feedbench %.1f"
+           " us\n",
+           label, (double)used->pgfeed.run_ns / 1000.0 / n, b->opt->server_name,
+           (double)used->server.run_ns / 1000.0 / n, (double)used->postgres.run_ns / 1000.0 / n,
+           (double)used->bench.run_ns / 1000.0 / n);
+    /* A client woken for every frame costs the sender a wake-up (an IPI to the other core). */
+    printf("  deliveries per time put on a CPU: %s %.1f, feedbench %.1f\n", b->opt->server_name,
+           n / (double)(used->server.slices ? used->server.slices : 1),
+           n / (double)(used->bench.slices ? used->bench.slices : 1));
 }
 
 /* ---- phases -------------------------------------------------------------------- */
@@ -1568,6 +1669,7 @@ static void phase_begin(bench *b, int n_clients, int n_events)
             .b = b, .index = i, .fd = -1, .cursor = b->base_version, .last_event = b->base_version};
     }
     b->n_events = n_events;
+    b->due_ns = xcalloc((size_t)n_events, sizeof *b->due_ns);
     b->publish_ns = xcalloc((size_t)n_events, sizeof *b->publish_ns);
     b->committed_ns = xcalloc((size_t)n_events, sizeof *b->committed_ns);
     /* lag keeps a histogram instead: its clients × events would not fit */
@@ -1590,6 +1692,7 @@ static void phase_end(bench *b)
         free(c->body.data);
     }
     free(b->clients);
+    free(b->due_ns);
     free(b->publish_ns);
     free(b->committed_ns);
     free(b->delivered_ns);
@@ -1613,8 +1716,8 @@ static latency_stats latency_of(const bench *b, int first, int last)
     for (int c = 0; c < b->n_clients; c++)
         for (int e = first; e < last; e++) {
             int64_t t = b->delivered_ns[(size_t)c * (size_t)b->n_events + (size_t)e];
-            if (t && t - b->publish_ns[e] <= timeout)
-                samples[s.delivered++] = t - b->publish_ns[e];
+            if (t && t - b->due_ns[e] <= timeout)
+                samples[s.delivered++] = t - b->due_ns[e];
             else
                 s.lost++;
         }
@@ -1688,11 +1791,13 @@ static void print_result_line(const bench *b, const char *mode, int n, const lat
     double d = s->delivered ? (double)s->delivered : 1.0;
     printf("RESULT label=%s mode=%s n=%d delivered=%zu lost=%zu duplicates=%ld out_of_order=%ld"
            " failed=%ld p50_ms=%.2f p99_ms=%.2f max_ms=%.2f mem_kb_per_held=%.2f"
-           " cpu_us_pgfeed=%.2f cpu_us_server=%.2f load=%.2f\n",
+           " cpu_us_pgfeed=%.2f cpu_us_server=%.2f cpu_us_postgres=%.2f window_ms=%.0f"
+           " core_busy_ms=%.0f load=%.2f\n",
            b->opt->label, mode, n, s->delivered, s->lost, b->duplicates, b->out_of_order, b->failed,
            ns_to_ms(s->p50), ns_to_ms(s->p99), ns_to_ms(s->max), b->mem_per_held_kb,
            (double)used->pgfeed.run_ns / 1000.0 / d, (double)used->server.run_ns / 1000.0 / d,
-           load_average());
+           (double)used->postgres.run_ns / 1000.0 / d, ns_to_ms(used->wall_ns),
+           ns_to_ms(used->cpu_busy_ns), load_average());
     fflush(stdout);
 }
 
@@ -1774,6 +1879,7 @@ static long long phase_open(bench *b, const char *transport, const char *what, i
     print_memory("pgfeed", before.pgfeed_kb, held_mem.pgfeed_kb, n);
     print_memory(b->opt->server_name, before.server_kb, held_mem.server_kb, n);
     memory_cmd_run(b, "held", n);
+    fflush(stdout); /* "opened" tells a watcher (perf record -p) that the phase begins */
     b->mem_per_held_kb =
         (double)(held_mem.pgfeed_kb - before.pgfeed_kb + held_mem.server_kb - before.server_kb) /
         (double)n;
@@ -1838,6 +1944,7 @@ static phase_result long_poll_phase(bench *b, int n, const char *label)
     print_latency("all rounds", &result.latency);
     cpu_print_per_delivery(b, ", publish to last delivery (incl. the re-polls meanwhile)", &used,
                            result.latency.delivered);
+    cpu_print_core(b, &used);
     if (n > 1)
         print_result_line(b, "longpoll", n, &result.latency, &used);
     print_anomalies(b);
@@ -1994,6 +2101,33 @@ typedef struct sse_result {
 } sse_result;
 
 /*
+ * Where an event's time goes, per paced event, ms after it was due: sent (the
+ * publisher was free), committed (the publish answered), and its first,
+ * median and last delivery. first − committed is the path to the first
+ * stream (NOTIFY, pgfeed's read, its first write, the front's forward);
+ * last − first is the fan-out to every stream.
+ */
+static void sse_print_path(const bench *b, int first, int last)
+{
+    printf("  per event, ms after due: sent  committed  first  p50  last delivery\n");
+    int64_t *t = xcalloc((size_t)b->n_clients, sizeof *t);
+    for (int e = first; e < last; e++) {
+        size_t n = 0;
+        for (int c = 0; c < b->n_clients; c++) {
+            int64_t d = b->delivered_ns[(size_t)c * (size_t)b->n_events + (size_t)e];
+            if (d)
+                t[n++] = d - b->due_ns[e];
+        }
+        qsort(t, n, sizeof *t, compare_int64);
+        printf("  %8d %9.1f %10.1f %6.1f %6.1f %6.1f\n", e + 1,
+               ns_to_ms(b->publish_ns[e] - b->due_ns[e]),
+               ns_to_ms(b->committed_ns[e] - b->due_ns[e]), n ? ns_to_ms(t[0]) : -1.0,
+               ns_to_ms(percentile(t, n, 50)), n ? ns_to_ms(t[n - 1]) : -1.0);
+    }
+    free(t);
+}
+
+/*
  * SSE: n streams opened from the channel's head, then `events` events
  * interval_ms apart (latency, losses, duplicates), then `burst` events back
  * to back (deliveries per second at saturation).
@@ -2029,6 +2163,9 @@ static sse_result sse_phase(bench *b, int n, const char *label)
     cpu_print(&used);
     putchar('\n');
     cpu_print_per_delivery(b, "", &used, result.paced.delivered);
+    cpu_print_core(b, &used);
+    if (n > 1)
+        sse_print_path(b, 0, o->events);
     if (n > 1)
         print_result_line(b, "sse", n, &result.paced, &used);
     printf("  statements per publish: pg_stat_statements %.2f, pgfeed_database_queries_total"

@@ -19,6 +19,7 @@ function ratio(a, b) { return (b > 0) ? sprintf("%.2f×", a / b) : "-" }
         next
     }
     cpg[key] = f["cpu_us_pgfeed"]; csrv[key] = f["cpu_us_server"]
+    cpq[key] = f["cpu_us_postgres"]; win[key] = f["window_ms"]; busy[key] = f["core_busy_ms"]
     p50[key] = f["p50_ms"]; p99[key] = f["p99_ms"]; mem[key] = f["mem_kb_per_held"]
     bad[f["label"]] += f["lost"] + f["duplicates"] + f["out_of_order"] + f["failed"]
     load = f["mode"] SUBSEP f["n"]
@@ -48,6 +49,13 @@ END {
         printf "%-34s %10s %18s %18s %18s\n", what " CPU/delivery pgfeed/front", sprintf("-/%.1fus", csrv[nk]),
             sprintf("%.1f/%.1fus", cpg[lk], csrv[lk]), sprintf("%.1f/%.1fus", cpg[gk], csrv[gk]),
             (mn[1] == "longpoll" ? sprintf("%.2f/%.1fus", cpg[ck], csrv[ck]) : "")
+        printf "%-34s %10s %18s %18s %18s\n", "  PostgreSQL CPU/delivery", sprintf("%.2fus", cpq[nk]),
+            sprintf("%.2fus", cpq[lk]), sprintf("%.2fus", cpq[gk]), (mn[1] == "longpoll" ? sprintf("%.2fus", cpq[ck]) : "")
+        # The window every CPU figure is over (first publish to last delivery) and how much
+        # of it the servers' core was busy: a core busy the whole window is the bottleneck.
+        printf "%-34s %10s %18s %18s %18s\n", "  window / CPU 0 busy", sprintf("%d/%dms", win[nk], busy[nk]),
+            sprintf("%d/%dms", win[lk], busy[lk]), sprintf("%d/%dms", win[gk], busy[gk]),
+            (mn[1] == "longpoll" ? sprintf("%d/%dms", win[ck], busy[ck]) : "")
         # Memory is the growth of a fresh phase: the SSE phases reuse what the long polls grew.
         if (mn[1] == "longpoll")
             printf "%-34s %8.2fkB %9.2fkB %7s %9.2fkB %7s %9.2fkB %7s\n", what " memory/subscriber", mem[nk],

@@ -114,6 +114,9 @@ trap 'exit 130' INT TERM
 
 # ---- PostgreSQL ------------------------------------------------------------------
 bench_postgres "$TMP/pg" "$PGFEED_ROLE" "${SERVER_CPU[@]}"
+# Its backends' CPU (the publishes, pgfeed's reads) is counted with the servers'.
+POSTMASTER_PID=$(head -n 1 "$TMP/pg/data/postmaster.pid")
+readonly POSTMASTER_PID
 
 # ---- servers: each start_* sets its pid variable and adds it to STARTED -----------
 
@@ -195,7 +198,7 @@ if [[ $MODE != compare ]]; then
     start_pgfeed pgfeed
     start_lighttpd "$TMP/pgfeed.sock"
     describe_run
-    "$FEEDBENCH" --mode "$MODE" --clients "$N" --port "$LIGHTTPD_PORT" \
+    "$FEEDBENCH" --mode "$MODE" --clients "$N" --port "$LIGHTTPD_PORT" --postgres-pid "$POSTMASTER_PID" \
         --pgfeed-pid "$PGFEED_PID" --server-pid "$LIGHTTPD_PID" --pgfeed-role "$PGFEED_ROLE" "$@"
     exit 0
 fi
@@ -226,7 +229,8 @@ RESULTS=$TMP/results
 bench() {
     local label=$1
     shift
-    "${BENCH_CPU[@]}" "$FEEDBENCH" --label "$label" --no-baseline "$@" | tee -a "$TMP/bench.out" |
+    # --cpu 0: how busy the servers' core was over each window, whoever ran there.
+    "${BENCH_CPU[@]}" "$FEEDBENCH" --label "$label" --no-baseline --cpu 0 --postgres-pid "$POSTMASTER_PID" "$@" | tee -a "$TMP/bench.out" |
         grep '^RESULT' | tee -a "$RESULTS"
 }
 channel=0
