@@ -3,9 +3,12 @@
  */
 #include "feed_format.h"
 #include "http_status.h"
+#include "xalloc.h"
 
 #include <inttypes.h>
+#include <string.h>
 #include <json-c/json.h>
+#include <stdlib.h>
 
 /* "Name: value\r\n", appended without printf: every answer has several. */
 static void append_header(buf *out, const char *name, size_t name_len, const char *value)
@@ -121,6 +124,57 @@ void feed_format_sse_event(buf *out, const char *id, const char *event_name, con
     buf_append_str(out, "data: ");
     buf_append(out, data, data_len);
     buf_append_str(out, "\n\n");
+}
+
+void feed_format_sse_event_version(buf *out, int64_t version, const char *data, size_t data_len)
+{
+    /* Digits written by hand, right to left: no printf on the path of every delivery. */
+    char head[4 + 20 + 7];
+    char *p = head + sizeof head;
+    p -= 7;
+    memcpy(p, "\ndata: ", 7);
+    uint64_t v = version < 0 ? 0 : (uint64_t)version;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    p -= 4;
+    memcpy(p, "id: ", 4);
+    buf_append(out, p, (size_t)(head + sizeof head - p));
+    buf_append(out, data, data_len);
+    buf_append(out, "\n\n", 2);
+}
+
+struct feed_sse_memo {
+    int64_t version;
+    size_t data_len;
+    buf frame; /* "id: <version>\ndata: <data>\n\n" */
+};
+
+feed_sse_memo *feed_sse_memo_new(void)
+{
+    return xcalloc(1, sizeof(feed_sse_memo));
+}
+
+void feed_sse_memo_free(feed_sse_memo *m)
+{
+    if (!m)
+        return;
+    buf_free(&m->frame);
+    free(m);
+}
+
+const buf *feed_sse_memo_frame(feed_sse_memo *m, int64_t version, const char *data, size_t data_len)
+{
+    /* The data is the frame's last data_len bytes before the closing "\n\n". */
+    if (m->frame.data && m->version == version && m->data_len == data_len &&
+        memcmp(m->frame.data + m->frame.len - 2 - data_len, data, data_len) == 0)
+        return &m->frame;
+    buf_reset(&m->frame);
+    feed_format_sse_event_version(&m->frame, version, data, data_len);
+    m->version = version;
+    m->data_len = data_len;
+    return &m->frame;
 }
 
 void feed_format_sse_comment(buf *out, const char *text)

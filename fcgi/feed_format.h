@@ -54,6 +54,25 @@ void feed_format_poll_body(buf *out, const feed_view *views, size_t n_views, boo
 /* "id: <id>\n[event: <name>\n]data: <data>\n\n"; data must hold no newline. */
 void feed_format_sse_event(buf *out, const char *id, const char *event_name, const char *data,
                            size_t data_len);
+/*
+ * The frame of one event on a one-channel stream, whose id is the bare version:
+ * "id: <version>\ndata: <data>\n\n" (version ≥ 0; data holds no newline). The
+ * same bytes for every stream at that cursor, so a fan-out formats it once.
+ */
+void feed_format_sse_event_version(buf *out, int64_t version, const char *data, size_t data_len);
+
+/*
+ * The last one-channel event frame formatted: a fan-out formats each event
+ * once and copies the same bytes into every stream at that cursor. It is
+ * matched by content (version and data), never by an event's address, so an
+ * event freed and another allocated where it was cannot get the old frame.
+ */
+typedef struct feed_sse_memo feed_sse_memo;
+feed_sse_memo *feed_sse_memo_new(void);
+void feed_sse_memo_free(feed_sse_memo *m); /* NULL is fine */
+/* feed_format_sse_event_version's frame for (version, data), formatted only when it differs. */
+const buf *feed_sse_memo_frame(feed_sse_memo *m, int64_t version, const char *data,
+                               size_t data_len);
 /* A comment line, which EventSource ignores: keeps proxies from timing out. */
 void feed_format_sse_comment(buf *out, const char *text);
 void feed_format_sse_retry(buf *out, int retry_ms);

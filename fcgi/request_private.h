@@ -71,6 +71,8 @@ struct request_registry {
     catchup *catchup; /* catch-up reads behind the rings, shared (subscription.c) */
     /* feed_poll: the last poll answer formatted this loop turn, for identical requests. */
     struct feed_poll_memo *poll_memo;
+    struct feed_sse_memo
+        *sse_memo; /* sse: the turn's last one-channel event frame (feed_format.h) */
     unsigned long next_id;
     bool shutting_down;
 };
@@ -182,6 +184,8 @@ void feed_poll_memo_forget(request_registry *reg);
 void feed_poll_time_out(request *r);
 
 /* sse.c: Server-Sent Events streams. */
+/* Drops the turn's formatted event frame (request_reap, at the end of every turn). */
+void sse_frame_memo_forget(request_registry *reg);
 void sse_start(request *r);
 void sse_pump(request *r);
 void sse_end(request *r);

@@ -161,6 +161,7 @@ bool request_registry_has_ready(const request_registry *reg)
 void request_reap(request_registry *reg)
 {
     feed_poll_memo_forget(reg);
+    sse_frame_memo_forget(reg);
     while (reg->closed.head) {
         request *r = reg->closed.head;
         list_remove(&reg->closed, r);

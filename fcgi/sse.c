@@ -9,13 +9,26 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+/* Writes out what the stream has queued (frames are sent into its connection first). */
+static void sse_flush(request *r, int64_t now_ms)
+{
+    r->last_write_ms = now_ms;
+    request_flush(r);
+}
+
 static void sse_send(request *r, buf *frames)
 {
     if (frames->len == 0)
         return;
     fcgi_conn_send(r->conn, frames->data, frames->len);
-    r->last_write_ms = clock_now_ms();
-    request_flush(r);
+    sse_flush(r, clock_now_ms());
+}
+
+/* The turn's one-channel event frame is formatted once for every stream (feed_format.h). */
+void sse_frame_memo_forget(request_registry *reg)
+{
+    feed_sse_memo_free(reg->sse_memo);
+    reg->sse_memo = NULL;
 }
 
 static void sse_begin(request *r)
@@ -64,29 +77,50 @@ static void sse_reset(request *r, subscription *s, const subscription_source *sr
     buf_free(&id);
 }
 
-/*
- * Writes every event the stream's subscriptions can serve, oldest first,
- * stopping at the high-water mark so a slow reader's memory stays bounded; the
- * rest follows when the socket drains (request_on_io pumps again).
- */
-/* Frames what the prepared subscriptions can serve, up to the high-water mark; returns bytes. */
-static size_t sse_write_ready(request *r, size_t high_water)
+/* Queues one event's frame on the stream's connection. */
+static void sse_queue_event(request *r, const feed_event *e, buf *id, buf *scratch)
 {
-    buf frames = BUF_INIT, id = BUF_INIT;
+    if (r->n_subs == 1) {
+        if (!r->reg->sse_memo)
+            r->reg->sse_memo = feed_sse_memo_new();
+        const buf *frame = feed_sse_memo_frame(r->reg->sse_memo, e->version, e->json, e->json_len);
+        fcgi_conn_send(r->conn, frame->data, frame->len);
+        return;
+    }
+    /* Several channels: the id names every cursor, so the frame is this stream's own. */
+    sse_id(r, id);
+    buf_reset(scratch);
+    feed_format_sse_event(scratch, id->data, NULL, e->json, e->json_len);
+    fcgi_conn_send(r->conn, scratch->data, scratch->len);
+}
+
+/*
+ * Frames what the prepared subscriptions can serve, oldest first, into the
+ * stream's connection, stopping at the high-water mark so a slow reader's
+ * memory stays bounded (the rest follows when the socket drains: request_on_io
+ * pumps again), then writes them at once: a stream that is behind gets all
+ * its pending events in one write, one that is not gets its one event
+ * without waiting. Returns the bytes queued.
+ */
+static size_t sse_write_ready(request *r, size_t high_water, int64_t now_ms)
+{
+    size_t before = fcgi_conn_pending(r->conn);
+    buf scratch = BUF_INIT, id = BUF_INIT;
     for (size_t i = 0; i < r->n_subs; i++) {
         subscription *s = &r->subs[i];
         if (s->query || (!s->hist && !feed_channel_covers(s->node.channel, s->cursor)))
             continue;
         subscription_source src = subscription_source_of(s);
         if (src.gone || src.ahead) {
-            sse_reset(r, s, &src, &frames);
+            buf_reset(&scratch);
+            sse_reset(r, s, &src, &scratch);
+            fcgi_conn_send(r->conn, scratch.data, scratch.len);
         } else {
             const feed_event *e;
-            while (fcgi_conn_pending(r->conn) + frames.len < high_water &&
+            while (fcgi_conn_pending(r->conn) < high_water &&
                    (e = subscription_event_after(s, s->cursor)) != NULL) {
                 s->cursor = e->version;
-                sse_id(r, &id);
-                feed_format_sse_event(&frames, id.data, NULL, e->json, e->json_len);
+                sse_queue_event(r, e, &id, &scratch);
                 r->reg->stats->events_delivered++;
             }
             s->cursor = subscription_caught_up(s, &src, s->cursor);
@@ -96,11 +130,12 @@ static size_t sse_write_ready(request *r, size_t high_water)
             s->hist = NULL;
         }
     }
-    size_t written = frames.len;
-    sse_send(r, &frames);
-    buf_free(&frames);
+    buf_free(&scratch);
     buf_free(&id);
-    return written;
+    size_t queued = fcgi_conn_pending(r->conn) - before;
+    if (queued > 0)
+        sse_flush(r, now_ms);
+    return queued;
 }
 
 /* True when some subscription has events it has not written yet. */
@@ -130,8 +165,9 @@ void sse_pump(request *r)
 {
     size_t high_water = (size_t)r->reg->cfg->max_buffered / 2;
     size_t written = 0;
+    int64_t now_ms = clock_now_ms();
     /* Nothing is written once the authorization has run out, nor while it is re-checked. */
-    if (channel_auth_pending(r->auth) || clock_now_ms() >= channel_auth_until(r->auth))
+    if (channel_auth_pending(r->auth) || now_ms >= channel_auth_until(r->auth))
         return;
     while (r->state == REQ_STREAMING) {
         int ready = subscription_prepare_all(r);
@@ -141,7 +177,7 @@ void sse_pump(request *r)
                 ready = 0;
         if (ready == 0)
             return;
-        size_t n = sse_write_ready(r, high_water);
+        size_t n = sse_write_ready(r, high_water, now_ms);
         if (r->state != REQ_STREAMING)
             return;
         if (fcgi_conn_pending(r->conn) >= high_water) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <string.h>
 
@@ -393,6 +394,57 @@ static void test_sse_large_event(void **state)
     buf_free(&b);
 }
 
+/* The one-channel frame is the general frame with the version as its id, byte for byte. */
+static void test_sse_event_version_matches_the_general_frame(void **state)
+{
+    const int64_t versions[] = {0, 1, 9, 10, 41, 999, 1000, 123456789, INT64_MAX};
+    const char *data = "{\"version\":41,\"type\":\"created\"}";
+    buf b = BUF_INIT, want = BUF_INIT, id = BUF_INIT;
+    for (size_t i = 0; i < sizeof versions / sizeof *versions; i++) {
+        buf_reset(&b);
+        buf_reset(&want);
+        buf_reset(&id);
+        buf_printf(&id, "%" PRId64, versions[i]);
+        feed_format_sse_event_version(&b, versions[i], data, strlen(data));
+        feed_format_sse_event(&want, id.data, NULL, data, strlen(data));
+        expect_text(&b, want.data);
+    }
+    buf_free(&b);
+    buf_free(&want);
+    buf_free(&id);
+}
+
+static void test_sse_event_version_exact_and_appended(void **state)
+{
+    buf b = BUF_INIT;
+    feed_format_sse_event_version(&b, 7, "{\"a\":1}{\"b\":2}", 7); /* data_len is respected */
+    feed_format_sse_event_version(&b, 9223372036854775807, "", 0);
+    expect_text(&b, "id: 7\ndata: {\"a\":1}\n\n"
+                    "id: 9223372036854775807\ndata: \n\n");
+    buf_free(&b);
+}
+
+/* The memo hands out the frame of what it is asked for, whatever it held before. */
+static void test_sse_memo_is_matched_by_content(void **state)
+{
+    feed_sse_memo *m = feed_sse_memo_new();
+    char a[] = "{\"n\":1}", b[] = "{\"n\":1}", c[] = "{\"n\":2}";
+    expect_text(feed_sse_memo_frame(m, 5, a, strlen(a)), "id: 5\ndata: {\"n\":1}\n\n");
+    /* The same bytes elsewhere (another copy of the event) give the same frame. */
+    expect_text(feed_sse_memo_frame(m, 5, b, strlen(b)), "id: 5\ndata: {\"n\":1}\n\n");
+    /* Same version, other data (another channel's event 5, maybe at a's old address). */
+    expect_text(feed_sse_memo_frame(m, 5, c, strlen(c)), "id: 5\ndata: {\"n\":2}\n\n");
+    memcpy(a, c, sizeof c); /* a's address now holds another event: its bytes decide */
+    expect_text(feed_sse_memo_frame(m, 5, a, strlen(a)), "id: 5\ndata: {\"n\":2}\n\n");
+    /* Same data, other version; then a prefix of the data (length differs). */
+    expect_text(feed_sse_memo_frame(m, 6, c, strlen(c)), "id: 6\ndata: {\"n\":2}\n\n");
+    expect_text(feed_sse_memo_frame(m, 6, c, 3), "id: 6\ndata: {\"n\n\n");
+    expect_text(feed_sse_memo_frame(m, 6, "", 0), "id: 6\ndata: \n\n");
+    expect_text(feed_sse_memo_frame(m, 0, "", 0), "id: 0\ndata: \n\n");
+    feed_sse_memo_free(m);
+    feed_sse_memo_free(NULL);
+}
+
 static void test_sse_retry_and_comments(void **state)
 {
     buf b = BUF_INIT;
@@ -532,6 +584,9 @@ int main(void)
         cmocka_unit_test(test_sse_event_without_name_or_id),
         cmocka_unit_test(test_sse_data_length_is_respected),
         cmocka_unit_test(test_sse_large_event),
+        cmocka_unit_test(test_sse_event_version_matches_the_general_frame),
+        cmocka_unit_test(test_sse_event_version_exact_and_appended),
+        cmocka_unit_test(test_sse_memo_is_matched_by_content),
         cmocka_unit_test(test_sse_retry_and_comments),
         cmocka_unit_test(test_sse_stream_start),
         cmocka_unit_test(test_sse_head_extra_and_auth_frame),
