@@ -1486,6 +1486,7 @@ typedef struct sched_time {
     int64_t run_ns;
     int64_t wait_ns;
     int64_t slices; /* times it was put on a CPU: deliveries per slice show the batching */
+    int64_t writes; /* write and writev calls (/proc/PID/io syscw; send* is not counted) */
 } sched_time;
 
 static sched_time sched_of(long pid)
@@ -1500,8 +1501,16 @@ static sched_time sched_of(long pid)
         return t;
     long long run, wait, slices;
     if (fscanf(f, "%lld %lld %lld", &run, &wait, &slices) == 3)
-        t = (sched_time){run, wait, slices};
+        t = (sched_time){run, wait, slices, 0};
     fclose(f);
+    snprintf(path, sizeof path, "/proc/%ld/io", pid);
+    if ((f = fopen(path, "r")) != NULL) {
+        char line[128];
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "syscw: ", 7))
+                t.writes = strtoll(line + 7, NULL, 10);
+        fclose(f);
+    }
     return t;
 }
 
@@ -1522,6 +1531,7 @@ static sched_time sched_of_children(long pid)
         t.run_ns += c.run_ns;
         t.wait_ns += c.wait_ns;
         t.slices += c.slices;
+        t.writes += c.writes;
     }
     fclose(f);
     return t;
@@ -1573,6 +1583,7 @@ static void sched_add(sched_time *total, const sched_time *from, const sched_tim
     total->run_ns += to->run_ns - from->run_ns;
     total->wait_ns += to->wait_ns - from->wait_ns;
     total->slices += to->slices - from->slices;
+    total->writes += to->writes - from->writes;
 }
 
 /* Adds what each process used between the samples from and to into *used. */
@@ -1628,6 +1639,15 @@ static void cpu_print_per_delivery(const bench *b, const char *label, const cpu_
     printf("  deliveries per time put on a CPU: %s %.1f, feedbench %.1f\n", b->opt->server_name,
            n / (double)(used->server.slices ? used->server.slices : 1),
            n / (double)(used->bench.slices ? used->bench.slices : 1));
+    /* Deliveries per write: above 1 when a stream that was behind got several events at once. */
+    printf("  write/writev calls per delivery: pgfeed %.3f, %s %.3f; CPU per such call: pgfeed %.2f"
+           " us, %s %.2f us\n",
+           (double)used->pgfeed.writes / n, b->opt->server_name, (double)used->server.writes / n,
+           used->pgfeed.writes ? (double)used->pgfeed.run_ns / 1000.0 / (double)used->pgfeed.writes
+                               : 0.0,
+           b->opt->server_name,
+           used->server.writes ? (double)used->server.run_ns / 1000.0 / (double)used->server.writes
+                               : 0.0);
 }
 
 /* ---- phases -------------------------------------------------------------------- */
@@ -1792,12 +1812,13 @@ static void print_result_line(const bench *b, const char *mode, int n, const lat
     printf("RESULT label=%s mode=%s n=%d delivered=%zu lost=%zu duplicates=%ld out_of_order=%ld"
            " failed=%ld p50_ms=%.2f p99_ms=%.2f max_ms=%.2f mem_kb_per_held=%.2f"
            " cpu_us_pgfeed=%.2f cpu_us_server=%.2f cpu_us_postgres=%.2f window_ms=%.0f"
-           " core_busy_ms=%.0f load=%.2f\n",
+           " core_busy_ms=%.0f writes_pgfeed=%.3f writes_server=%.3f load=%.2f\n",
            b->opt->label, mode, n, s->delivered, s->lost, b->duplicates, b->out_of_order, b->failed,
            ns_to_ms(s->p50), ns_to_ms(s->p99), ns_to_ms(s->max), b->mem_per_held_kb,
            (double)used->pgfeed.run_ns / 1000.0 / d, (double)used->server.run_ns / 1000.0 / d,
            (double)used->postgres.run_ns / 1000.0 / d, ns_to_ms(used->wall_ns),
-           ns_to_ms(used->cpu_busy_ns), load_average());
+           ns_to_ms(used->cpu_busy_ns), (double)used->pgfeed.writes / d,
+           (double)used->server.writes / d, load_average());
     fflush(stdout);
 }
 

@@ -5,12 +5,16 @@ die() {
     exit 1
 }
 
-# A port nothing listens on yet (a race with other servers is possible but rare).
+# A port no socket uses yet (a race with other servers is possible but rare). Below the
+# kernel's ephemeral range: a port from 20000-40000 was often some client connection's
+# own (8,000 of them in a run; other sessions' too), and nginx's bind() then failed.
 free_port() {
-    local port
+    local port low
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+    ((low > 21000)) || low=40000 # an unusual range: the old choice
     while :; do
-        port=$((20000 + RANDOM % 20000))
-        if [[ -z $(ss -Htln "sport = :$port") ]]; then
+        port=$((20000 + RANDOM % (low - 20000)))
+        if [[ -z $(ss -Htan "sport = :$port") ]]; then
             echo "$port"
             return
         fi

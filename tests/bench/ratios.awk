@@ -20,6 +20,7 @@ function ratio(a, b) { return (b > 0) ? sprintf("%.2f×", a / b) : "-" }
     }
     cpg[key] = f["cpu_us_pgfeed"]; csrv[key] = f["cpu_us_server"]
     cpq[key] = f["cpu_us_postgres"]; win[key] = f["window_ms"]; busy[key] = f["core_busy_ms"]
+    wpg[key] = f["writes_pgfeed"]; wsrv[key] = f["writes_server"]
     p50[key] = f["p50_ms"]; p99[key] = f["p99_ms"]; mem[key] = f["mem_kb_per_held"]
     bad[f["label"]] += f["lost"] + f["duplicates"] + f["out_of_order"] + f["failed"]
     load = f["mode"] SUBSEP f["n"]
@@ -51,6 +52,10 @@ END {
             (mn[1] == "longpoll" ? sprintf("%.2f/%.1fus", cpg[ck], csrv[ck]) : "")
         printf "%-34s %10s %18s %18s %18s\n", "  PostgreSQL CPU/delivery", sprintf("%.2fus", cpq[nk]),
             sprintf("%.2fus", cpq[lk]), sprintf("%.2fus", cpq[gk]), (mn[1] == "longpoll" ? sprintf("%.2fus", cpq[ck]) : "")
+        # Under 1 write per delivery: streams that were behind got several events in one.
+        printf "%-34s %10s %18s %18s %18s\n", "  writes/delivery pgfeed/front", sprintf("-/%.2f", wsrv[nk]),
+            sprintf("%.2f/%.2f", wpg[lk], wsrv[lk]), sprintf("%.2f/%.2f", wpg[gk], wsrv[gk]),
+            (mn[1] == "longpoll" ? sprintf("%.2f/%.2f", wpg[ck], wsrv[ck]) : "")
         # The window every CPU figure is over (first publish to last delivery) and how much
         # of it the servers' core was busy: a core busy the whole window is the bottleneck.
         printf "%-34s %10s %18s %18s %18s\n", "  window / CPU 0 busy", sprintf("%d/%dms", win[nk], busy[nk]),
