@@ -1601,12 +1601,19 @@ static void cpu_add(cpu_sample *used, const cpu_sample *from, const cpu_sample *
     used->wall_ns += to->wall_ns - from->wall_ns;
 }
 
+/* What of the server core's busy time none of the measured processes used: other work. */
+static int64_t cpu_others_ns(const bench *b, const cpu_sample *used)
+{
+    if (b->opt->cpu < 0)
+        return 0;
+    return used->cpu_busy_ns - used->pgfeed.run_ns - used->server.run_ns - used->postgres.run_ns;
+}
+
 /* The server core's share: who ran on it over the window, ms on a CPU / ms waiting for one. */
 static void cpu_print_core(const bench *b, const cpu_sample *used)
 {
     if (b->opt->cpu < 0)
         return;
-    int64_t known = used->pgfeed.run_ns + used->server.run_ns + used->postgres.run_ns;
     printf("  CPU %d over the %.0f ms: busy %.0f ms (%.0f%%); ms on a CPU/waiting (times put on"
            " one): pgfeed %.0f/%.0f (%" PRId64 "), %s %.0f/%.0f (%" PRId64 "), PostgreSQL"
            " %.0f/%.0f (%" PRId64 "); anything else on CPU %d %.0f ms\n",
@@ -1615,7 +1622,7 @@ static void cpu_print_core(const bench *b, const cpu_sample *used)
            ns_to_ms(used->pgfeed.run_ns), ns_to_ms(used->pgfeed.wait_ns), used->pgfeed.slices,
            b->opt->server_name, ns_to_ms(used->server.run_ns), ns_to_ms(used->server.wait_ns),
            used->server.slices, ns_to_ms(used->postgres.run_ns), ns_to_ms(used->postgres.wait_ns),
-           used->postgres.slices, b->opt->cpu, ns_to_ms(used->cpu_busy_ns - known));
+           used->postgres.slices, b->opt->cpu, ns_to_ms(cpu_others_ns(b, used)));
 }
 
 /* Prints "run/wait" ms of each process. */
@@ -1812,13 +1819,14 @@ static void print_result_line(const bench *b, const char *mode, int n, const lat
     printf("RESULT label=%s mode=%s n=%d delivered=%zu lost=%zu duplicates=%ld out_of_order=%ld"
            " failed=%ld p50_ms=%.2f p99_ms=%.2f max_ms=%.2f mem_kb_per_held=%.2f"
            " cpu_us_pgfeed=%.2f cpu_us_server=%.2f cpu_us_postgres=%.2f window_ms=%.0f"
-           " core_busy_ms=%.0f writes_pgfeed=%.3f writes_server=%.3f load=%.2f\n",
+           " core_busy_ms=%.0f core_others_ms=%.0f writes_pgfeed=%.3f writes_server=%.3f"
+           " load=%.2f\n",
            b->opt->label, mode, n, s->delivered, s->lost, b->duplicates, b->out_of_order, b->failed,
            ns_to_ms(s->p50), ns_to_ms(s->p99), ns_to_ms(s->max), b->mem_per_held_kb,
            (double)used->pgfeed.run_ns / 1000.0 / d, (double)used->server.run_ns / 1000.0 / d,
            (double)used->postgres.run_ns / 1000.0 / d, ns_to_ms(used->wall_ns),
-           ns_to_ms(used->cpu_busy_ns), (double)used->pgfeed.writes / d,
-           (double)used->server.writes / d, load_average());
+           ns_to_ms(used->cpu_busy_ns), ns_to_ms(cpu_others_ns(b, used)),
+           (double)used->pgfeed.writes / d, (double)used->server.writes / d, load_average());
     fflush(stdout);
 }
 

@@ -20,7 +20,7 @@ function ratio(a, b) { return (b > 0) ? sprintf("%.2f×", a / b) : "-" }
     }
     cpg[key] = f["cpu_us_pgfeed"]; csrv[key] = f["cpu_us_server"]
     cpq[key] = f["cpu_us_postgres"]; win[key] = f["window_ms"]; busy[key] = f["core_busy_ms"]
-    wpg[key] = f["writes_pgfeed"]; wsrv[key] = f["writes_server"]
+    wpg[key] = f["writes_pgfeed"]; wsrv[key] = f["writes_server"]; oth[key] = f["core_others_ms"]
     p50[key] = f["p50_ms"]; p99[key] = f["p99_ms"]; mem[key] = f["mem_kb_per_held"]
     bad[f["label"]] += f["lost"] + f["duplicates"] + f["out_of_order"] + f["failed"]
     load = f["mode"] SUBSEP f["n"]
@@ -61,6 +61,10 @@ END {
         printf "%-34s %10s %18s %18s %18s\n", "  window / CPU 0 busy", sprintf("%d/%dms", win[nk], busy[nk]),
             sprintf("%d/%dms", win[lk], busy[lk]), sprintf("%d/%dms", win[gk], busy[gk]),
             (mn[1] == "longpoll" ? sprintf("%d/%dms", win[ck], busy[ck]) : "")
+        # Other sessions' work on CPU 0 in the window: a phase where it is large measured the
+        # machine, not the server (run again, or compare only phases where it is small).
+        printf "%-34s %10s %18s %18s %18s\n", "  of it: other processes on CPU 0", sprintf("%dms", oth[nk]),
+            sprintf("%dms", oth[lk]), sprintf("%dms", oth[gk]), (mn[1] == "longpoll" ? sprintf("%dms", oth[ck]) : "")
         # Memory is the growth of a fresh phase: the SSE phases reuse what the long polls grew.
         if (mn[1] == "longpoll")
             printf "%-34s %8.2fkB %9.2fkB %7s %9.2fkB %7s %9.2fkB %7s\n", what " memory/subscriber", mem[nk],
