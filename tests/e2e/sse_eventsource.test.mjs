@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EventSource } from 'eventsource';
 
 import { checkWith } from './lib/foundation.mjs';
-import { publish, publishMany, unique } from './lib/pg.mjs';
+import { lit, publish, publishMany, sql, unique } from './lib/pg.mjs';
 import { waitFor } from './lib/resilience.mjs';
 import { crashLines, serverFor, startDaemon, startLighttpd, startNginx } from './lib/servers.mjs';
 import { range } from './lib/sse_probe.mjs';
@@ -140,6 +140,49 @@ describe(`eventsource ${ES_VERSION} (npm) through lighttpd (--sse-lifetime ${LIF
     await sleep(300);
     assertExactlyOnce(sub, 50, ch);
     assert.deepEqual(sub.log.messages.map((m) => m.json.data), range(0, 4).flatMap((burst) => range(1, 10).map((i) => ({ burst, i }))));
+  });
+
+  // pgfeed formats a one-channel event's frame once and sends the same bytes to
+  // every stream at that cursor (feed_sse_memo). Through that path, streams of
+  // two channels at the same versions, fed by commits that move both channels
+  // at once, get only their own channel's events with ids that are their
+  // versions, and a stream of both gets every event of each. (Whether one loop
+  // turn serves both channels is up to timing; test_feed_format's
+  // test_sse_memo_is_matched_by_content is what holds the memo to content.)
+  check('streams of two channels at the same versions each get only their own events; a stream of both gets both', async () => {
+    const a = `${prefix}.memo_a`;
+    const b = `${prefix}.memo_b`;
+    const pair = (round) =>
+      sql([a, b, a, b].map((ch, i) => `SELECT pgfeed.publish(${lit(ch)}, 'pair', ${lit(JSON.stringify({ ch, round, i }))}::jsonb);`).join('\n'));
+    await pair(1); // a and b at versions 1 and 2, in one transaction
+    // Both channels in pgfeed's memory first, so the streams below start from it at once.
+    const warm = [a, b].map((ch) => subscribe(`${server().base}/feed/${ch}?since=0`));
+    await Promise.all(warm.map((s) => s.waitMessages(2, 5000)));
+    const streams = range(1, 24).map((i) => {
+      const ch = i % 2 ? a : b;
+      return { ch, sub: subscribe(`${server().base}/feed/${ch}?since=0`) };
+    });
+    const both = subscribe(`${server().base}/feed/?channel=${encodeURIComponent(a)}&channel=${encodeURIComponent(b)}&since=${encodeURIComponent(`${a}=0,${b}=0`)}`);
+    await waitFor('the EventSources to open', () => sources.every((s) => s.log.opens > 0), { timeoutMs: 10000 });
+    for (let round = 2; round <= 5; round++) {
+      await pair(round);
+      await sleep(30);
+    }
+    await Promise.all([...warm, ...streams.map((s) => s.sub)].map((s) => s.waitMessages(10, 10000)));
+    await both.waitMessages(20, 10000);
+    await sleep(300);
+    for (const { ch, sub } of [...warm.map((sub, i) => ({ ch: [a, b][i], sub })), ...streams]) {
+      assertExactlyOnce(sub, 10, ch);
+      assert.ok(sub.log.messages.every((m) => m.json.data.ch === ch), `${ch}: only its own events: ${JSON.stringify(sub.log.messages.map((m) => m.json.data))}`);
+    }
+    const cursor = { [a]: 0, [b]: 0 };
+    for (const m of both.log.messages) {
+      assert.equal(m.json.version, cursor[m.json.channel] + 1, `${m.json.channel} v${m.json.version} follows ${cursor[m.json.channel]}`);
+      assert.equal(m.json.data.ch, m.json.channel);
+      cursor[m.json.channel] = m.json.version;
+      assert.equal(m.id, `${a}=${cursor[a]},${b}=${cursor[b]}`, 'the id names both cursors');
+    }
+    assert.deepEqual(cursor, { [a]: 10, [b]: 10 }, 'the stream of both got all 20, once');
   });
 
   check(`it resumes with Last-Event-ID across the stream's planned end (--sse-lifetime ${LIFETIME} s), losing and repeating nothing`, async () => {
