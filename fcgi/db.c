@@ -156,7 +156,7 @@ static void db_send_next(db *d)
     }
     d->in_flight = true;
     d->sent_at_ms = clock_now_ms();
-    d->queries_sent++;
+    d->queries_sent += q->kind != QUERY_CALL; /* db_call's callers count their own */
     int flushed = PQflush(d->conn);
     if (flushed < 0)
         db_send_failed(d);

@@ -141,7 +141,9 @@ typedef void (*db_call_cb)(void *ctx, const db_call_result *result);
  * with n_params (at most 3) text parameters, bound, never spliced (copied).
  * For jobs whose statement only they know (fcgi/sequencer.c). NULL, callback
  * and handle as for db_read; a failure logs nothing here: the caller knows
- * which ones matter.
+ * which ones matter. They are not counted in db_queries_sent either (the
+ * feed's statements, which tests and benchmarks count per publish): the
+ * caller counts its own.
  */
 db_query *db_call(db *d, const char *sql, int n_params, const char *const *params, db_call_cb cb,
                   void *ctx);

@@ -46,6 +46,7 @@ struct sequencer {
     backoff failures; /* between pgfeed.sequence calls that fail */
     bool failing;     /* the last call failed: log the next success */
     uint64_t moved;
+    uint64_t statements; /* sent through db_call, which db_queries_sent leaves out */
 };
 
 sequencer *sequencer_new(db *d, int interval_ms, int batch)
@@ -127,7 +128,7 @@ static void sequencer_on_batch(void *ctx, const db_call_result *r)
     log_msg(routine || s->failing ? LOG_DEBUG : LOG_WARN, 0,
             "sequencer: pgfeed.sequence failed: %s (SQLSTATE %s); retrying with backoff", r->error,
             r->sqlstate ? r->sqlstate : "none");
-    s->failing = !routine;
+    s->failing = s->failing || !routine;
     s->next_at_ms = now + backoff_next(&s->failures);
 }
 
@@ -149,18 +150,20 @@ void sequencer_tick(sequencer *s, int64_t now_ms)
             const char *params[] = {s->batch_text};
             s->query = db_call(s->database, SEQUENCE_SQL, 1, params, sequencer_on_batch, s);
         }
-        if (s->query)
+        if (s->query) {
             s->state = SEQ_RUNNING;
-        else
+            s->statements++;
+        } else
             s->next_at_ms = now_ms + s->interval_ms;
         return;
     case SEQ_WAITING:
         if (now_ms < s->next_at_ms || !db_is_up(s->database))
             return;
         s->query = db_call(s->database, TRY_LOCK_SQL, 0, NULL, sequencer_on_lock, s);
-        if (s->query)
+        if (s->query) {
             s->state = SEQ_TRYING;
-        else
+            s->statements++;
+        } else
             s->next_at_ms = now_ms + SEQUENCER_RETRY_MS;
         return;
     }
@@ -183,4 +186,9 @@ bool sequencer_holds(const sequencer *s)
 uint64_t sequencer_moved(const sequencer *s)
 {
     return s->moved;
+}
+
+uint64_t sequencer_statements(const sequencer *s)
+{
+    return s->statements;
 }

@@ -39,5 +39,7 @@ int64_t sequencer_timeout_ms(const sequencer *s, int64_t now_ms);
 bool sequencer_holds(const sequencer *s);
 /* Events moved into the feed by this process's calls. */
 uint64_t sequencer_moved(const sequencer *s);
+/* Statements sent (lock tries and pgfeed.sequence calls). */
+uint64_t sequencer_statements(const sequencer *s);
 
 #endif

@@ -225,6 +225,7 @@ static void server_update_metrics(server *s, int64_t now, int64_t *last_fd_count
     s->stats.notify_queue_usage = usage;
     s->stats.sequenced = sequencer_moved(s->sequencer);
     s->stats.sequencer_held = sequencer_holds(s->sequencer);
+    s->stats.sequencer_statements = sequencer_statements(s->sequencer);
 }
 
 static void server_free(server *s)
