@@ -28,10 +28,11 @@
 #                   ONE channel, through the outbox, while a real pgfeed daemon
 #                   (pinned to CPU 0 with the cluster, --sequence-ms 10) moves the
 #                   events into the feed; its figure is events/s sequenced (the
-#                   channel's head moved over the run), not the producers'
-#                   commits, so a sequencer that falls behind shows. The daemon
-#                   is SIGSTOPped during the other loads, so its idle calls cost
-#                   them nothing.
+#                   channel's head moved from the start of the load until the
+#                   outbox is empty again), not the producers' commits, so a
+#                   sequencer that falls behind shows. The daemon runs for this
+#                   load only (started before it, stopped after), so neither its
+#                   idle calls nor its LISTEN connection touch the other loads.
 #
 # Then notify_latency (tests/bench/notify_latency.c) measures, with the
 # daemon running, statement → NOTIFY seen for pgfeed.publish and for
@@ -72,7 +73,6 @@ PGFEED_PID=
 cleanup() {
     local rc=$?
     if [[ -n $PGFEED_PID ]]; then
-        kill -CONT "$PGFEED_PID" 2>/dev/null || true
         kill "$PGFEED_PID" 2>/dev/null || true
         wait "$PGFEED_PID" 2>/dev/null || true
     fi
@@ -141,16 +141,32 @@ LOADS=(insert insert+notify publish-1 publish-N quiet-1 quiet-N publish_many-1 e
 readonly LOADS
 
 # The sequencer: a real pgfeed daemon on the cluster's CPU, alone on this database.
-"${SERVER_CPU[@]}" "$PGFEED" --listen "$TMP/pgfeed.sock" --sequence-ms 10 --prune-interval 0 \
-    --log-level warn 2>"$TMP/pgfeed.log" &
-PGFEED_PID=$!
-for ((i = 0; i < 100; i++)); do
-    [[ $(psql -XAtc "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1885824613 AND objid = 4 AND granted") == 1 ]] && break
-    sleep 0.1
-done
-((i < 100)) || die "pgfeed did not take the sequencer lock (log: $(tail -n 5 "$TMP/pgfeed.log"))"
-kill -STOP "$PGFEED_PID"
+start_sequencer() {
+    "${SERVER_CPU[@]}" "$PGFEED" --listen "$TMP/pgfeed.sock" --sequence-ms 10 --prune-interval 0 \
+        --log-level warn 2>>"$TMP/pgfeed.log" &
+    PGFEED_PID=$!
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [[ $(psql -XAtc "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1885824613 AND objid = 4 AND granted") == 1 ]] && return
+        sleep 0.1
+    done
+    die "pgfeed did not take the sequencer lock (log: $(tail -n 5 "$TMP/pgfeed.log"))"
+}
+stop_sequencer() {
+    kill "$PGFEED_PID"
+    wait "$PGFEED_PID" || true
+    PGFEED_PID=
+}
 head_of() { psql -XAtc "SELECT coalesce((SELECT head FROM pgfeed.channel WHERE name = '$1'), 0)"; }
+# Waits (up to 15 s) until the sequencer emptied the outbox.
+drain() {
+    local i
+    for ((i = 0; i < 1500; i++)); do
+        [[ $(psql -XAtc "SELECT count(*) FROM pgfeed.outbox") == 0 ]] && return
+        sleep 0.01
+    done
+    die "the outbox did not drain within 15 s"
+}
 
 echo "publish.sh: $(date -u +%FT%TZ), $(nproc) cores, $(uname -r), PostgreSQL $(psql -XAtc 'SHOW server_version')," \
     "pgfeed $(git -C "$ROOT" rev-parse --short HEAD)$([[ -z $(git -C "$ROOT" status --porcelain -- sql) ]] || echo ' + uncommitted sql/')"
@@ -165,7 +181,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         for load in "${LOADS[@]}"; do
             [[ -n $load ]] || continue
             if [[ $load == enqueue-1 ]]; then
-                kill -CONT "$PGFEED_PID"
+                start_sequencer
                 head_before=$(head_of bench_outbox)
                 started=$(date +%s.%N)
             fi
@@ -177,16 +193,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
             if [[ $load == enqueue-1 ]]; then
                 # Events in the feed per second: what the sequencer moved from the start of
                 # the load until it caught up (it may lag the producers; they are not counted).
-                for ((i = 0; i < 300; i++)); do
-                    [[ $(psql -XAtc "SELECT count(*) FROM pgfeed.outbox") == 0 ]] && break
-                    sleep 0.05
-                done
+                drain
                 ended=$(date +%s.%N)
                 moved=$(($(head_of bench_outbox) - head_before))
                 echo "round $round, $clients clients: enqueue-1 producers $tps commits/s; $moved events sequenced," \
                     "outbox empty $(awk -v s="$started" -v e="$ended" -v t="$SECONDS_PER_LOAD" 'BEGIN { printf "%.2f", e - s - t }') s after the load"
                 tps=$(awk -v m="$moved" -v s="$started" -v e="$ended" 'BEGIN { printf "%.1f", m / (e - s) }')
-                kill -STOP "$PGFEED_PID"
+                stop_sequencer
             fi
             TPS[$clients/$load]+="$tps "
             echo "round $round, $clients clients: $load $tps/s"
@@ -198,7 +211,7 @@ echo "publish.sh: load average $(cut -d' ' -f1-3 /proc/loadavg) after the run"
 # How long an enqueued event takes to reach a listener (pgfeed's LISTEN connection does
 # what this one does), against a publish: idle, then during an 8-client enqueue-1 load.
 if [[ " ${LOADS[*]} " == *" enqueue-1 "* ]]; then
-    kill -CONT "$PGFEED_PID"
+    start_sequencer
     for mode in publish enqueue; do
         "${BENCH_CPU[@]}" "$NOTIFY_LATENCY" "$mode" 200 20 "bench_latency_$mode" || die "notify_latency $mode failed"
     done
@@ -208,11 +221,8 @@ if [[ " ${LOADS[*]} " == *" enqueue-1 "* ]]; then
     echo "during an 8-client enqueue-1 load (load average $(cut -d' ' -f1-3 /proc/loadavg)):"
     "${BENCH_CPU[@]}" "$NOTIFY_LATENCY" enqueue 200 20 bench_latency_loaded || die "notify_latency under load failed"
     wait "$load_pid" || die "pgbench (enqueue-1 under the latency probe) failed"
-    for ((i = 0; i < 300; i++)); do
-        [[ $(psql -XAtc "SELECT count(*) FROM pgfeed.outbox") == 0 ]] && break
-        sleep 0.05
-    done
-    [[ $(psql -XAtc "SELECT count(*) FROM pgfeed.outbox") == 0 ]] || die "the outbox did not drain"
+    drain
+    stop_sequencer
     echo "publish.sh: the outbox is empty"
 fi
 

@@ -213,6 +213,20 @@ static void test_newer_schema_refused(void **state)
     free(database);
 }
 
+/* An upgraded database ends as a fresh install would (only the migrations'
+ * installed_at may differ, and the fingerprint leaves times out); then it goes. */
+static void finish_upgrade(PGconn *conn, PGconn *db, char *database)
+{
+    char *expected = fingerprint(conn, false);
+    char *got = fingerprint(db, false);
+    assert_string_equal(got, expected);
+    free(expected);
+    free(got);
+    PQfinish(db);
+    drop_database(conn, database);
+    free(database);
+}
+
 /* A database installed before migration 0004 (schema version 3: events had a
  * foreign key to their channel, channels five CHECK constraints) upgrades in
  * place: the key goes, the checks become one and a trigger, the events stay,
@@ -254,15 +268,7 @@ static void test_upgrade_from_schema_3(void **state)
     assert_int_equal(
         pg_test_number(db, "SELECT count(*) FROM pgfeed.event WHERE channel = 'old'", 0, NULL), 3);
     pg_test_exec(db, "DELETE FROM pgfeed.event WHERE channel = 'old'");
-    char *expected = fingerprint(conn, false);
-    char *got = fingerprint(db, false);
-    /* Only the installed_at of migration 4 may differ, and the fingerprint leaves times out. */
-    assert_string_equal(got, expected);
-    free(expected);
-    free(got);
-    PQfinish(db);
-    drop_database(conn, database);
-    free(database);
+    finish_upgrade(conn, db, database);
 }
 
 /* A database of schema version 4 (before the outbox: no pgfeed.outbox, enqueue or
@@ -297,14 +303,7 @@ static void test_upgrade_from_schema_4(void **state)
                      "SELECT pgfeed.sequence(10)");
     assert_int_equal(pg_test_number(db, "SELECT head FROM pgfeed.read('old4', 0, 0)", 0, NULL), 4);
     pg_test_exec(db, "DROP TABLE public.tracked; DELETE FROM pgfeed.channel");
-    char *expected = fingerprint(conn, false);
-    char *got = fingerprint(db, false);
-    assert_string_equal(got, expected);
-    free(expected);
-    free(got);
-    PQfinish(db);
-    drop_database(conn, database);
-    free(database);
+    finish_upgrade(conn, db, database);
 }
 
 /* The default pgfeed.authorize denies; the application's own survives every re-install;

@@ -76,17 +76,6 @@ static void sleep_us(long us)
     nanosleep(&ts, NULL);
 }
 
-static PGconn *thread_connect(char *error, size_t size)
-{
-    PGconn *conn = PQconnectdb("");
-    if (PQstatus(conn) != CONNECTION_OK) {
-        snprintf(error, size, "connect: %s", PQerrorMessage(conn));
-        PQfinish(conn);
-        return NULL;
-    }
-    return conn;
-}
-
 /* One statement, parameters bound; false with the error recorded. */
 static bool run(PGconn *conn, const char *sql, int n, const char *const *params, char *error,
                 size_t size)
@@ -108,7 +97,7 @@ static bool run(PGconn *conn, const char *sql, int n, const char *const *params,
 static void *enqueuer_main(void *arg)
 {
     struct enqueuer *e = arg;
-    PGconn *conn = thread_connect(e->error, sizeof e->error);
+    PGconn *conn = pg_test_thread_connect(e->error, sizeof e->error);
     if (!conn)
         return NULL;
     for (int t = 0; t < TRANSACTIONS && !e->error[0]; t++) {
@@ -146,7 +135,7 @@ static void *enqueuer_main(void *arg)
 static void *sequencer_main(void *arg)
 {
     struct sequencer *s = arg;
-    PGconn *conn = thread_connect(s->error, sizeof s->error);
+    PGconn *conn = pg_test_thread_connect(s->error, sizeof s->error);
     if (!conn)
         return NULL;
     while (!s->error[0]) {
@@ -181,7 +170,7 @@ static void *sequencer_main(void *arg)
 static void *reader_main(void *arg)
 {
     struct reader *r = arg;
-    PGconn *conn = thread_connect(r->error, sizeof r->error);
+    PGconn *conn = pg_test_thread_connect(r->error, sizeof r->error);
     if (!conn)
         return NULL;
     for (;;) {
@@ -400,25 +389,15 @@ static void test_bad_input_as_publish(void **state)
                      0);
 }
 
-static void execf(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void execf(PGconn *c, const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    pg_test_exec(c, sql);
-}
-
 static void test_who_may_enqueue(void **state)
 {
     PGconn *c = *state;
     long pid = (long)getpid();
-    execf(c,
-          "CREATE ROLE ob_%1$ld_outsider NOLOGIN; CREATE ROLE ob_%1$ld_publisher NOLOGIN IN ROLE "
-          "pgfeed_publisher; CREATE ROLE ob_%1$ld_reader NOLOGIN IN ROLE pgfeed_reader",
-          pid);
+    pg_test_execf(
+        c,
+        "CREATE ROLE ob_%1$ld_outsider NOLOGIN; CREATE ROLE ob_%1$ld_publisher NOLOGIN IN ROLE "
+        "pgfeed_publisher; CREATE ROLE ob_%1$ld_reader NOLOGIN IN ROLE pgfeed_reader",
+        pid);
     char allowed[96], other[96];
     snprintf(allowed, sizeof allowed, "ob-%ld-allowed:1", pid);
     snprintf(other, sizeof other, "ob-%ld-other", pid);
@@ -428,37 +407,39 @@ static void test_who_may_enqueue(void **state)
         "INSERT INTO pgfeed.outbox (channel, type, data) VALUES ($1, 't', '{}')";
 
     /* Without pgfeed_publisher: no EXECUTE; no sequence either. */
-    execf(c, "SET SESSION AUTHORIZATION ob_%ld_outsider", pid);
+    pg_test_execf(c, "SET SESSION AUTHORIZATION ob_%ld_outsider", pid);
     pg_test_expect_error(c, "42501", ENQUEUE, 1, ok);
     pg_test_expect_error(c, "42501", "SELECT pgfeed.sequence(1)", 0, NULL);
     pg_test_exec(c, "RESET SESSION AUTHORIZATION");
 
     /* The responder's role sequences but cannot write the outbox itself. */
-    execf(c, "SET SESSION AUTHORIZATION ob_%ld_reader", pid);
+    pg_test_execf(c, "SET SESSION AUTHORIZATION ob_%ld_reader", pid);
     pg_test_expect_error(c, "42501", INSERT, 1, ok);
     pg_test_expect_error(c, "42501", ENQUEUE, 1, ok);
     pg_test_exec(c, "SELECT pgfeed.sequence(1)");
     pg_test_exec(c, "RESET SESSION AUTHORIZATION");
 
     /* A publisher enqueues through the function only, within its prefixes. */
-    execf(c, "INSERT INTO pgfeed.publish_prefix VALUES ('ob_%1$ld_publisher', 'ob-%1$ld-allowed:')",
-          pid);
-    execf(c, "SET SESSION AUTHORIZATION ob_%ld_publisher", pid);
+    pg_test_execf(
+        c, "INSERT INTO pgfeed.publish_prefix VALUES ('ob_%1$ld_publisher', 'ob-%1$ld-allowed:')",
+        pid);
+    pg_test_execf(c, "SET SESSION AUTHORIZATION ob_%ld_publisher", pid);
     pg_test_exec_params(c, ENQUEUE, 1, ok);
     pg_test_expect_error(c, "42501", ENQUEUE, 1, refused);
     pg_test_expect_error(c, "42501", INSERT, 1, ok);
     pg_test_expect_error(c, "42501", "DELETE FROM pgfeed.outbox", 0, NULL);
     pg_test_exec(c, "RESET SESSION AUTHORIZATION");
-    execf(c, "SET SESSION AUTHORIZATION ob_%ld_publisher; SET ROLE pgfeed_publisher", pid);
+    pg_test_execf(c, "SET SESSION AUTHORIZATION ob_%ld_publisher; SET ROLE pgfeed_publisher", pid);
     pg_test_expect_error(c, "42501", ENQUEUE, 1, refused);
     pg_test_exec(c, "RESET ROLE; RESET SESSION AUTHORIZATION");
 
     assert_int_equal(
         pg_test_number(c, "SELECT count(*) FROM pgfeed.outbox WHERE channel = $1", 1, refused), 0);
-    execf(c,
-          "DELETE FROM pgfeed.publish_prefix WHERE role = 'ob_%1$ld_publisher';"
-          "DROP ROLE ob_%1$ld_outsider; DROP ROLE ob_%1$ld_publisher; DROP ROLE ob_%1$ld_reader",
-          pid);
+    pg_test_execf(
+        c,
+        "DELETE FROM pgfeed.publish_prefix WHERE role = 'ob_%1$ld_publisher';"
+        "DROP ROLE ob_%1$ld_outsider; DROP ROLE ob_%1$ld_publisher; DROP ROLE ob_%1$ld_reader",
+        pid);
 }
 
 /*
@@ -473,22 +454,23 @@ static void test_track_via_outbox(void **state)
     char table[64];
     snprintf(table, sizeof table, "ob_%ld_orders", (long)getpid());
     char *ch = pg_test_name("outbox-track");
-    execf(c, "CREATE TABLE public.%s (id int PRIMARY KEY, note text)", table);
+    pg_test_execf(c, "CREATE TABLE public.%s (id int PRIMARY KEY, note text)", table);
     pg_test_expect_error(c, "22023", "SELECT pgfeed.track('pg_class', 'x', 'sideways')", 0, NULL);
-    execf(c, "SELECT pgfeed.track('public.%s', '%s', p_via => 'outbox')", table, ch);
+    pg_test_execf(c, "SELECT pgfeed.track('public.%s', '%s', p_via => 'outbox')", table, ch);
 
     PGconn *first = pg_test_connect();
-    execf(first, "BEGIN; INSERT INTO public.%s VALUES (1, 'first')", table);
+    pg_test_execf(first, "BEGIN; INSERT INTO public.%s VALUES (1, 'first')", table);
     /* Would block behind `first` with p_via => 'publish'; a statement_timeout says so. */
-    execf(c,
-          "SET statement_timeout = '3s'; INSERT INTO public.%s VALUES (2, 'second');"
-          "UPDATE public.%s SET note = 'second, changed' WHERE id = 2; RESET statement_timeout",
-          table, table);
+    pg_test_execf(
+        c,
+        "SET statement_timeout = '3s'; INSERT INTO public.%s VALUES (2, 'second');"
+        "UPDATE public.%s SET note = 'second, changed' WHERE id = 2; RESET statement_timeout",
+        table, table);
     /* Only what is committed is sequenced: the second writer's rows, first. */
     pg_test_exec(c, "SELECT pgfeed.sequence(1000)");
     pg_test_exec(first, "COMMIT");
     PQfinish(first);
-    execf(c, "DELETE FROM public.%s WHERE id = 1", table);
+    pg_test_execf(c, "DELETE FROM public.%s WHERE id = 1", table);
     pg_test_exec(c, "SELECT pgfeed.sequence(1000)");
 
     const char *p[] = {ch};
@@ -501,10 +483,10 @@ static void test_track_via_outbox(void **state)
                                 "4 delete first");
     free(events);
     /* The trigger says where it goes; tracking again with the default publishes again. */
-    execf(c, "SELECT pgfeed.track('public.%s', '%s')", table, ch);
-    execf(c, "INSERT INTO public.%s VALUES (3, 'published')", table);
+    pg_test_execf(c, "SELECT pgfeed.track('public.%s', '%s')", table, ch);
+    pg_test_execf(c, "INSERT INTO public.%s VALUES (3, 'published')", table);
     assert_int_equal(pg_test_number(c, "SELECT head FROM pgfeed.read($1, 0, 0)", 1, p), 5);
-    execf(c, "DROP TABLE public.%s", table);
+    pg_test_execf(c, "DROP TABLE public.%s", table);
     free(ch);
 }
 
