@@ -93,11 +93,11 @@ int main(int argc, char **argv)
     }
     PGconn *listener = connect_or_die(), *producer = connect_or_die();
     PQclear(PQexec(listener, "LISTEN pgfeed"));
-    PGresult *res = PQprepare(producer, "p",
-                              strcmp(argv[1], "enqueue") == 0
-                                  ? "SELECT pgfeed.enqueue($1, 'latency', '{}')"
-                                  : "SELECT pgfeed.publish($1, 'latency', '{}')",
-                              1, NULL);
+    PGresult *res =
+        PQprepare(producer, "p",
+                  strcmp(argv[1], "enqueue") == 0 ? "SELECT pgfeed.enqueue($1, 'latency', '{}')"
+                                                  : "SELECT pgfeed.publish($1, 'latency', '{}')",
+                  1, NULL);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         fprintf(stderr, "notify_latency: %s", PQerrorMessage(producer));
         return 1;
