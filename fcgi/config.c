@@ -65,6 +65,11 @@ static const option_spec options[] = {
     OPT("load-batch", OPT_INT, load_batch, "1000", 1, 10000, "channel heads read per query"),
     OPT("prune-interval", OPT_INT, prune_interval, "300", 0, 86400,
         "seconds between pgfeed.prune() runs (0: never)"),
+    /* issue 14: one process per database moves pgfeed.enqueue's outbox into the feed */
+    OPT("sequence-ms", OPT_INT, sequence_ms, "10", 0, 60000,
+        "ms between pgfeed.sequence() runs while this process holds the sequencer (0: never)"),
+    OPT("sequence-batch", OPT_INT, sequence_batch, "1000", 1, 100000,
+        "events one pgfeed.sequence() call moves at most (a full batch runs again at once)"),
     OPT("publish", OPT_BOOL, publish, "0", 0, 1, "allow POST /{channel} to publish"),
     OPT("max-body", OPT_INT, max_body, "65536", 1, 1 << 24, "largest POST body, bytes"),
     OPT("hub", OPT_BOOL, hub, "0", 0, 1,

@@ -36,6 +36,8 @@ typedef struct pgfeed_config {
     int load_queue;     /* channels waiting for a head batch at most */
     int load_batch;     /* channels per head batch */
     int prune_interval; /* seconds between pgfeed.prune() runs; 0: never */
+    int sequence_ms;    /* ms between pgfeed.sequence() runs (sequencer.h); 0: never */
+    int sequence_batch; /* events per pgfeed.sequence() call */
     bool publish;       /* POST /{channel} publishes (never anonymously: see guard.h) */
     int max_body;
     /* issue 11: one hub per host and configuration under mod_fcgid (hub.h, relay.h) */

@@ -145,9 +145,10 @@ static void db_send_next(db *d)
     if (d->state == DB_LISTENING && q->kind != QUERY_LISTEN)
         return;
     /* LISTEN is two statements, which only the simple protocol takes. */
+    const char *sql = q->kind == QUERY_CALL ? q->sql : db_query_sql[q->kind];
     int sent = q->kind == QUERY_LISTEN
-                   ? PQsendQuery(d->conn, db_query_sql[q->kind])
-                   : PQsendQueryParams(d->conn, db_query_sql[q->kind], q->n_params, NULL,
+                   ? PQsendQuery(d->conn, sql)
+                   : PQsendQueryParams(d->conn, sql, q->n_params, NULL,
                                        (const char *const *)q->params, NULL, NULL, 0);
     if (!sent) {
         db_send_failed(d);
@@ -155,7 +156,7 @@ static void db_send_next(db *d)
     }
     d->in_flight = true;
     d->sent_at_ms = clock_now_ms();
-    d->queries_sent++;
+    d->queries_sent += q->kind != QUERY_CALL; /* db_call's callers count their own */
     int flushed = PQflush(d->conn);
     if (flushed < 0)
         db_send_failed(d);
@@ -347,7 +348,9 @@ size_t db_queue_length(const db *d)
     return d->queue_length;
 }
 
-static db_query *db_submit(db *d, query_kind kind, int n_params, char **params, void *ctx)
+/* sql: QUERY_CALL's statement (NULL for the others), in place before the query can be sent. */
+static db_query *db_submit_sql(db *d, query_kind kind, const char *sql, int n_params, char **params,
+                               void *ctx)
 {
     if (d->state != DB_UP && d->state != DB_LISTENING && d->state != DB_CONNECTING) {
         for (int i = 0; i < n_params; i++)
@@ -356,6 +359,7 @@ static db_query *db_submit(db *d, query_kind kind, int n_params, char **params, 
     }
     db_query *q = xcalloc(1, sizeof *q);
     q->kind = kind;
+    q->sql = sql;
     q->n_params = n_params;
     for (int i = 0; i < n_params; i++)
         q->params[i] = params[i];
@@ -363,6 +367,11 @@ static db_query *db_submit(db *d, query_kind kind, int n_params, char **params, 
     enqueue(d, q, false);
     db_send_next(d);
     return q;
+}
+
+static db_query *db_submit(db *d, query_kind kind, int n_params, char **params, void *ctx)
+{
+    return db_submit_sql(d, kind, NULL, n_params, params, ctx);
 }
 
 static char *format_int(int64_t value)
@@ -450,6 +459,25 @@ db_query *db_authorize(db *d, const char *principal, const char *channel, db_aut
     if (q)
         q->cb.authorize = cb;
     return q;
+}
+
+db_query *db_call(db *d, const char *sql, int n_params, const char *const *params, db_call_cb cb,
+                  void *ctx)
+{
+    char *copies[3];
+    if (n_params < 0 || n_params > 3)
+        return NULL;
+    for (int i = 0; i < n_params; i++)
+        copies[i] = params[i] ? xstrdup(params[i]) : NULL;
+    db_query *q = db_submit_sql(d, QUERY_CALL, sql, n_params, copies, ctx);
+    if (q)
+        q->cb.call = cb;
+    return q;
+}
+
+uint64_t db_sessions(const db *d)
+{
+    return d->sessions;
 }
 
 void db_prune(db *d)

@@ -62,6 +62,14 @@ typedef struct db_publish_result {
     int64_t version;
 } db_publish_result;
 
+/* What a db_call statement returned; pointers are db's, valid during the callback. */
+typedef struct db_call_result {
+    bool ok;
+    const char *value;    /* when ok: first column of the first row; NULL for none or SQL NULL */
+    const char *error;    /* when !ok: the server's message, or why nothing was asked */
+    const char *sqlstate; /* when !ok: the server's SQLSTATE; NULL if it never answered */
+} db_call_result;
+
 typedef struct db_callbacks {
     void *ctx;
     void (*up)(void *ctx);   /* LISTEN is in place: re-read what may have moved */
@@ -127,6 +135,24 @@ db_query *db_ping(db *d, db_ping_cb cb, void *ctx);
 /* Asks pgfeed.authorize(principal, channel) (--authorize-sql); NULL is a no. */
 db_query *db_authorize(db *d, const char *principal, const char *channel, db_authorize_cb cb,
                        void *ctx);
+typedef void (*db_call_cb)(void *ctx, const db_call_result *result);
+/*
+ * Queues one statement of the caller's (sql is not copied: a string literal)
+ * with n_params (at most 3) text parameters, bound, never spliced (copied).
+ * For jobs whose statement only they know (fcgi/sequencer.c). NULL, callback
+ * and handle as for db_read; a failure logs nothing here: the caller knows
+ * which ones matter. They are not counted in db_queries_sent either (the
+ * feed's statements, which tests and benchmarks count per publish): the
+ * caller counts its own.
+ */
+db_query *db_call(db *d, const char *sql, int n_params, const char *const *params, db_call_cb cb,
+                  void *ctx);
+/*
+ * How many sessions reached LISTEN since db_new: it changes whenever the
+ * connection was replaced, so whoever holds session state on the server (an
+ * advisory lock) can tell that it is gone.
+ */
+uint64_t db_sessions(const db *d);
 /* Runs pgfeed.prune(); the result is only logged. */
 void db_prune(db *d);
 /*

@@ -33,7 +33,8 @@ typedef enum query_kind {
     QUERY_PING,
     QUERY_PRUNE,
     QUERY_AUTHORIZE,
-    QUERY_QUEUE_USAGE
+    QUERY_QUEUE_USAGE,
+    QUERY_CALL /* db_call: the statement is the query's own (sql) */
 } query_kind;
 
 /* Each kind's statement (tests/pg runs them as the roles pgfeed connects as). */
@@ -41,6 +42,7 @@ extern const char *const db_query_sql[];
 
 struct db_query {
     query_kind kind;
+    const char *sql; /* QUERY_CALL's statement, the caller's */
     db_query *next;
     int n_params;
     char *params[3];
@@ -51,6 +53,7 @@ struct db_query {
         db_publish_cb publish;
         db_ping_cb ping;
         db_authorize_cb authorize;
+        db_call_cb call;
     } cb;
     void *ctx;
     bool cancelled;
@@ -83,6 +86,7 @@ struct db {
     char *send_error;
     int64_t sent_at_ms;
     uint64_t queries_sent;
+    uint64_t sessions; /* connections that reached DB_UP */
     bool ever_up;
     double notify_queue_usage;  /* last pg_notification_queue_usage() */
     bool queue_usage_in_flight; /* one check queued at a time */

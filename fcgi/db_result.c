@@ -35,6 +35,11 @@ void db_result_fail(db_query *q, const char *error)
     case QUERY_AUTHORIZE:
         q->cb.authorize(q->ctx, false, false);
         break;
+    case QUERY_CALL: {
+        db_call_result r = {.ok = false, .error = error};
+        q->cb.call(q->ctx, &r);
+        break;
+    }
     case QUERY_LISTEN:
     case QUERY_PRUNE:
     case QUERY_QUEUE_USAGE:
@@ -129,6 +134,18 @@ void db_result_deliver(db *d, db_query *q, PGresult *res)
             q->cancelled = true;
             return;
         }
+        if (q->kind == QUERY_CALL) {
+            if (!q->cancelled) {
+                db_call_result r = {.ok = false,
+                                    .error = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+                                    .sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE)};
+                if (!r.error)
+                    r.error = "query failed";
+                q->cb.call(q->ctx, &r);
+            }
+            q->cancelled = true;
+            return;
+        }
         /* Class 22 is the client's input refused (a bad event type or data), 42501 a channel
          * pgfeed.publish_prefix keeps from this role: the client's trouble, not pgfeed's. */
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -151,6 +168,8 @@ void db_result_deliver(db *d, db_query *q, PGresult *res)
         return;
     }
     if (q->kind == QUERY_LISTEN) {
+        if (d->state != DB_UP) /* LISTEN is three statements: one session */
+            d->sessions++;
         d->state = DB_UP;
         backoff_reset(&d->reconnect);
         /* Every CGI request connects: only reconnections are worth a line at info. */
@@ -190,6 +209,12 @@ void db_result_deliver(db *d, db_query *q, PGresult *res)
     case QUERY_QUEUE_USAGE:
         d->notify_queue_usage = PQntuples(res) ? strtod(PQgetvalue(res, 0, 0), NULL) : 0;
         break;
+    case QUERY_CALL: {
+        bool has = PQntuples(res) > 0 && PQnfields(res) > 0 && !PQgetisnull(res, 0, 0);
+        db_call_result r = {.ok = true, .value = has ? PQgetvalue(res, 0, 0) : NULL};
+        q->cb.call(q->ctx, &r);
+        break;
+    }
     case QUERY_LISTEN:
         break;
     }

@@ -44,6 +44,9 @@ typedef struct metrics {
     size_t fds_limit; /* RLIMIT_NOFILE after raising it */
     size_t fds_open;
     double notify_queue_usage; /* pg_notification_queue_usage(), 0..1, checked periodically */
+    uint64_t sequenced;        /* outbox events this process moved into the feed (sequencer.h) */
+    bool sequencer_held;       /* this process holds the sequencer lock */
+    uint64_t sequencer_statements; /* lock tries and pgfeed.sequence calls */
 } metrics;
 
 typedef struct metrics_snapshot {

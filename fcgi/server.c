@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "request.h"
+#include "sequencer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -57,6 +58,7 @@ typedef struct server {
     request_registry *requests;
     int listen_fd;
     fcgi_intake *intake;
+    sequencer *sequencer;     /* issue 14: the outbox's sequencer, if this process gets the job */
     bool notify_queue_warned; /* above --notify-queue-warn since the last warning */
 } server;
 
@@ -221,10 +223,14 @@ static void server_update_metrics(server *s, int64_t now, int64_t *last_fd_count
         s->notify_queue_warned = false;
     }
     s->stats.notify_queue_usage = usage;
+    s->stats.sequenced = sequencer_moved(s->sequencer);
+    s->stats.sequencer_held = sequencer_holds(s->sequencer);
+    s->stats.sequencer_statements = sequencer_statements(s->sequencer);
 }
 
 static void server_free(server *s)
 {
+    sequencer_free(s->sequencer);
     request_registry_free(s->requests);
     fcgi_intake_free(s->intake);
     feed_cache_free(s->cache);
@@ -293,6 +299,7 @@ int server_run(const pgfeed_config *cfg)
                                 .load_batch = (size_t)cfg->load_batch};
     s.cache = feed_cache_new(s.database, &limits);
     s.requests = request_registry_new(s.loop, s.cache, s.database, cfg, &s.stats, s.guard);
+    s.sequencer = sequencer_new(s.database, cgi ? 0 : cfg->sequence_ms, cfg->sequence_batch);
     s.listen_fd = -1;
 
     /* A daemon that cannot listen says so before it touches the database. */
@@ -310,9 +317,13 @@ int server_run(const pgfeed_config *cfg)
     int64_t last_fd_count = now - FD_COUNT_MS;
     while (true) {
         /* Streams with more to write must not wait a tick for the next turn. */
-        event_loop_run_once(s.loop, request_registry_has_ready(s.requests) ? 0 : TICK_MS);
+        int64_t wait = sequencer_timeout_ms(s.sequencer, now);
+        if (wait < 0 || wait > TICK_MS)
+            wait = TICK_MS;
+        event_loop_run_once(s.loop, request_registry_has_ready(s.requests) ? 0 : (int)wait);
         now = clock_now_ms();
         db_tick(s.database, now);
+        sequencer_tick(s.sequencer, now);
         if (s.intake)
             fcgi_intake_tick(s.intake, now);
         server_update_metrics(&s, now, &last_fd_count);

@@ -29,6 +29,12 @@ ALTER DEFAULT PRIVILEGES FOR ROLE pgfeed_owner IN SCHEMA pgfeed
 GRANT USAGE ON SCHEMA pgfeed TO pgfeed_reader;
 GRANT SELECT ON pgfeed.channel, pgfeed.event TO pgfeed_reader;
 GRANT EXECUTE ON FUNCTION pgfeed.read(text, bigint, integer) TO pgfeed_reader;
+-- The responder also runs the sequencer (fcgi/sequencer.c). pgfeed.sequence
+-- can only move rows that producers already committed into the feed, in
+-- order and each once, the job the responder is trusted with anyway: it adds,
+-- drops and changes nothing that a publisher did not ask for, so the role
+-- that reads may call it.
+GRANT EXECUTE ON FUNCTION pgfeed.sequence(integer) TO pgfeed_reader;
 -- pgfeed --authorize-sql also asks pgfeed.authorize, which belongs to the
 -- application: migrations/0003_authorize.sql grants it to pgfeed_reader.
 
@@ -37,7 +43,8 @@ GRANT EXECUTE ON FUNCTION pgfeed.read(text, bigint, integer) TO pgfeed_reader;
 -- as pgfeed_owner, so writers of the table need nothing from pgfeed).
 GRANT USAGE ON SCHEMA pgfeed TO pgfeed_publisher;
 GRANT EXECUTE ON FUNCTION pgfeed.publish(text, text, jsonb),
-    pgfeed.publish_many(text, text, jsonb[]), pgfeed.track(regclass, text),
+    pgfeed.publish_many(text, text, jsonb[]), pgfeed.enqueue(text, text, jsonb),
+    pgfeed.track(regclass, text, text),
     pgfeed.untrack(regclass), pgfeed.track_trigger(), pgfeed.template_parts(text),
     pgfeed.valid_channel_name(text) TO pgfeed_publisher;
 

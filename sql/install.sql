@@ -11,6 +11,9 @@
 --     it was.
 --   * An advisory lock (key 1885824613, 1; 1885824613 is 'pgfe' in ASCII) makes
 --     a second concurrent install wait; it then sees the first one's work.
+--     The other sub-keys: 2 pgfeed.prune, 3 pgfeed.sequence (a transaction
+--     lock), 4 the pgfeed process that runs the sequencer (a session lock,
+--     fcgi/sequencer.c).
 --   * Tables, indexes and other stateful objects are created by numbered
 --     migrations in migrations/. pgfeed.schema_version records each one applied;
 --     a migration runs only when its number is missing there.
@@ -32,7 +35,7 @@
 
 \set ON_ERROR_STOP 1
 -- The newest migration this file knows.
-\set pgfeed_schema_version 4
+\set pgfeed_schema_version 5
 
 BEGIN ISOLATION LEVEL READ COMMITTED;
 -- Keep re-runs quiet: "already exists, skipping" notices are expected.
@@ -70,6 +73,10 @@ SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 4) AS pgfee
 \if :pgfeed_migrate
 \ir migrations/0004_faster_publish.sql
 \endif
+SELECT NOT EXISTS (SELECT FROM pgfeed.schema_version WHERE version = 5) AS pgfeed_migrate \gset
+\if :pgfeed_migrate
+\ir migrations/0005_outbox.sql
+\endif
 
 SET LOCAL ROLE pgfeed_owner;
 
@@ -77,6 +84,7 @@ SET LOCAL ROLE pgfeed_owner;
 -- call its checks.
 \ir channel.sql
 \ir publish.sql
+\ir outbox.sql
 \ir read.sql
 \ir track.sql
 \ir prune.sql

@@ -59,18 +59,26 @@ CREATE OR REPLACE TRIGGER pgfeed_channel_deleted
 -- events would stay, and a channel re-created under an old name would meet
 -- its predecessor's versions (its first publish would collide with them).
 -- The event table's own TRUNCATE trigger then tells responders ("0 *").
+--
+-- Events waiting in pgfeed.outbox go too: they were committed for the
+-- channels being truncated, and sequenced afterwards they would become the
+-- first versions of channels that start over, events of the old feeds served
+-- as the new ones'. A TRUNCATE of pgfeed.channel is "start from nothing"; to
+-- keep what is queued, delete the channels instead (a deleted channel's
+-- queued events re-create it when they are sequenced).
 CREATE OR REPLACE FUNCTION pgfeed.channel_truncated_trigger()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    TRUNCATE pgfeed.event;
+    TRUNCATE pgfeed.event, pgfeed.outbox;
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION pgfeed.channel_truncated_trigger() IS
-'Trigger on pgfeed.channel: TRUNCATE of the channels truncates their events too (internal).';
+'Trigger on pgfeed.channel: TRUNCATE of the channels truncates their events and the events '
+'waiting in pgfeed.outbox too (internal).';
 
 CREATE OR REPLACE TRIGGER pgfeed_channel_truncated
     AFTER TRUNCATE ON pgfeed.channel

@@ -102,6 +102,9 @@ DECLARE
     v_old_channel text;
     v_new_channel text;
     v_owner oid;
+    v_channels text[] := '{}';
+    v_types text[] := '{}';
+    v_data jsonb[] := '{}';
 BEGIN
     IF pg_catalog.pg_partition_root(TG_RELID) IS NOT NULL THEN
         v_table := pgfeed.table_label(TG_RELID);
@@ -130,41 +133,62 @@ BEGIN
         END IF;
     END IF;
 
+    -- What to publish, in order: one event, or two for a row moved between channels.
     IF TG_OP = 'UPDATE' AND v_old_channel IS NOT DISTINCT FROM v_new_channel THEN
         IF v_new_channel IS NOT NULL AND v_old <> v_new THEN
-            PERFORM pgfeed.append(v_new_channel, 'update',
-                                   jsonb_build_object('table', v_table,
-                                                      'old', v_old, 'new', v_new));
+            v_channels := ARRAY[v_new_channel];
+            v_types := ARRAY['update'];
+            v_data := ARRAY[jsonb_build_object('table', v_table, 'old', v_old, 'new', v_new)];
         END IF;
-        RETURN NULL;
+    ELSE
+        -- INSERT, DELETE, or an UPDATE that moved the row between channels.
+        IF v_old_channel IS NOT NULL
+           AND (v_new_channel IS NULL OR v_old_channel COLLATE "C" < v_new_channel COLLATE "C") THEN
+            v_channels := ARRAY[v_old_channel];
+            v_types := ARRAY['delete'];
+            v_data := ARRAY[jsonb_build_object('table', v_table, 'old', v_old)];
+            v_old_channel := NULL;
+        END IF;
+        IF v_new_channel IS NOT NULL THEN
+            v_channels := v_channels || v_new_channel;
+            v_types := v_types || 'insert'::text;
+            v_data := v_data || jsonb_build_object('table', v_table, 'new', v_new);
+        END IF;
+        IF v_old_channel IS NOT NULL THEN
+            v_channels := v_channels || v_old_channel;
+            v_types := v_types || 'delete'::text;
+            v_data := v_data || jsonb_build_object('table', v_table, 'old', v_old);
+        END IF;
     END IF;
 
-    -- INSERT, DELETE, or an UPDATE that moved the row between channels.
-    IF v_old_channel IS NOT NULL
-       AND (v_new_channel IS NULL OR v_old_channel COLLATE "C" < v_new_channel COLLATE "C") THEN
-        PERFORM pgfeed.append(v_old_channel, 'delete',
-                               jsonb_build_object('table', v_table, 'old', v_old));
-        v_old_channel := NULL;
-    END IF;
-    IF v_new_channel IS NOT NULL THEN
-        PERFORM pgfeed.append(v_new_channel, 'insert',
-                               jsonb_build_object('table', v_table, 'new', v_new));
-    END IF;
-    IF v_old_channel IS NOT NULL THEN
-        PERFORM pgfeed.append(v_old_channel, 'delete',
-                               jsonb_build_object('table', v_table, 'old', v_old));
+    -- Through the outbox (pgfeed.track's p_via => 'outbox'): the rows' channels
+    -- and types are valid by construction (render_channel raises otherwise), so
+    -- nothing the sequencer could refuse is queued.
+    IF TG_NARGS > 1 AND TG_ARGV[1] = 'outbox' THEN
+        INSERT INTO pgfeed.outbox (channel, type, data)
+        SELECT e.channel, e.type, e.data
+          FROM unnest(v_channels, v_types, v_data) WITH ORDINALITY AS e (channel, type, data, k)
+         ORDER BY e.k;
+    ELSE
+        FOR i IN 1 .. coalesce(cardinality(v_channels), 0) LOOP
+            PERFORM pgfeed.append(v_channels[i], v_types[i], v_data[i]);
+        END LOOP;
     END IF;
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION pgfeed.track_trigger() IS
-'The row trigger that pgfeed.track installs (as pgfeed_track); its argument is the channel '
-'template. Not meant to be called otherwise. Runs as the pgfeed owner; raises 42501 when '
+'The row trigger that pgfeed.track installs (as pgfeed_track); its arguments are the channel '
+'template and, for p_via => ''outbox'', ''outbox'' (enqueue instead of publish). Not meant to be called otherwise. Runs as the pgfeed owner; raises 42501 when '
 'pgfeed.publish_prefix does not let the table''s owner publish to the row''s channel.';
 
 -- Runs as its caller, who must own the table (CREATE TRIGGER checks that) and
 -- hold EXECUTE on pgfeed.track_trigger (pgfeed_publisher).
-CREATE OR REPLACE FUNCTION pgfeed.track(p_table regclass, p_channel_template text)
+-- p_via 'outbox' makes the trigger enqueue (sql/outbox.sql) instead of
+-- publish: the table's writers then no longer wait for each other's commit
+-- on the channel row, and the versions come a moment after their commit.
+CREATE OR REPLACE FUNCTION pgfeed.track(p_table regclass, p_channel_template text,
+                                        p_via text DEFAULT 'publish')
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -175,6 +199,11 @@ DECLARE
 BEGIN
     IF p_table IS NULL THEN
         RAISE EXCEPTION 'pgfeed.track: the table must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_via IS NULL OR p_via NOT IN ('publish', 'outbox') THEN
+        RAISE EXCEPTION 'pgfeed.track: p_via must be ''publish'' or ''outbox'', not %',
+                        coalesce(quote_literal(p_via), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF (SELECT relkind FROM pg_catalog.pg_class WHERE oid = p_table) NOT IN ('r', 'p') THEN
@@ -214,11 +243,11 @@ BEGIN
 
     EXECUTE format('CREATE OR REPLACE TRIGGER pgfeed_track '
                    'AFTER INSERT OR UPDATE OR DELETE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION pgfeed.track_trigger(%L)',
-                   p_table, p_channel_template);
+                   'FOR EACH ROW EXECUTE FUNCTION pgfeed.track_trigger(%L%s)',
+                   p_table, p_channel_template, CASE p_via WHEN 'outbox' THEN ', ''outbox''' ELSE '' END);
 END
 $$;
-COMMENT ON FUNCTION pgfeed.track(regclass, text) IS
+COMMENT ON FUNCTION pgfeed.track(regclass, text, text) IS
 'Publishes the row changes of table p_table: insert {"table","new"}, update '
 '{"table","old","new"}, delete {"table","old"}, with rows as JSON and "table" the table''s '
 'name ("schema.table" outside schema public). p_channel_template names the channel, '
@@ -228,8 +257,11 @@ COMMENT ON FUNCTION pgfeed.track(regclass, text) IS
 'that changes nothing publishes nothing; a row with a NULL template column publishes nothing. '
 'Tracking a tracked table replaces its template. Raises 42703 for a template column the table '
 'lacks, 22023 for a template that cannot form a channel name (and, at write time, when a row '
-'renders an invalid name). TRUNCATE is not published. Each changed row costs one publish: '
-'bulk writes to one channel serialize on its row lock. Requires owning the table.';
+'renders an invalid name). TRUNCATE is not published. With p_via ''publish'' (the default) each '
+'changed row costs one pgfeed.publish: writers of one channel serialize on its row lock until '
+'they commit. With p_via ''outbox'' each changed row is enqueued like pgfeed.enqueue: writers '
+'do not wait for each other, and the versions are given after commit by pgfeed.sequence (a '
+'running pgfeed). Requires owning the table.';
 
 CREATE OR REPLACE FUNCTION pgfeed.untrack(p_table regclass)
 RETURNS void

@@ -2,7 +2,7 @@
 #
 # run.sh N MODE [feedbench options] — benchmark one pgfeed daemon behind lighttpd.
 # run.sh publish [ROUNDS] — pgfeed.publish ÷ a plain INSERT with pgbench, one
-#                channel and several (tests/bench/publish.sh; needs no build).
+#                channel and several (tests/bench/publish.sh; builds pgfeed for its sequencer).
 # run.sh compare [feedbench options] — the same loads against Nchan, pgfeed
 #                behind lighttpd and pgfeed behind nginx, in one run; prints
 #                pgfeed ÷ Nchan ratios at the end.

@@ -219,7 +219,7 @@ test(`fault soak: ${SECONDS} s, a fault every ${FAULT_MS} ms`, { timeout: (SECON
         for (let i = 0; i < 3; i++) clients[Math.floor(Math.random() * clients.length)].cut();
       } else {
         await sql(
-          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ~ '(LISTEN pgfeed|pgfeed\\.read|pg_notification_queue_usage)'`,
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ~ '(LISTEN pgfeed|pgfeed\\.read|pgfeed\\.sequence|pg_try_advisory_lock|pg_notification_queue_usage)'`,
         );
       }
       faults[kind]++;

@@ -66,7 +66,7 @@ test('a stuck listener fills the NOTIFY queue; pgfeed shows it, and never idles 
   c.destroy();
 
   // Its LISTEN connection runs autocommit statements only: never idle in a transaction.
-  const states = await sql(`SELECT DISTINCT state FROM pg_stat_activity WHERE pid IN (SELECT pid FROM pg_stat_activity WHERE query ~ '(pgfeed\\.read|pg_notification_queue_usage|LISTEN pgfeed)')`);
+  const states = await sql(`SELECT DISTINCT state FROM pg_stat_activity WHERE pid IN (SELECT pid FROM pg_stat_activity WHERE query ~ '(pgfeed\\.read|pgfeed\\.sequence|pg_try_advisory_lock|pg_notification_queue_usage|LISTEN pgfeed)')`);
   assert.doesNotMatch(states, /in transaction/, `pgfeed's backend states: ${states}`);
   stuck.kill('SIGKILL');
   stuck = null;

@@ -59,6 +59,28 @@ void pg_test_exec(PGconn *conn, const char *sql)
     expect_ok(conn, PQexec(conn, sql), sql);
 }
 
+void pg_test_execf(PGconn *conn, const char *fmt, ...)
+{
+    char sql[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < sizeof sql);
+    pg_test_exec(conn, sql);
+}
+
+PGconn *pg_test_thread_connect(char *error, size_t size)
+{
+    PGconn *conn = PQconnectdb("");
+    if (PQstatus(conn) != CONNECTION_OK) {
+        snprintf(error, size, "connect: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
 void pg_test_exec_params(PGconn *conn, const char *sql, int nparams, const char *const *params)
 {
     expect_ok(conn, run(conn, sql, nparams, params), sql);

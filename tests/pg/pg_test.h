@@ -26,6 +26,12 @@ int pg_test_teardown(void **state);
 /* Runs statements that must succeed; their result is discarded. */
 void pg_test_exec(PGconn *conn, const char *sql);
 
+/* The same for SQL formatted printf-style (names of the test's own making only). */
+void pg_test_execf(PGconn *conn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A connection for another thread: NULL with libpq's reason in error (no cmocka call). */
+PGconn *pg_test_thread_connect(char *error, size_t size);
+
 /* The same for one statement with parameters. */
 void pg_test_exec_params(PGconn *conn, const char *sql, int nparams, const char *const *params);
 

@@ -71,18 +71,6 @@ static void sleep_us(long us)
     nanosleep(&ts, NULL);
 }
 
-/* A connection for a thread, or NULL with the reason in error. */
-static PGconn *thread_connect(char *error, size_t size)
-{
-    PGconn *conn = PQconnectdb("");
-    if (PQstatus(conn) != CONNECTION_OK) {
-        snprintf(error, size, "connect: %s", PQerrorMessage(conn));
-        PQfinish(conn);
-        return NULL;
-    }
-    return conn;
-}
-
 /* Runs one statement; on failure records the error and returns false. */
 static bool exec_ok(PGconn *conn, const char *sql, char *error, size_t size)
 {
@@ -149,7 +137,7 @@ static bool publish_batch(struct publisher *p, PGconn *conn, int seq, int count,
 static void *publisher_main(void *arg)
 {
     struct publisher *p = arg;
-    PGconn *conn = thread_connect(p->error, sizeof p->error);
+    PGconn *conn = pg_test_thread_connect(p->error, sizeof p->error);
     if (conn == NULL) {
         return NULL;
     }
@@ -255,7 +243,7 @@ static bool take_event(struct reader *r, long long head, long long version, cons
 static void *reader_main(void *arg)
 {
     struct reader *r = arg;
-    PGconn *conn = thread_connect(r->error, sizeof r->error);
+    PGconn *conn = pg_test_thread_connect(r->error, sizeof r->error);
     if (conn == NULL) {
         return NULL;
     }

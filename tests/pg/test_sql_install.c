@@ -213,6 +213,20 @@ static void test_newer_schema_refused(void **state)
     free(database);
 }
 
+/* An upgraded database ends as a fresh install would (only the migrations'
+ * installed_at may differ, and the fingerprint leaves times out); then it goes. */
+static void finish_upgrade(PGconn *conn, PGconn *db, char *database)
+{
+    char *expected = fingerprint(conn, false);
+    char *got = fingerprint(db, false);
+    assert_string_equal(got, expected);
+    free(expected);
+    free(got);
+    PQfinish(db);
+    drop_database(conn, database);
+    free(database);
+}
+
 /* A database installed before migration 0004 (schema version 3: events had a
  * foreign key to their channel, channels five CHECK constraints) upgrades in
  * place: the key goes, the checks become one and a trigger, the events stay,
@@ -249,20 +263,47 @@ static void test_upgrade_from_schema_3(void **state)
                                     0, NULL),
                      0);
     assert_int_equal(pg_test_number(db, "SELECT max(version) FROM pgfeed.schema_version", 0, NULL),
-                     4);
+                     5);
     assert_int_equal(pg_test_number(db, "SELECT pgfeed.publish('old', 't', '{}')", 0, NULL), 3);
     assert_int_equal(
         pg_test_number(db, "SELECT count(*) FROM pgfeed.event WHERE channel = 'old'", 0, NULL), 3);
     pg_test_exec(db, "DELETE FROM pgfeed.event WHERE channel = 'old'");
-    char *expected = fingerprint(conn, false);
-    char *got = fingerprint(db, false);
-    /* Only the installed_at of migration 4 may differ, and the fingerprint leaves times out. */
-    assert_string_equal(got, expected);
-    free(expected);
-    free(got);
-    PQfinish(db);
-    drop_database(conn, database);
-    free(database);
+    finish_upgrade(conn, db, database);
+}
+
+/* A database of schema version 4 (before the outbox: no pgfeed.outbox, enqueue or
+ * sequence, pgfeed.track without p_via) upgrades in place, keeps its events and a
+ * table tracked then, and ends as a fresh install. */
+static void test_upgrade_from_schema_4(void **state)
+{
+    PGconn *conn = *state;
+    char *database = pg_test_name("pgfeed_install_upgrade4");
+    recreate_database(conn, database);
+    assert_int_equal(install(database), 0);
+    PGconn *db = connect_to(database);
+    pg_test_exec(db,
+                 "DROP FUNCTION pgfeed.enqueue(text, text, jsonb);"
+                 "DROP FUNCTION pgfeed.sequence(integer);"
+                 "DROP FUNCTION pgfeed.track(regclass, text, text);"
+                 "CREATE FUNCTION pgfeed.track(p_table regclass, p_channel_template text)"
+                 " RETURNS void LANGUAGE sql AS 'SELECT NULL::void';"
+                 "DROP TABLE pgfeed.outbox;"
+                 "DELETE FROM pgfeed.schema_version WHERE version = 5;"
+                 "CREATE TABLE public.tracked (id int PRIMARY KEY);"
+                 "CREATE TRIGGER pgfeed_track AFTER INSERT OR UPDATE OR DELETE ON public.tracked"
+                 " FOR EACH ROW EXECUTE FUNCTION pgfeed.track_trigger('old4')");
+    pg_test_exec(db,
+                 "SELECT pgfeed.publish('old4', 't', '{}'); INSERT INTO public.tracked VALUES (1)");
+
+    assert_int_equal(install(database), 0);
+    assert_int_equal(pg_test_number(db, "SELECT max(version) FROM pgfeed.schema_version", 0, NULL),
+                     5);
+    pg_test_exec(db, "INSERT INTO public.tracked VALUES (2);"
+                     "SELECT pgfeed.enqueue('old4', 't', '{}');"
+                     "SELECT pgfeed.sequence(10)");
+    assert_int_equal(pg_test_number(db, "SELECT head FROM pgfeed.read('old4', 0, 0)", 0, NULL), 4);
+    pg_test_exec(db, "DROP TABLE public.tracked; DELETE FROM pgfeed.channel");
+    finish_upgrade(conn, db, database);
 }
 
 /* The default pgfeed.authorize denies; the application's own survives every re-install;
@@ -306,7 +347,8 @@ static void test_authorize_belongs_to_the_application(void **state)
 }
 
 /*
- * TRUNCATE of the channels takes their events with it, as the foreign key of
+ * TRUNCATE of the channels takes their events with it, and the events queued
+ * in the outbox, as the foreign key of
  * schema version 3 once made it (it refused TRUNCATE pgfeed.channel alone):
  * a channel re-created after it publishes from version 1 again instead of
  * colliding with its predecessor's versions. In a database of its own, since
@@ -320,9 +362,13 @@ static void test_truncated_channels_take_their_events(void **state)
     assert_int_equal(install(database), 0);
     PGconn *db = connect_to(database);
     pg_test_exec(db, "SELECT pgfeed.publish('orders', 't', '{}') FROM generate_series(1, 3)");
+    /* Queued for the channels being truncated: it goes with them (sql/reset.sql says why). */
+    pg_test_exec(db, "SELECT pgfeed.enqueue('orders', 'queued', '{}')");
     pg_test_exec(db, "TRUNCATE pgfeed.channel");
     assert_int_equal(pg_test_number(db, "SELECT count(*) FROM pgfeed.event", 0, NULL), 0);
+    assert_int_equal(pg_test_number(db, "SELECT count(*) FROM pgfeed.outbox", 0, NULL), 0);
     assert_int_equal(pg_test_number(db, "SELECT pgfeed.publish('orders', 't', '{}')", 0, NULL), 1);
+    assert_int_equal(pg_test_number(db, "SELECT pgfeed.sequence(10)", 0, NULL), 0);
     PQfinish(db);
     drop_database(conn, database);
     free(database);
@@ -337,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_authorize_belongs_to_the_application),
         cmocka_unit_test(test_upgrade_from_schema_3),
+        cmocka_unit_test(test_upgrade_from_schema_4),
         cmocka_unit_test(test_truncated_channels_take_their_events),
     };
     return cmocka_run_group_tests(tests, pg_test_setup, pg_test_teardown);

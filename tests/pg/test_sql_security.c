@@ -41,17 +41,6 @@ static char *name_of(const char *tag)
     return out;
 }
 
-static void execf(PGconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void execf(PGconn *c, const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    pg_test_exec(c, sql);
-}
-
 static void deny(PGconn *c, const char *sql)
 {
     pg_test_expect_error(c, "42501", sql, 0, NULL);
@@ -71,36 +60,37 @@ static void test_search_path_hijack(void **state)
     char *attacker = name_of("attacker");
     char *ch = name_of("hijacked");
     char *table = name_of("hijack_orders");
-    execf(c, "CREATE ROLE %s NOLOGIN", attacker);
-    execf(c, "CREATE SCHEMA %s AUTHORIZATION %s", attacker, attacker);
-    execf(c, "CREATE TABLE %s (id int PRIMARY KEY, note text)", table);
-    execf(c, "SELECT pgfeed.track('%s', '%s')", table, ch);
+    pg_test_execf(c, "CREATE ROLE %s NOLOGIN", attacker);
+    pg_test_execf(c, "CREATE SCHEMA %s AUTHORIZATION %s", attacker, attacker);
+    pg_test_execf(c, "CREATE TABLE %s (id int PRIMARY KEY, note text)", table);
+    pg_test_execf(c, "SELECT pgfeed.track('%s', '%s')", table, ch);
 
     /* The attacker's look-alikes record every call and change what they return. */
-    execf(c, "SET SESSION AUTHORIZATION %s", attacker);
-    execf(c,
-          "CREATE TABLE %1$s.stolen (what text);"
-          "CREATE FUNCTION %1$s.to_json(text) RETURNS json LANGUAGE sql SECURITY DEFINER"
-          "  AS $$ INSERT INTO %1$s.stolen VALUES ($1); SELECT '\"pwned\"'::json $$;"
-          "CREATE FUNCTION %1$s.to_char(timestamp, text) RETURNS text LANGUAGE sql SECURITY DEFINER"
-          "  AS $$ INSERT INTO %1$s.stolen VALUES ('to_char'); SELECT 'pwned' $$;"
-          "CREATE FUNCTION %1$s.pg_notify(text, text) RETURNS void LANGUAGE sql SECURITY DEFINER"
-          "  AS $$ INSERT INTO %1$s.stolen VALUES ($2) $$;"
-          "CREATE FUNCTION %1$s.quote_literal(text) RETURNS text LANGUAGE sql SECURITY DEFINER"
-          "  AS $$ INSERT INTO %1$s.stolen VALUES ($1); SELECT 'pwned' $$;"
-          "CREATE FUNCTION %1$s.jsonb_build_object(text, text, text, jsonb) RETURNS jsonb"
-          "  LANGUAGE sql SECURITY DEFINER"
-          "  AS $$ INSERT INTO %1$s.stolen VALUES ($4::text); SELECT '{\"pwned\":1}'::jsonb $$;"
-          "GRANT USAGE ON SCHEMA %1$s TO PUBLIC;"
-          "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %1$s TO PUBLIC",
-          attacker);
+    pg_test_execf(c, "SET SESSION AUTHORIZATION %s", attacker);
+    pg_test_execf(
+        c,
+        "CREATE TABLE %1$s.stolen (what text);"
+        "CREATE FUNCTION %1$s.to_json(text) RETURNS json LANGUAGE sql SECURITY DEFINER"
+        "  AS $$ INSERT INTO %1$s.stolen VALUES ($1); SELECT '\"pwned\"'::json $$;"
+        "CREATE FUNCTION %1$s.to_char(timestamp, text) RETURNS text LANGUAGE sql SECURITY DEFINER"
+        "  AS $$ INSERT INTO %1$s.stolen VALUES ('to_char'); SELECT 'pwned' $$;"
+        "CREATE FUNCTION %1$s.pg_notify(text, text) RETURNS void LANGUAGE sql SECURITY DEFINER"
+        "  AS $$ INSERT INTO %1$s.stolen VALUES ($2) $$;"
+        "CREATE FUNCTION %1$s.quote_literal(text) RETURNS text LANGUAGE sql SECURITY DEFINER"
+        "  AS $$ INSERT INTO %1$s.stolen VALUES ($1); SELECT 'pwned' $$;"
+        "CREATE FUNCTION %1$s.jsonb_build_object(text, text, text, jsonb) RETURNS jsonb"
+        "  LANGUAGE sql SECURITY DEFINER"
+        "  AS $$ INSERT INTO %1$s.stolen VALUES ($4::text); SELECT '{\"pwned\":1}'::jsonb $$;"
+        "GRANT USAGE ON SCHEMA %1$s TO PUBLIC;"
+        "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %1$s TO PUBLIC",
+        attacker);
     pg_test_exec(c, "RESET SESSION AUTHORIZATION");
 
     /* The victim puts the attacker's schema first, even before pg_catalog. */
-    execf(c, "SET search_path = %s, pg_catalog, public", attacker);
+    pg_test_execf(c, "SET search_path = %s, pg_catalog, public", attacker);
     const char *params[] = {ch};
     pg_test_exec_params(c, "SELECT pgfeed.publish($1, 'direct', '{\"secret\":1}')", 1, params);
-    execf(c, "INSERT INTO public.%s VALUES (1, 'tracked secret')", table);
+    pg_test_execf(c, "INSERT INTO public.%s VALUES (1, 'tracked secret')", table);
     pg_test_expect_error(c, "22023", "SELECT pgfeed.publish('bad name', 't', '{}')", 0, NULL);
     PGresult *res = pg_test_query(
         c, "SELECT event FROM pgfeed.read($1, 0, 10) WHERE event IS NOT NULL ORDER BY version", 1,
@@ -120,8 +110,8 @@ static void test_search_path_hijack(void **state)
     snprintf(sql, sizeof sql, "SELECT count(*) FROM %s.stolen", attacker);
     assert_int_equal(pg_test_number(c, sql, 0, NULL), 0);
 
-    execf(c, "SELECT pgfeed.untrack('%s'); DROP TABLE %s", table, table);
-    execf(c, "DROP SCHEMA %s CASCADE; DROP ROLE %s", attacker, attacker);
+    pg_test_execf(c, "SELECT pgfeed.untrack('%s'); DROP TABLE %s", table, table);
+    pg_test_execf(c, "DROP SCHEMA %s CASCADE; DROP ROLE %s", attacker, attacker);
     free(attacker);
     free(ch);
     free(table);
@@ -155,19 +145,21 @@ static void test_app_role_publishes_through_trigger_only(void **state)
     char *owner = name_of("table_owner");
     char *app = name_of("app");
     char *table = name_of("tracked");
-    execf(c, "CREATE ROLE %s NOLOGIN IN ROLE pgfeed_publisher; CREATE ROLE %s NOLOGIN", owner, app);
-    execf(c, "CREATE TABLE public.%s (id int PRIMARY KEY, user_id int)", table);
-    execf(c, "ALTER TABLE public.%s OWNER TO %s", table, owner);
+    pg_test_execf(c, "CREATE ROLE %s NOLOGIN IN ROLE pgfeed_publisher; CREATE ROLE %s NOLOGIN",
+                  owner, app);
+    pg_test_execf(c, "CREATE TABLE public.%s (id int PRIMARY KEY, user_id int)", table);
+    pg_test_execf(c, "ALTER TABLE public.%s OWNER TO %s", table, owner);
 
     /* The table's owner tracks it with nothing but pgfeed_publisher. */
-    execf(c, "SET SESSION AUTHORIZATION %s", owner);
-    execf(c, "SELECT pgfeed.track('public.%s', 'sec-%ld-user:{user_id}')", table, (long)getpid());
-    execf(c, "GRANT SELECT, INSERT, UPDATE, DELETE ON public.%s TO %s", table, app);
+    pg_test_execf(c, "SET SESSION AUTHORIZATION %s", owner);
+    pg_test_execf(c, "SELECT pgfeed.track('public.%s', 'sec-%ld-user:{user_id}')", table,
+                  (long)getpid());
+    pg_test_execf(c, "GRANT SELECT, INSERT, UPDATE, DELETE ON public.%s TO %s", table, app);
     pg_test_exec(c, "RESET SESSION AUTHORIZATION");
 
-    execf(c, "SET SESSION AUTHORIZATION %s", app);
-    execf(c, "INSERT INTO public.%s VALUES (1, 7), (2, 7)", table);
-    execf(c, "DELETE FROM public.%s WHERE id = 2", table);
+    pg_test_execf(c, "SET SESSION AUTHORIZATION %s", app);
+    pg_test_execf(c, "INSERT INTO public.%s VALUES (1, 7), (2, 7)", table);
+    pg_test_execf(c, "DELETE FROM public.%s WHERE id = 2", table);
     deny(c, "SELECT count(*) FROM pgfeed.event");
     deny(c, "SELECT count(*) FROM pgfeed.channel");
     deny(c, "SELECT * FROM pgfeed.read('x', 0, 1)");
@@ -187,7 +179,7 @@ static void test_app_role_publishes_through_trigger_only(void **state)
     assert_string_equal(types, "insert,insert,delete");
     free(types);
 
-    execf(c, "DROP TABLE public.%s; DROP ROLE %s; DROP ROLE %s", table, app, owner);
+    pg_test_execf(c, "DROP TABLE public.%s; DROP ROLE %s; DROP ROLE %s", table, app, owner);
     free(owner);
     free(app);
     free(table);
@@ -199,17 +191,17 @@ static void test_publisher_and_reader_roles(void **state)
     char *publisher = name_of("publisher");
     char *reader = name_of("reader");
     char *ch = name_of("roles");
-    execf(c, "CREATE ROLE %s NOLOGIN IN ROLE pgfeed_publisher", publisher);
-    execf(c, "CREATE ROLE %s NOLOGIN IN ROLE pgfeed_reader", reader);
+    pg_test_execf(c, "CREATE ROLE %s NOLOGIN IN ROLE pgfeed_publisher", publisher);
+    pg_test_execf(c, "CREATE ROLE %s NOLOGIN IN ROLE pgfeed_reader", reader);
     const char *params[] = {ch};
 
-    execf(c, "SET SESSION AUTHORIZATION %s", publisher);
+    pg_test_execf(c, "SET SESSION AUTHORIZATION %s", publisher);
     assert_int_equal(pg_test_number(c, "SELECT pgfeed.publish($1, 't', '{}')", 1, params), 1);
     deny(c, "SELECT count(*) FROM pgfeed.event");
     deny_every_write(c);
     pg_test_exec(c, "RESET SESSION AUTHORIZATION");
 
-    execf(c, "SET SESSION AUTHORIZATION %s", reader);
+    pg_test_execf(c, "SET SESSION AUTHORIZATION %s", reader);
     assert_int_equal(pg_test_number(c, "SELECT max(head) FROM pgfeed.read($1, 0, 10)", 1, params),
                      1);
     /* The head batch of channels nobody asked about before, exactly as pgfeed sends it:
@@ -232,7 +224,7 @@ static void test_publisher_and_reader_roles(void **state)
     deny_every_write(c);
     pg_test_exec(c, "RESET SESSION AUTHORIZATION");
 
-    execf(c, "DROP ROLE %s; DROP ROLE %s", publisher, reader);
+    pg_test_execf(c, "DROP ROLE %s; DROP ROLE %s", publisher, reader);
     free(publisher);
     free(reader);
     free(ch);
@@ -247,35 +239,36 @@ static void test_publish_prefixes(void **state)
     char allowed[128], other[128];
     snprintf(allowed, sizeof allowed, "sec-%ld-allowed:1", (long)getpid());
     snprintf(other, sizeof other, "sec-%ld-other", (long)getpid());
-    execf(c, "CREATE ROLE %s NOLOGIN IN ROLE pgfeed_publisher", publisher);
-    execf(c, "CREATE ROLE %s NOLOGIN IN ROLE pgfeed_publisher", owner);
-    execf(c, "CREATE TABLE public.%s (id int PRIMARY KEY, ch text)", table);
-    execf(c, "ALTER TABLE public.%s OWNER TO %s", table, owner);
-    execf(c, "SET SESSION AUTHORIZATION %s", owner);
-    execf(c, "SELECT pgfeed.track('public.%s', '{ch}')", table);
+    pg_test_execf(c, "CREATE ROLE %s NOLOGIN IN ROLE pgfeed_publisher", publisher);
+    pg_test_execf(c, "CREATE ROLE %s NOLOGIN IN ROLE pgfeed_publisher", owner);
+    pg_test_execf(c, "CREATE TABLE public.%s (id int PRIMARY KEY, ch text)", table);
+    pg_test_execf(c, "ALTER TABLE public.%s OWNER TO %s", table, owner);
+    pg_test_execf(c, "SET SESSION AUTHORIZATION %s", owner);
+    pg_test_execf(c, "SELECT pgfeed.track('public.%s', '{ch}')", table);
     pg_test_exec(c, "RESET SESSION AUTHORIZATION");
     /* Superusers (this test's own role, and the other tests') are exempt. */
-    execf(c,
-          "INSERT INTO pgfeed.publish_prefix VALUES ('%s', 'sec-%ld-allowed:'),"
-          " ('%s', 'sec-%ld-allowed:')",
-          publisher, (long)getpid(), owner, (long)getpid());
+    pg_test_execf(c,
+                  "INSERT INTO pgfeed.publish_prefix VALUES ('%s', 'sec-%ld-allowed:'),"
+                  " ('%s', 'sec-%ld-allowed:')",
+                  publisher, (long)getpid(), owner, (long)getpid());
 
     const char *ok[] = {allowed}, *refused[] = {other};
-    execf(c, "SET SESSION AUTHORIZATION %s", publisher);
+    pg_test_execf(c, "SET SESSION AUTHORIZATION %s", publisher);
     assert_int_equal(pg_test_number(c, "SELECT pgfeed.publish($1, 't', '{}')", 1, ok), 1);
     pg_test_expect_error(c, "42501", "SELECT pgfeed.publish($1, 't', '{}')", 1, refused);
     pg_test_exec(c, "RESET SESSION AUTHORIZATION");
 
     /* A tracked table publishes under its owner's prefixes, whoever writes it. */
-    execf(c, "INSERT INTO public.%s VALUES (1, '%s')", table, allowed);
+    pg_test_execf(c, "INSERT INTO public.%s VALUES (1, '%s')", table, allowed);
     char sql[512];
     snprintf(sql, sizeof sql, "INSERT INTO public.%s VALUES (2, '%s')", table, other);
     pg_test_expect_error(c, "42501", sql, 0, NULL);
     assert_int_equal(count_events(c, allowed), 2);
     assert_int_equal(count_events(c, other), 0);
 
-    execf(c, "DELETE FROM pgfeed.publish_prefix WHERE role IN ('%s', '%s')", publisher, owner);
-    execf(c, "DROP TABLE public.%s; DROP ROLE %s; DROP ROLE %s", table, publisher, owner);
+    pg_test_execf(c, "DELETE FROM pgfeed.publish_prefix WHERE role IN ('%s', '%s')", publisher,
+                  owner);
+    pg_test_execf(c, "DROP TABLE public.%s; DROP ROLE %s; DROP ROLE %s", table, publisher, owner);
     free(publisher);
     free(owner);
     free(table);

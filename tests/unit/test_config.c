@@ -52,6 +52,8 @@ static const int_option int_options[] = {
     INT_OPTION("load-queue", "PGFEED_LOAD_QUEUE", load_queue, 10000, 1, 1000000),
     INT_OPTION("load-batch", "PGFEED_LOAD_BATCH", load_batch, 1000, 1, 10000),
     INT_OPTION("prune-interval", "PGFEED_PRUNE_INTERVAL", prune_interval, 300, 0, 86400),
+    INT_OPTION("sequence-ms", "PGFEED_SEQUENCE_MS", sequence_ms, 10, 0, 60000),
+    INT_OPTION("sequence-batch", "PGFEED_SEQUENCE_BATCH", sequence_batch, 1000, 1, 100000),
     INT_OPTION("max-body", "PGFEED_MAX_BODY", max_body, 65536, 1, 1 << 24),
     INT_OPTION("hub-idle", "PGFEED_HUB_IDLE", hub_idle, 120, 1, 86400),
     INT_OPTION("hub-start-timeout", "PGFEED_HUB_START_TIMEOUT", hub_start_timeout, 5, 1, 60),

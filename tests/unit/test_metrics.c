@@ -90,6 +90,9 @@ static const struct family {
     {"pgfeed_head_queries_total", "counter"},
     {"pgfeed_head_loads_waiting", "gauge"},
     {"pgfeed_head_load_rejected_total", "counter"},
+    {"pgfeed_sequenced_total", "counter"},
+    {"pgfeed_sequencer", "gauge"},
+    {"pgfeed_sequencer_queries_total", "counter"},
 };
 #define N_FAMILIES (sizeof families / sizeof *families)
 
@@ -233,6 +236,9 @@ static void expect_all_samples(const buf *b, const metrics *m, const metrics_sna
     expect_sample(b, "pgfeed_head_queries_total", s->head_queries);
     expect_sample(b, "pgfeed_head_loads_waiting", s->head_loads_waiting);
     expect_sample(b, "pgfeed_head_load_rejected_total", s->head_load_rejected);
+    expect_sample(b, "pgfeed_sequenced_total", m->sequenced);
+    expect_sample(b, "pgfeed_sequencer", m->sequencer_held);
+    expect_sample(b, "pgfeed_sequencer_queries_total", m->sequencer_statements);
 }
 
 static void test_render_zero(void **state)
@@ -276,6 +282,9 @@ static void test_render_distinct_values(void **state)
         .fds_limit = 1000,
         .fds_open = 129,
         .notify_queue_usage = 0.25,
+        .sequenced = 150,
+        .sequencer_held = true,
+        .sequencer_statements = 151,
     };
     metrics_snapshot s = {
         .db_up = true,
