@@ -126,10 +126,14 @@ start_pgfeed() {
     shift
     # Long enough waits and stream lifetimes that nothing ends by itself mid-run; no pruning.
     # Reads are denied by default: the bench's channels are open to anyone. The socket is
-    # 0660: nginx's workers (nobody when started as root) reach it through its group.
+    # 0660: nginx's workers (nobody when started as root) reach it through its group. No
+    # sequencer (nothing here enqueues, and its statements would count as the feed's),
+    # unless PGFEED_BENCH_PGFEED is a build from before it.
+    local no_sequencer=()
+    [[ $("$PGFEED" --help 2>&1) == *--sequence-ms* ]] && no_sequencer=(--sequence-ms 0)
     PGUSER=$PGFEED_ROLE "${SERVER_CPU[@]}" "$PGFEED" --listen "$TMP/$name.sock" --log-level warn \
         --max-held $((N + 1000)) --max-wait 3600 --sse-lifetime 3600 --prune-interval 0 \
-        --allow '*' --socket-group "$SOCKET_GROUP" "${PGFEED_ARGS[@]}" "$@" >"$TMP/$name.log" 2>&1 &
+        "${no_sequencer[@]}" --allow '*' --socket-group "$SOCKET_GROUP" "${PGFEED_ARGS[@]}" "$@" >"$TMP/$name.log" 2>&1 &
     PGFEED_PID=$!
     STARTED+=("$PGFEED_PID")
     for _ in $(seq 300); do [[ -S $TMP/$name.sock ]] && break; sleep 0.1; done
