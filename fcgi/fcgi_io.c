@@ -119,8 +119,9 @@ void fcgi_intake_conn_destroy(fcgi_conn *c, bool drain)
     fcgi_intake *in = c->intake;
     if (c->state == CONN_READING)
         conn_list_remove(&in->reading, c);
+    /* Accepted by us and never dup'ed: the close below takes it out of epoll. */
     if (c->watched)
-        event_loop_unwatch(in->loop, &c->watch);
+        event_loop_unwatch_closing(in->loop, &c->watch);
     pending_remove(in, c);
     if (drain)
         fcgi_io_drain_input(c->fd, 0);
@@ -160,6 +161,8 @@ static void conn_serve(fcgi_conn *c)
     if (c->in.len == 0)
         buf_free(&c->in);
     c->state = CONN_SERVING;
+    /* Sent all of it: what else comes is read ahead while it is answered (fcgi_conn.c). */
+    c->read_ahead = fcgi_parser_input_ended(c->parser);
     c->request_id = fcgi_parser_request_id(c->parser);
     size_t body_len;
     bool body_too_large;
@@ -240,6 +243,7 @@ bool fcgi_intake_conn_start_reading(fcgi_conn *c, bool idle)
 {
     fcgi_intake *in = c->intake;
     c->state = CONN_READING;
+    c->read_ahead = false;
     c->idle_deadline = idle;
     c->deadline_ms =
         clock_now_ms() + (idle ? in->limits.idle_timeout_ms : in->limits.request_timeout_ms);
@@ -248,9 +252,11 @@ bool fcgi_intake_conn_start_reading(fcgi_conn *c, bool idle)
     conn_list_push(&in->reading, c);
     if (c->watched)
         return event_loop_modify(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP) == 0;
+    /* A new connection: epoll hears of it only if it is still open when the turn ends. */
     c->watch.fd = c->fd;
-    c->watched = event_loop_watch(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP) == 0;
-    return c->watched;
+    event_loop_watch_later(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP);
+    c->watched = true;
+    return true;
 }
 
 static void intake_pause(fcgi_intake *in, int err)
@@ -299,8 +305,13 @@ static void intake_accept(fcgi_intake *in, int fd)
     c->loop = in->loop;
     c->parser = fcgi_parser_new(&in->parser_limits);
     in->stats.open++;
-    if (!fcgi_intake_conn_start_reading(c, false))
+    if (!fcgi_intake_conn_start_reading(c, false)) {
         fcgi_intake_conn_destroy(c, false);
+        return;
+    }
+    /* The server writes its request as soon as it is connected (lighttpd, nginx): read it
+     * now, and a request answered at once never costs an epoll_ctl nor a wake-up. */
+    conn_on_io(c, EPOLLIN);
 }
 
 static void intake_on_listener(void *data, uint32_t events)
