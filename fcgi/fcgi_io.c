@@ -155,9 +155,7 @@ static void conn_serve(fcgi_conn *c)
     fcgi_intake *in = c->intake;
     /* The watch stays registered: the request takes it over (fcgi_conn_watch). */
     conn_list_remove(&in->reading, c);
-    /* The empty STDIN that came with the params is all the server still had to say; with
-     * it taken, a held request keeps no read buffer (it was most of its memory). */
-    buf_consume(&c->in, fcgi_parser_take_input_end(c->parser, c->in.data, c->in.len));
+    /* A held request keeps no read buffer (it was most of its memory). */
     if (c->in.len == 0)
         buf_free(&c->in);
     c->state = CONN_SERVING;
@@ -176,14 +174,26 @@ static void conn_serve(fcgi_conn *c)
     in->on_request(in->ctx, c);
 }
 
-/* Parses what is buffered: answers management records, hands out a complete request. */
-static void conn_parse(fcgi_conn *c)
+/*
+ * Parses data, which is c->in (buffered) or a read that found c->in empty:
+ * that one is parsed where it lies, and only a partial record is kept, so a
+ * request that arrives whole costs no read buffer. Answers management
+ * records, hands out a complete request.
+ */
+static void conn_feed(fcgi_conn *c, const char *data, size_t len, bool buffered)
 {
     fcgi_intake *in = c->intake;
     size_t consumed = 0;
-    fcgi_parse_status status =
-        fcgi_parser_feed(c->parser, c->in.data ? c->in.data : "", c->in.len, &consumed, &c->out);
-    buf_consume(&c->in, consumed);
+    if (!data)
+        data = "";
+    fcgi_parse_status status = fcgi_parser_feed(c->parser, data, len, &consumed, &c->out);
+    /* The empty STDIN that came with the params is all the server still had to say. */
+    if (status == FCGI_PARSE_REQUEST)
+        consumed += fcgi_parser_take_input_end(c->parser, data + consumed, len - consumed);
+    if (buffered)
+        buf_consume(&c->in, consumed);
+    else if (consumed < len)
+        buf_append(&c->in, data + consumed, len - consumed);
     if (c->idle_deadline && (c->in.len > 0 || fcgi_parser_busy(c->parser))) {
         /* A kept connection started its next request: it has request_timeout from now. */
         c->idle_deadline = false;
@@ -217,6 +227,12 @@ static void conn_parse(fcgi_conn *c)
     }
 }
 
+/* Parses what is buffered. */
+static void conn_parse(fcgi_conn *c)
+{
+    conn_feed(c, c->in.data, c->in.len, true);
+}
+
 static void conn_on_io(void *data, uint32_t events)
 {
     fcgi_conn *c = data;
@@ -230,6 +246,10 @@ static void conn_on_io(void *data, uint32_t events)
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             /* The server went away: normal for an idle kept connection, else unfinished. */
             fcgi_intake_conn_destroy(c, false);
+            return;
+        }
+        if (n > 0 && c->in.len == 0) {
+            conn_feed(c, chunk, (size_t)n, false);
             return;
         }
         if (n > 0)

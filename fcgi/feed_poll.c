@@ -130,22 +130,27 @@ void feed_poll_memo_forget(request_registry *reg)
     reg->poll_memo = NULL;
 }
 
-/* The memo key of r's answer. */
+/* The memo key of r's answer: bytes compared whole, so binary (printf was 4% of a 304). */
 static void feed_poll_memo_key(const request *r, buf *key)
 {
     for (size_t i = 0; i < r->n_subs; i++) {
         const subscription *s = &r->subs[i];
+        const char *name = feed_channel_name(s->node.channel);
+        buf_append(key, name, strlen(name) + 1); /* a name has no NUL: the end is unambiguous */
         if (s->hist) {
-            buf_printf(key, "%s p%p %" PRId64 ",", feed_channel_name(s->node.channel),
-                       (const void *)s->hist, s->cursor);
+            const int64_t page[2] = {(int64_t)(intptr_t)s->hist, s->cursor};
+            buf_append(key, "p", 1);
+            buf_append(key, (const char *)page, sizeof page);
             continue;
         }
         subscription_source src = subscription_source_of(s);
-        buf_printf(key, "%s %" PRId64 " %" PRId64 " %" PRId64 ",",
-                   feed_channel_name(s->node.channel), s->cursor, src.head, src.oldest);
+        const int64_t ring[3] = {s->cursor, src.head, src.oldest};
+        buf_append(key, "h", 1);
+        buf_append(key, (const char *)ring, sizeof ring);
     }
-    buf_printf(key, "%d %d %" PRId64 " %d %d", r->fr.limit, r->fr.wait, r->fr.round,
-               (int)r->fr.transport, (int)r->fr.channels_in_query);
+    const int64_t rest[5] = {r->fr.limit, r->fr.wait, r->fr.round, (int64_t)r->fr.transport,
+                             (int64_t)r->fr.channels_in_query};
+    buf_append(key, (const char *)rest, sizeof rest);
 }
 
 /* Makes m the turn's memo under key, holding the pages r's answer came from. */
