@@ -178,15 +178,18 @@ static void feed_poll_send(request *r, const feed_poll_memo *m)
 {
     bool down = !db_is_up(r->reg->database);
     buf headers = BUF_INIT;
-    buf_append(&headers, m->headers.data, m->headers.len);
-    if (down)
+    const char *extra = m->headers.data;
+    if (down) {
+        buf_append(&headers, m->headers.data, m->headers.len);
         feed_format_database_down(&headers); /* a 304 has no body to say it in */
+        extra = headers.data;
+    }
     if (m->used == 0 && feed_request_etag_matches(&r->fr, m->cursor.data)) {
-        request_respond(r, 304, NULL, headers.data, NULL, 0);
+        request_respond(r, 304, NULL, extra, NULL, 0);
     } else {
         r->reg->stats->events_delivered += m->used;
         request_respond_cache(r, 200, "application/json",
-                              m->cache_control[0] && !down ? m->cache_control : NULL, headers.data,
+                              m->cache_control[0] && !down ? m->cache_control : NULL, extra,
                               m->body.data, m->body.len);
     }
     buf_free(&headers);

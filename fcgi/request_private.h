@@ -73,6 +73,7 @@ struct request_registry {
     struct feed_poll_memo *poll_memo;
     unsigned long next_id;
     bool shutting_down;
+    buf head; /* request_respond's header block, reused: an answer allocates none */
 };
 
 /* Events of one channel beyond what the ring holds: a catch-up page, maybe shared. */
