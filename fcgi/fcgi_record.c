@@ -287,32 +287,51 @@ static fcgi_parse_status parser_serve(fcgi_parser *p)
     return FCGI_PARSE_REQUEST;
 }
 
-static fcgi_parse_status parser_params(fcgi_parser *p, const char *content, size_t len)
+/* The params are all here (raw, len): decodes them and moves to the body. */
+static fcgi_parse_status parser_params_end(fcgi_parser *p, const char *raw, size_t len)
 {
-    if (p->phase == PHASE_BODY)
-        return parser_fail(p, FCGI_ERROR_PROTOCOL, "FCGI_PARAMS after the params ended");
-    if (len > 0) {
-        if (len > p->limits.max_params - p->raw_params.len)
-            return parser_fail(p, FCGI_ERROR_PARAMS_TOO_LARGE, "params larger than --max-params");
-        buf_append(&p->raw_params, content, len);
-        return FCGI_PARSE_MORE;
-    }
     params_ctx c = {0};
-    bool ok = pairs_walk(p->raw_params.data, p->raw_params.len, params_add, &c);
-    if (!ok || c.has_nul) {
-        buf_free(&p->raw_params);
+    bool ok = pairs_walk(raw, len, params_add, &c);
+    if (!ok || c.has_nul)
         return parser_fail(p, FCGI_ERROR_PROTOCOL,
                            ok ? "a param with a NUL byte or an empty name" : "malformed params");
-    }
     p->params = c.at = xmalloc(c.size ? c.size : 1);
     p->n_params = c.n;
-    (void)pairs_walk(p->raw_params.data, p->raw_params.len, params_add, &c); /* checked above */
-    buf_free(&p->raw_params);
+    (void)pairs_walk(raw, len, params_add, &c); /* checked above */
     parser_read_content_length(p);
     p->phase = PHASE_BODY;
     if (p->body_too_large || p->content_length == 0)
         return parser_serve(p);
     return FCGI_PARSE_MORE;
+}
+
+static fcgi_parse_status parser_params(fcgi_parser *p, const char *content, size_t len)
+{
+    if (p->phase == PHASE_BODY)
+        return parser_fail(p, FCGI_ERROR_PROTOCOL, "FCGI_PARAMS after the params ended");
+    if (len > p->limits.max_params - p->raw_params.len)
+        return parser_fail(p, FCGI_ERROR_PARAMS_TOO_LARGE, "params larger than --max-params");
+    if (len > 0) {
+        buf_append(&p->raw_params, content, len);
+        return FCGI_PARSE_MORE;
+    }
+    fcgi_parse_status status = parser_params_end(p, p->raw_params.data, p->raw_params.len);
+    buf_free(&p->raw_params);
+    return status;
+}
+
+/*
+ * Length of the empty FCGI_PARAMS record of request id at the start of data
+ * (n bytes), or 0 when data does not start with one, whole.
+ */
+static size_t params_end_record(const char *data, size_t n, int id)
+{
+    const FCGI_Header *h = (const FCGI_Header *)data;
+    if (n < FCGI_HEADER_LEN || h->version != FCGI_VERSION_1 || h->type != FCGI_PARAMS ||
+        (h->requestIdB1 << 8 | h->requestIdB0) != id || h->contentLengthB1 != 0 ||
+        h->contentLengthB0 != 0 || n < (size_t)FCGI_HEADER_LEN + h->paddingLength)
+        return 0;
+    return (size_t)FCGI_HEADER_LEN + h->paddingLength;
 }
 
 static fcgi_parse_status parser_stdin(fcgi_parser *p, const char *content, size_t len)
@@ -371,7 +390,19 @@ fcgi_parse_status fcgi_parser_feed(fcgi_parser *p, const char *data, size_t len,
         if (len - at < total)
             break;
         int id = h->requestIdB1 << 8 | h->requestIdB0;
-        status = parser_record(p, h->type, id, data + at + FCGI_HEADER_LEN, content_len, reply);
+        const char *content = data + at + FCGI_HEADER_LEN;
+        /* The usual request (nginx, lighttpd, Apache): the params in one record, their empty
+         * record right behind it. They are decoded where they lie, not gathered first. */
+        size_t end = 0;
+        if (h->type == FCGI_PARAMS && p->phase == PHASE_PARAMS && id == p->id && content_len > 0 &&
+            p->raw_params.len == 0 && content_len <= p->limits.max_params)
+            end = params_end_record(data + at + total, len - at - total, id);
+        if (end) {
+            status = parser_params_end(p, content, content_len);
+            at += total + end;
+            continue;
+        }
+        status = parser_record(p, h->type, id, content, content_len, reply);
         at += total;
     }
     *consumed = at;
