@@ -259,7 +259,8 @@ describe('a long poll held on a kept connection (read ahead)', () => {
     c.destroy();
     const started = Date.now();
     await waitFor('the held poll is gone', async () => (await rawMetrics(d.socket)).get('pgfeed_held_requests') === 0);
-    assert.ok(Date.now() - started < 1000, `noticed in ${Date.now() - started} ms`);
+    // At once, not at the wait's end (30 s): the bound only allows for a loaded machine.
+    assert.ok(Date.now() - started < 3000, `noticed in ${Date.now() - started} ms`);
     const m = await rawMetrics(d.socket);
     assert.equal(m.get('pgfeed_departed_clients_total') - before.get('pgfeed_departed_clients_total'), 1);
   });
