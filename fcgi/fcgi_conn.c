@@ -162,7 +162,9 @@ static bool conn_read_ahead(fcgi_conn *conn)
     for (;;) {
         char chunk[4096];
         ssize_t n = recv(conn->fd, chunk, sizeof chunk, MSG_DONTWAIT);
-        if (n > 0 && (size_t)n <= bound - conn->in.len) {
+        /* in may hold more already: what came behind the request in its read (READ_CHUNK). */
+        size_t room = conn->in.len < bound ? bound - conn->in.len : 0;
+        if (n > 0 && (size_t)n <= room) {
             buf_append(&conn->in, chunk, (size_t)n);
             continue;
         }

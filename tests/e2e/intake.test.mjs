@@ -219,10 +219,10 @@ describe('a long poll held on a kept connection (read ahead)', () => {
     d = await daemon({ PGFEED_MAX_PARAMS: '4096', PGFEED_MAX_WAIT: '60' });
   });
 
-  /** A kept connection with a long poll held on ch (since its head 1). */
-  async function held(ch) {
+  /** A kept connection with a long poll held on ch (since its head 1), extra bytes behind it. */
+  async function held(ch, extra = Buffer.alloc(0)) {
     const c = new RawConn(d.socket);
-    await c.send(requestBytes(1, getParams(`/${ch}`, { query: 'since=1&wait=30' }), { keep: true }));
+    await c.send(Buffer.concat([requestBytes(1, getParams(`/${ch}`, { query: 'since=1&wait=30' }), { keep: true }), extra]));
     await waitFor('the poll is held', async () => (await rawMetrics(d.socket)).get('pgfeed_held_requests') >= 1);
     return c;
   }
@@ -265,27 +265,31 @@ describe('a long poll held on a kept connection (read ahead)', () => {
     assert.equal(m.get('pgfeed_departed_clients_total') - before.get('pgfeed_departed_clients_total'), 1);
   });
 
-  test('more than --max-params bytes while it is held close the connection, counted, with memory flat', async () => {
-    const ch = `${prefix}.flood`;
-    await publish(ch, 'a', { n: 1 });
-    const before = await rawMetrics(d.socket);
-    const c = await held(ch);
-    const rssBefore = rssKiB(d.pid);
-    // 16 MB of records nobody may send before the answer: pgfeed reads 4,096 bytes of it, then closes.
-    const junk = record(T.STDIN, Buffer.alloc(65535, 'x'), 7);
-    for (let i = 0; i < 256 && (await c.send(junk)); i++);
-    assert.ok(await c.closesWithin(3000), 'closed by pgfeed');
-    assert.equal(c.records.length, 0, 'closed without an answer');
-    const rssAfter = rssKiB(d.pid);
-    assert.ok(rssAfter - rssBefore < 1024, `RSS ${rssBefore} -> ${rssAfter} KiB`);
-    const m = await rawMetrics(d.socket);
-    assert.equal(m.get('pgfeed_fastcgi_closed_total{reason="protocol_error"}') - before.get('pgfeed_fastcgi_closed_total{reason="protocol_error"}'), 1);
-    assert.equal(m.get('pgfeed_held_requests'), 0);
-    // pgfeed serves on.
-    const probe = await rawGet(d.socket, `/${ch}`);
-    assert.equal(probe.status, 200);
-    assert.deepEqual(crashLines(d.log()), []);
-  });
+  // Once after the request alone; once with 30 kB more than --max-params already behind it in
+  // the request's own write (read with it, before the request was held).
+  for (const behind of [0, 30000]) {
+    test(`more than --max-params bytes while it is held close the connection, counted, with memory flat (${behind} bytes behind the request)`, async () => {
+      const ch = `${prefix}.flood${behind}`;
+      await publish(ch, 'a', { n: 1 });
+      const before = await rawMetrics(d.socket);
+      const junk = record(T.STDIN, Buffer.alloc(65535, 'x'), 7);
+      const c = await held(ch, behind ? record(T.STDIN, Buffer.alloc(behind, 'y'), 7) : undefined);
+      const rssBefore = rssKiB(d.pid);
+      // 16 MB of records nobody may send before the answer: pgfeed reads 4,096 bytes of it, then closes.
+      for (let i = 0; i < 256 && (await c.send(junk)); i++);
+      assert.ok(await c.closesWithin(3000), 'closed by pgfeed');
+      assert.equal(c.records.length, 0, 'closed without an answer');
+      const rssAfter = rssKiB(d.pid);
+      assert.ok(rssAfter - rssBefore < 1024, `RSS ${rssBefore} -> ${rssAfter} KiB`);
+      const m = await rawMetrics(d.socket);
+      assert.equal(m.get('pgfeed_fastcgi_closed_total{reason="protocol_error"}') - before.get('pgfeed_fastcgi_closed_total{reason="protocol_error"}'), 1);
+      assert.equal(m.get('pgfeed_held_requests'), 0);
+      // pgfeed serves on.
+      const probe = await rawGet(d.socket, `/${ch}`);
+      assert.equal(probe.status, 200);
+      assert.deepEqual(crashLines(d.log()), []);
+    });
+  }
 });
 
 describe('--max-connections and the socket file', () => {
