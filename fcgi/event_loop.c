@@ -48,6 +48,7 @@ int event_loop_watch(event_loop *loop, event_watch *w, uint32_t events)
     struct epoll_event ev = {.events = events, .data.ptr = w};
     w->change_slot = 0;
     w->fired_slot = 0;
+    w->registered = false;
     if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, w->fd, &ev) < 0) {
         /* EPERM: a regular file (CGI output redirected), which needs no watching. */
         if (errno != EPERM)
@@ -55,20 +56,37 @@ int event_loop_watch(event_loop *loop, event_watch *w, uint32_t events)
         return -1;
     }
     w->events = w->wanted = events;
+    w->registered = true;
     return 0;
 }
 
-int event_loop_modify(event_loop *loop, event_watch *w, uint32_t events)
+/* Puts w on the list of watches epoll is told about before the next wait. */
+static void loop_queue_change(event_loop *loop, event_watch *w)
 {
-    w->wanted = events;
-    if (w->change_slot || events == w->events)
-        return 0;
     if (loop->n_changes == loop->changes_cap) {
         loop->changes_cap = loop->changes_cap ? 2 * loop->changes_cap : 64;
         loop->changes = xrealloc(loop->changes, loop->changes_cap * sizeof *loop->changes);
     }
     loop->changes[loop->n_changes++] = w;
     w->change_slot = (int)loop->n_changes;
+}
+
+void event_loop_watch_later(event_loop *loop, event_watch *w, uint32_t events)
+{
+    w->fired_slot = 0;
+    w->registered = false;
+    w->events = 0;
+    w->wanted = events;
+    w->change_slot = 0;
+    loop_queue_change(loop, w);
+}
+
+int event_loop_modify(event_loop *loop, event_watch *w, uint32_t events)
+{
+    w->wanted = events;
+    if (w->change_slot || (w->registered && events == w->events))
+        return 0;
+    loop_queue_change(loop, w);
     return 0;
 }
 
@@ -80,27 +98,43 @@ static void loop_apply_changes(event_loop *loop)
         if (!w)
             continue; /* forgotten since */
         w->change_slot = 0;
-        if (w->wanted == w->events)
+        if (w->registered && w->wanted == w->events)
             continue; /* changed and changed back within the turn */
         struct epoll_event ev = {.events = w->wanted, .data.ptr = w};
-        if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, w->fd, &ev) < 0)
-            log_error(0, "epoll_ctl(MOD, fd %d): %s", w->fd, strerror(errno));
-        else
-            w->events = w->wanted;
+        int op = w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        if (epoll_ctl(loop->epoll_fd, op, w->fd, &ev) < 0) {
+            log_error(0, "epoll_ctl(%s, fd %d): %s", w->registered ? "MOD" : "ADD", w->fd,
+                      strerror(errno));
+            continue;
+        }
+        w->events = w->wanted;
+        w->registered = true;
     }
     loop->n_changes = 0;
 }
 
-void event_loop_unwatch(event_loop *loop, event_watch *w)
+/* Strikes w from this turn's changes and events; del: tell epoll too. */
+static void loop_forget(event_loop *loop, event_watch *w, bool del)
 {
     if (w->change_slot)
         loop->changes[w->change_slot - 1] = NULL;
     if (w->fired_slot)
         loop->fired[w->fired_slot - 1].data.ptr = NULL; /* its object may be freed next */
     w->change_slot = w->fired_slot = 0;
-    if (w->fd >= 0)
+    if (del && w->registered && w->fd >= 0)
         epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, w->fd, NULL);
+    w->registered = false;
     w->events = w->wanted = 0;
+}
+
+void event_loop_unwatch(event_loop *loop, event_watch *w)
+{
+    loop_forget(loop, w, true);
+}
+
+void event_loop_unwatch_closing(event_loop *loop, event_watch *w)
+{
+    loop_forget(loop, w, false);
 }
 
 void event_loop_run_once(event_loop *loop, int timeout_ms)

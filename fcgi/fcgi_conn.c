@@ -5,6 +5,7 @@
  */
 #include "fcgi_io.h"
 #include "fcgi_io_private.h"
+#include "log.h"
 #include "xalloc.h"
 
 #include <errno.h>
@@ -145,13 +146,74 @@ int fcgi_conn_flush(fcgi_conn *conn)
     return 1;
 }
 
+/*
+ * While a request whose input is all read is answered, EPOLLIN stays on and
+ * whatever the server sends is read into conn->in, where the intake parses
+ * it once the connection is back (fcgi_conn_close). So a held long poll costs
+ * no epoll_ctl when it starts waiting nor when its kept connection goes back
+ * to reading, and a hang-up is read at once. A server sends nothing more
+ * before our answer ends (one request at a time per connection): more than
+ * --max-params bytes, what the intake takes for a whole request, is not a
+ * server, and the connection is closed. False when the connection is over.
+ */
+static bool conn_read_ahead(fcgi_conn *conn)
+{
+    size_t bound = conn->intake->limits.max_params;
+    for (;;) {
+        char chunk[4096];
+        ssize_t n = recv(conn->fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        /* in may hold more already: what came behind the request in its read (READ_CHUNK). */
+        size_t room = conn->in.len < bound ? bound - conn->in.len : 0;
+        if (n > 0 && (size_t)n <= room) {
+            buf_append(&conn->in, chunk, (size_t)n);
+            continue;
+        }
+        if (n > 0) {
+            conn->overflowed = true;
+            conn->intake->stats.protocol_errors++;
+            log_debug(0, "closing a FastCGI connection that sent more than --max-params bytes "
+                         "while its request was answered");
+            return false;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        conn->peer_eof = true; /* closed, or broken: nothing to drain either way */
+        return false;
+    }
+}
+
+/* The watch's handler while a request has the connection. */
+static void conn_on_events(void *data, uint32_t events)
+{
+    fcgi_conn *conn = data;
+    if (conn->read_ahead) {
+        /* The request hears of a hang-up only, never of the bytes read ahead. */
+        bool over = (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) &&
+                    (conn->peer_eof || conn->overflowed || !conn_read_ahead(conn));
+        events = (events & ~(EPOLLIN | EPOLLRDHUP)) | (over ? EPOLLRDHUP : 0);
+        if (!events)
+            return;
+    }
+    conn->on_events(conn->on_events_data, events);
+}
+
+/* What epoll watches for the request's events. */
+static uint32_t conn_events(const fcgi_conn *conn, uint32_t events)
+{
+    return conn->read_ahead ? events | EPOLLIN | EPOLLRDHUP : events;
+}
+
 int fcgi_conn_watch(fcgi_conn *conn, event_loop *loop, void (*handler)(void *data, uint32_t events),
                     void *data, uint32_t events)
 {
-    conn->watch.handler = handler;
-    conn->watch.data = data;
+    conn->on_events = handler;
+    conn->on_events_data = data;
+    conn->watch.handler = conn_on_events;
+    conn->watch.data = conn;
     if (conn->watched)
-        return event_loop_modify(conn->loop, &conn->watch, events);
+        return event_loop_modify(conn->loop, &conn->watch, conn_events(conn, events));
     /* CGI: stdout is watched from now on. */
     conn->loop = loop;
     conn->watch.fd = conn->fd;
@@ -163,13 +225,17 @@ int fcgi_conn_watch_events(fcgi_conn *conn, uint32_t events)
 {
     if (!conn->watched)
         return -1;
-    return event_loop_modify(conn->loop, &conn->watch, events);
+    return event_loop_modify(conn->loop, &conn->watch, conn_events(conn, events));
 }
 
 bool fcgi_conn_peer_closed(fcgi_conn *conn)
 {
     if (conn->is_cgi)
         return true; /* only asked after epoll reported a full hangup or an error */
+    if (conn->peer_eof || conn->overflowed)
+        return true;
+    if (conn->read_ahead)
+        return !conn_read_ahead(conn);
     /* The server may still have unread FCGI_STDIN records queued; skip them to find EOF. */
     char scratch[512];
     for (int i = 0; i < 64; i++) {
@@ -213,7 +279,8 @@ void fcgi_conn_close(fcgi_conn *conn)
         return;
     }
     fcgi_intake *in = conn->intake;
-    if (conn->keep && conn->ended && conn->out.len == 0 && !in->stopped) {
+    if (conn->keep && conn->ended && conn->out.len == 0 && !in->stopped && !conn->peer_eof &&
+        !conn->overflowed) {
         /* The answer is complete and out: the server sends its next request here. */
         fcgi_parser_next(conn->parser);
         if (!fcgi_intake_conn_start_reading(conn, true)) {

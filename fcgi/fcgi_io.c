@@ -119,8 +119,9 @@ void fcgi_intake_conn_destroy(fcgi_conn *c, bool drain)
     fcgi_intake *in = c->intake;
     if (c->state == CONN_READING)
         conn_list_remove(&in->reading, c);
+    /* Accepted by us and never dup'ed: the close below takes it out of epoll. */
     if (c->watched)
-        event_loop_unwatch(in->loop, &c->watch);
+        event_loop_unwatch_closing(in->loop, &c->watch);
     pending_remove(in, c);
     if (drain)
         fcgi_io_drain_input(c->fd, 0);
@@ -154,12 +155,12 @@ static void conn_serve(fcgi_conn *c)
     fcgi_intake *in = c->intake;
     /* The watch stays registered: the request takes it over (fcgi_conn_watch). */
     conn_list_remove(&in->reading, c);
-    /* The empty STDIN that came with the params is all the server still had to say; with
-     * it taken, a held request keeps no read buffer (it was most of its memory). */
-    buf_consume(&c->in, fcgi_parser_take_input_end(c->parser, c->in.data, c->in.len));
+    /* A held request keeps no read buffer (it was most of its memory). */
     if (c->in.len == 0)
         buf_free(&c->in);
     c->state = CONN_SERVING;
+    /* Sent all of it: what else comes is read ahead while it is answered (fcgi_conn.c). */
+    c->read_ahead = fcgi_parser_input_ended(c->parser);
     c->request_id = fcgi_parser_request_id(c->parser);
     size_t body_len;
     bool body_too_large;
@@ -173,14 +174,26 @@ static void conn_serve(fcgi_conn *c)
     in->on_request(in->ctx, c);
 }
 
-/* Parses what is buffered: answers management records, hands out a complete request. */
-static void conn_parse(fcgi_conn *c)
+/*
+ * Parses data, which is c->in (buffered) or a read that found c->in empty:
+ * that one is parsed where it lies, and only a partial record is kept, so a
+ * request that arrives whole costs no read buffer. Answers management
+ * records, hands out a complete request.
+ */
+static void conn_feed(fcgi_conn *c, const char *data, size_t len, bool buffered)
 {
     fcgi_intake *in = c->intake;
     size_t consumed = 0;
-    fcgi_parse_status status =
-        fcgi_parser_feed(c->parser, c->in.data ? c->in.data : "", c->in.len, &consumed, &c->out);
-    buf_consume(&c->in, consumed);
+    if (!data)
+        data = "";
+    fcgi_parse_status status = fcgi_parser_feed(c->parser, data, len, &consumed, &c->out);
+    /* The empty STDIN that came with the params is all the server still had to say. */
+    if (status == FCGI_PARSE_REQUEST)
+        consumed += fcgi_parser_take_input_end(c->parser, data + consumed, len - consumed);
+    if (buffered)
+        buf_consume(&c->in, consumed);
+    else if (consumed < len)
+        buf_append(&c->in, data + consumed, len - consumed);
     if (c->idle_deadline && (c->in.len > 0 || fcgi_parser_busy(c->parser))) {
         /* A kept connection started its next request: it has request_timeout from now. */
         c->idle_deadline = false;
@@ -214,6 +227,12 @@ static void conn_parse(fcgi_conn *c)
     }
 }
 
+/* Parses what is buffered. */
+static void conn_parse(fcgi_conn *c)
+{
+    conn_feed(c, c->in.data, c->in.len, true);
+}
+
 static void conn_on_io(void *data, uint32_t events)
 {
     fcgi_conn *c = data;
@@ -229,6 +248,10 @@ static void conn_on_io(void *data, uint32_t events)
             fcgi_intake_conn_destroy(c, false);
             return;
         }
+        if (n > 0 && c->in.len == 0) {
+            conn_feed(c, chunk, (size_t)n, false);
+            return;
+        }
         if (n > 0)
             buf_append(&c->in, chunk, (size_t)n);
     }
@@ -240,6 +263,7 @@ bool fcgi_intake_conn_start_reading(fcgi_conn *c, bool idle)
 {
     fcgi_intake *in = c->intake;
     c->state = CONN_READING;
+    c->read_ahead = false;
     c->idle_deadline = idle;
     c->deadline_ms =
         clock_now_ms() + (idle ? in->limits.idle_timeout_ms : in->limits.request_timeout_ms);
@@ -248,9 +272,11 @@ bool fcgi_intake_conn_start_reading(fcgi_conn *c, bool idle)
     conn_list_push(&in->reading, c);
     if (c->watched)
         return event_loop_modify(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP) == 0;
+    /* A new connection: epoll hears of it only if it is still open when the turn ends. */
     c->watch.fd = c->fd;
-    c->watched = event_loop_watch(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP) == 0;
-    return c->watched;
+    event_loop_watch_later(in->loop, &c->watch, EPOLLIN | EPOLLRDHUP);
+    c->watched = true;
+    return true;
 }
 
 static void intake_pause(fcgi_intake *in, int err)
@@ -299,8 +325,13 @@ static void intake_accept(fcgi_intake *in, int fd)
     c->loop = in->loop;
     c->parser = fcgi_parser_new(&in->parser_limits);
     in->stats.open++;
-    if (!fcgi_intake_conn_start_reading(c, false))
+    if (!fcgi_intake_conn_start_reading(c, false)) {
         fcgi_intake_conn_destroy(c, false);
+        return;
+    }
+    /* The server writes its request as soon as it is connected (lighttpd, nginx): read it
+     * now, and a request answered at once never costs an epoll_ctl nor a wake-up. */
+    conn_on_io(c, EPOLLIN);
 }
 
 static void intake_on_listener(void *data, uint32_t events)

@@ -90,7 +90,10 @@ uint32_t fcgi_conn_hangup_events(const fcgi_conn *conn);
  * Hands the connection's events to handler(data, events) until fcgi_conn_close
  * (the first call registers CGI's stdout). A FastCGI connection is registered
  * once for its life, so handing it between the intake and a request costs no
- * syscall. -1: it cannot be watched (CGI output to a regular file).
+ * syscall. When the server has sent all of the request, EPOLLIN stays on
+ * meanwhile and what arrives is read ahead for the intake (up to --max-params;
+ * beyond it the connection is closed): the handler sees only a hang-up.
+ * -1: it cannot be watched (CGI output to a regular file).
  */
 int fcgi_conn_watch(fcgi_conn *conn, event_loop *loop, void (*handler)(void *data, uint32_t events),
                     void *data, uint32_t events) __attribute__((warn_unused_result));

@@ -35,11 +35,18 @@ struct fcgi_conn {
     bool keep;          /* the server keeps the connection after this request */
     bool used;          /* it carried a request before */
     bool idle_deadline; /* the deadline is the kept connection's idle one */
-    bool peer_eof;      /* the server closed its side (seen by fcgi_conn_peer_closed) */
+    bool peer_eof;      /* the server closed its side, or the connection broke */
+    /* SERVING with the request's input all read: EPOLLIN stays on, and what arrives is
+     * read into in (bounded by --max-params) for the intake, instead of a MOD each way. */
+    bool read_ahead;
+    bool overflowed; /* read ahead beyond the bound: not a server, closed */
     int64_t deadline_ms;
     /* Registered for the connection's whole life: the intake's handler while READING,
      * the request's (fcgi_conn_watch) while SERVING, so a handover costs no syscall. */
     event_watch watch;
+    /* The request's handler while SERVING: watch's handler reads ahead, then calls it. */
+    void (*on_events)(void *data, uint32_t events);
+    void *on_events_data;
     event_loop *loop;   /* where watch is registered (CGI: once the request watches) */
     bool watched;       /* watch is registered */
     size_t open_stdout; /* 1 + offset in out of the STDOUT record still growing; 0: none */

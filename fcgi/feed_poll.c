@@ -130,22 +130,27 @@ void feed_poll_memo_forget(request_registry *reg)
     reg->poll_memo = NULL;
 }
 
-/* The memo key of r's answer. */
+/* The memo key of r's answer: bytes compared whole, so binary (printf was 4% of a 304). */
 static void feed_poll_memo_key(const request *r, buf *key)
 {
     for (size_t i = 0; i < r->n_subs; i++) {
         const subscription *s = &r->subs[i];
+        const char *name = feed_channel_name(s->node.channel);
+        buf_append(key, name, strlen(name) + 1); /* a name has no NUL: the end is unambiguous */
         if (s->hist) {
-            buf_printf(key, "%s p%p %" PRId64 ",", feed_channel_name(s->node.channel),
-                       (const void *)s->hist, s->cursor);
+            const int64_t page[2] = {(int64_t)(intptr_t)s->hist, s->cursor};
+            buf_append(key, "p", 1);
+            buf_append(key, (const char *)page, sizeof page);
             continue;
         }
         subscription_source src = subscription_source_of(s);
-        buf_printf(key, "%s %" PRId64 " %" PRId64 " %" PRId64 ",",
-                   feed_channel_name(s->node.channel), s->cursor, src.head, src.oldest);
+        const int64_t ring[3] = {s->cursor, src.head, src.oldest};
+        buf_append(key, "h", 1);
+        buf_append(key, (const char *)ring, sizeof ring);
     }
-    buf_printf(key, "%d %d %" PRId64 " %d %d", r->fr.limit, r->fr.wait, r->fr.round,
-               (int)r->fr.transport, (int)r->fr.channels_in_query);
+    const int64_t rest[5] = {r->fr.limit, r->fr.wait, r->fr.round, (int64_t)r->fr.transport,
+                             (int64_t)r->fr.channels_in_query};
+    buf_append(key, (const char *)rest, sizeof rest);
 }
 
 /* Makes m the turn's memo under key, holding the pages r's answer came from. */
@@ -173,15 +178,18 @@ static void feed_poll_send(request *r, const feed_poll_memo *m)
 {
     bool down = !db_is_up(r->reg->database);
     buf headers = BUF_INIT;
-    buf_append(&headers, m->headers.data, m->headers.len);
-    if (down)
+    const char *extra = m->headers.data;
+    if (down) {
+        buf_append(&headers, m->headers.data, m->headers.len);
         feed_format_database_down(&headers); /* a 304 has no body to say it in */
+        extra = headers.data;
+    }
     if (m->used == 0 && feed_request_etag_matches(&r->fr, m->cursor.data)) {
-        request_respond(r, 304, NULL, headers.data, NULL, 0);
+        request_respond(r, 304, NULL, extra, NULL, 0);
     } else {
         r->reg->stats->events_delivered += m->used;
         request_respond_cache(r, 200, "application/json",
-                              m->cache_control[0] && !down ? m->cache_control : NULL, headers.data,
+                              m->cache_control[0] && !down ? m->cache_control : NULL, extra,
                               m->body.data, m->body.len);
     }
     buf_free(&headers);

@@ -71,15 +71,15 @@ void request_respond_cache(request *r, int status, const char *content_type,
                            size_t body_len)
 {
     subscription_release_all(r);
-    buf head = BUF_INIT;
-    feed_format_head_cache(&head, status, content_type, cache_control);
+    buf *head = &r->reg->head;
+    buf_reset(head);
+    feed_format_head_cache(head, status, content_type, cache_control);
     if (extra_headers)
-        buf_append_str(&head, extra_headers);
+        buf_append_str(head, extra_headers);
     if (r->cors.len)
-        buf_append(&head, r->cors.data, r->cors.len);
-    feed_format_end_head(&head);
-    fcgi_conn_send(r->conn, head.data, head.len);
-    buf_free(&head);
+        buf_append(head, r->cors.data, r->cors.len);
+    feed_format_end_head(head);
+    fcgi_conn_send(r->conn, head->data, head->len);
     if (body && r->fr.method != METHOD_HEAD)
         fcgi_conn_send(r->conn, body, body_len);
     fcgi_conn_end(r->conn);

@@ -75,6 +75,7 @@ struct request_registry {
         *sse_memo; /* sse: the turn's last one-channel event frame (feed_format.h) */
     unsigned long next_id;
     bool shutting_down;
+    buf head; /* request_respond's header block, reused: an answer allocates none */
 };
 
 /* Events of one channel beyond what the ring holds: a catch-up page, maybe shared. */

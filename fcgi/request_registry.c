@@ -139,6 +139,7 @@ void request_registry_free(request_registry *reg)
             request_close(open[i]->head);
     request_reap(reg);
     catchup_free(reg->catchup); /* after the requests: they cancelled their waits */
+    buf_free(&reg->head);
     free(reg);
 }
 

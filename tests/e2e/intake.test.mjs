@@ -25,6 +25,7 @@ import { waitFor } from './lib/resilience.mjs';
 import { crashLines, makeRoot, startApacheProxy, startDaemon, startNginx } from './lib/servers.mjs';
 import { testEnv } from './lib/env.mjs';
 import { readableDir } from './lib/auth.mjs';
+import { rssKiB } from './lib/sse_probe.mjs';
 
 const prefix = unique('intake');
 const cleanups = [];
@@ -208,6 +209,87 @@ describe('deadlines and caps (raw FastCGI to --listen)', () => {
     assert.ok(m.get('pgfeed_fastcgi_kept_requests_total') >= 10, `kept requests ${m.get('pgfeed_fastcgi_kept_requests_total')}`);
     assert.deepEqual(crashLines(d.log()), []);
   });
+});
+
+// Issue 14: while a request is held on a kept connection pgfeed keeps reading it (EPOLLIN
+// stays on, no epoll_ctl per delivery), into the connection's buffer, bounded by --max-params.
+describe('a long poll held on a kept connection (read ahead)', () => {
+  let d;
+  before(async () => {
+    d = await daemon({ PGFEED_MAX_PARAMS: '4096', PGFEED_MAX_WAIT: '60' });
+  });
+
+  /** A kept connection with a long poll held on ch (since its head 1), extra bytes behind it. */
+  async function held(ch, extra = Buffer.alloc(0)) {
+    const c = new RawConn(d.socket);
+    await c.send(Buffer.concat([requestBytes(1, getParams(`/${ch}`, { query: 'since=1&wait=30' }), { keep: true }), extra]));
+    await waitFor('the poll is held', async () => (await rawMetrics(d.socket)).get('pgfeed_held_requests') >= 1);
+    return c;
+  }
+
+  test('a record sent meanwhile is answered after the answer, and the connection carries the next request', async () => {
+    const ch = `${prefix}.ahead`;
+    await publish(ch, 'a', { n: 1 });
+    const c = await held(ch);
+    const names = encodeParams({ FCGI_MPXS_CONNS: '' });
+    assert.ok(await c.send(record(T.GET_VALUES, names, 0)));
+    await sleep(200);
+    assert.equal(c.records.length, 0, 'nothing before the held answer');
+    await publish(ch, 'a', { n: 2 });
+    const a = await c.answer(1, 5000);
+    assert.equal(a?.status, 200);
+    assert.deepEqual(a.json.events.map((e) => e.version), [2]);
+    const values = await c.until(() => c.records.findIndex((r) => r.type === T.GET_VALUES_RESULT) + 1);
+    const end = c.records.findIndex((r) => r.type === T.END_REQUEST);
+    assert.ok(values - 1 > end, 'GET_VALUES_RESULT after the END_REQUEST of the held request');
+    await c.send(requestBytes(2, getParams(`/${ch}`), { keep: true }));
+    const next = await c.answer(2);
+    assert.equal(next?.status, 200);
+    assert.deepEqual(next.json.events.map((e) => e.version), [1, 2]);
+    assert.equal(c.isClosed, false);
+    c.destroy();
+    assert.deepEqual(crashLines(d.log()), []);
+  });
+
+  test('the server hanging up is noticed at once, without a write', async () => {
+    const ch = `${prefix}.hangup`;
+    await publish(ch, 'a', { n: 1 });
+    const before = await rawMetrics(d.socket);
+    const c = await held(ch);
+    c.destroy();
+    const started = Date.now();
+    await waitFor('the held poll is gone', async () => (await rawMetrics(d.socket)).get('pgfeed_held_requests') === 0);
+    // At once, not at the wait's end (30 s): the bound only allows for a loaded machine.
+    assert.ok(Date.now() - started < 3000, `noticed in ${Date.now() - started} ms`);
+    const m = await rawMetrics(d.socket);
+    assert.equal(m.get('pgfeed_departed_clients_total') - before.get('pgfeed_departed_clients_total'), 1);
+  });
+
+  // Once after the request alone; once with 30 kB more than --max-params already behind it in
+  // the request's own write (read with it, before the request was held).
+  for (const behind of [0, 30000]) {
+    test(`more than --max-params bytes while it is held close the connection, counted, with memory flat (${behind} bytes behind the request)`, async () => {
+      const ch = `${prefix}.flood${behind}`;
+      await publish(ch, 'a', { n: 1 });
+      const before = await rawMetrics(d.socket);
+      const junk = record(T.STDIN, Buffer.alloc(65535, 'x'), 7);
+      const c = await held(ch, behind ? record(T.STDIN, Buffer.alloc(behind, 'y'), 7) : undefined);
+      const rssBefore = rssKiB(d.pid);
+      // 16 MB of records nobody may send before the answer: pgfeed reads 4,096 bytes of it, then closes.
+      for (let i = 0; i < 256 && (await c.send(junk)); i++);
+      assert.ok(await c.closesWithin(3000), 'closed by pgfeed');
+      assert.equal(c.records.length, 0, 'closed without an answer');
+      const rssAfter = rssKiB(d.pid);
+      assert.ok(rssAfter - rssBefore < 1024, `RSS ${rssBefore} -> ${rssAfter} KiB`);
+      const m = await rawMetrics(d.socket);
+      assert.equal(m.get('pgfeed_fastcgi_closed_total{reason="protocol_error"}') - before.get('pgfeed_fastcgi_closed_total{reason="protocol_error"}'), 1);
+      assert.equal(m.get('pgfeed_held_requests'), 0);
+      // pgfeed serves on.
+      const probe = await rawGet(d.socket, `/${ch}`);
+      assert.equal(probe.status, 200);
+      assert.deepEqual(crashLines(d.log()), []);
+    });
+  }
 });
 
 describe('--max-connections and the socket file', () => {

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fastcgi.h>
 #include <signal.h>
@@ -173,12 +174,11 @@ static void put_length(buf *out, size_t n)
  * 61-byte PARAMS records so pairs straddle records, then body in 5-byte STDIN
  * records, and the empty STDIN record when close_stdin.
  */
-static void server_send_request(int fd, int id, const char *const *params, const char *body,
-                                size_t body_len, bool close_stdin)
+static void put_request(buf *out, int id, const char *const *params, const char *body,
+                        size_t body_len, bool close_stdin, bool keep)
 {
-    buf out = BUF_INIT;
-    const char begin[8] = {0, FCGI_RESPONDER, 0, 0, 0, 0, 0, 0};
-    put_record(&out, FCGI_BEGIN_REQUEST, id, begin, sizeof begin, 0);
+    const char begin[8] = {0, FCGI_RESPONDER, keep ? FCGI_KEEP_CONN : 0, 0, 0, 0, 0, 0};
+    put_record(out, FCGI_BEGIN_REQUEST, id, begin, sizeof begin, 0);
     buf pairs = BUF_INIT;
     for (size_t i = 0; params[i]; i += 2) {
         put_length(&pairs, strlen(params[i]));
@@ -186,13 +186,20 @@ static void server_send_request(int fd, int id, const char *const *params, const
         buf_append_str(&pairs, params[i]);
         buf_append_str(&pairs, params[i + 1]);
     }
-    put_stream(&out, FCGI_PARAMS, id, pairs.data, pairs.len, 61);
-    put_record(&out, FCGI_PARAMS, id, NULL, 0, 0);
-    put_stream(&out, FCGI_STDIN, id, body, body_len, 5);
+    put_stream(out, FCGI_PARAMS, id, pairs.data, pairs.len, 61);
+    put_record(out, FCGI_PARAMS, id, NULL, 0, 0);
+    put_stream(out, FCGI_STDIN, id, body, body_len, 5);
     if (close_stdin)
-        put_record(&out, FCGI_STDIN, id, NULL, 0, 0);
-    write_all(fd, out.data, out.len);
+        put_record(out, FCGI_STDIN, id, NULL, 0, 0);
     buf_free(&pairs);
+}
+
+static void server_send_request(int fd, int id, const char *const *params, const char *body,
+                                size_t body_len, bool close_stdin)
+{
+    buf out = BUF_INIT;
+    put_request(&out, id, params, body, body_len, close_stdin, false);
+    write_all(fd, out.data, out.len);
     buf_free(&out);
 }
 
@@ -719,6 +726,185 @@ static void test_broken_connections_are_skipped(void **state)
 }
 
 /* An address that cannot be listened on is refused with -1, never exit(). */
+/* Whether fd is registered with any epoll instance of this process (its fdinfo lists it). */
+static bool fd_in_epoll(int fd)
+{
+    bool found = false;
+    DIR *dir = opendir("/proc/self/fd");
+    assert_non_null(dir);
+    for (struct dirent *e; !found && (e = readdir(dir));) {
+        char path[300], target[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        if (strcmp(target, "anon_inode:[eventpoll]") != 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
+        FILE *f = fopen(path, "r");
+        char line[256];
+        int tfd;
+        while (f && fgets(line, sizeof line, f))
+            if (sscanf(line, "tfd: %d", &tfd) == 1 && tfd == fd)
+                found = true;
+        if (f)
+            fclose(f);
+    }
+    closedir(dir);
+    return found;
+}
+
+/* Events a request's handler got (fcgi_conn_watch). */
+typedef struct seen_events {
+    int calls;
+    uint32_t events;
+} seen_events;
+
+static void on_conn_events(void *data, uint32_t events)
+{
+    seen_events *seen = data;
+    seen->calls++;
+    seen->events |= events;
+}
+
+/* Runs the loop of intake slot 0 (max_body 0) for turns turns of wait_ms. */
+static void loop_turns(int turns, int wait_ms)
+{
+    intake_slot *slot = slot_for(0);
+    for (int i = 0; i < turns; i++) {
+        event_loop_run_once(slot->loop, wait_ms);
+        fcgi_intake_tick(slot->intake, clock_now_ms());
+    }
+}
+
+/* A kept connection's GET of path, accepted and held by a request watching for hang-ups. */
+static fcgi_conn *accept_kept_held(int id, const char *path, int *server, seen_events *seen)
+{
+    const char *const params[] = {"PATH_INFO", path, NULL};
+    *server = server_connect();
+    buf out = BUF_INIT;
+    put_request(&out, id, params, NULL, 0, true, true);
+    write_all(*server, out.data, out.len);
+    buf_free(&out);
+    fcgi_conn *conn = accept_one(0);
+    assert_int_equal(fcgi_conn_watch(conn, slot_for(0)->loop, on_conn_events, seen, EPOLLRDHUP), 0);
+    loop_turns(1, 0);
+    return conn;
+}
+
+/*
+ * The params come with the connect (lighttpd, nginx): the request is read in
+ * the turn that accepts it, and a connection answered and closed within that
+ * turn is never registered with epoll (no ADD, no DEL). One still open when
+ * the turn ends is.
+ */
+static void test_request_read_in_its_accept_turn(void **state)
+{
+    int server;
+    const char *const params[] = {"REQUEST_METHOD", "GET", "PATH_INFO", "/at-once", NULL};
+    server = server_connect();
+    server_send_request(server, 1, params, NULL, 0, true);
+    fcgi_conn *conn = intake_run(0, 1, 1000); /* one turn: the listener's wake-up */
+    assert_non_null(conn);
+    assert_string_equal(fcgi_conn_param(conn, "PATH_INFO"), "/at-once");
+    assert_false(fd_in_epoll(fcgi_conn_fd(conn)));
+    fcgi_conn_send(conn, "Status: 304 Not Modified\r\n\r\n", 28);
+    fcgi_conn_end(conn);
+    response r = {0};
+    exchange(conn, server, 1, &r);
+    close_all(conn, server, &r);
+
+    /* Held past the turn: registered before the loop waits again. */
+    server = server_connect();
+    server_send_request(server, 2, params, NULL, 0, true);
+    conn = intake_run(0, 1, 1000);
+    assert_non_null(conn);
+    seen_events seen = {0};
+    assert_int_equal(fcgi_conn_watch(conn, slot_for(0)->loop, on_conn_events, &seen, EPOLLRDHUP),
+                     0);
+    loop_turns(1, 0);
+    assert_true(fd_in_epoll(fcgi_conn_fd(conn)));
+    assert_int_equal(seen.calls, 0);
+    close(server); /* the hang-up reaches the request's handler */
+    loop_turns(1, 1000);
+    assert_true(seen.events & EPOLLRDHUP);
+    assert_true(fcgi_conn_peer_closed(conn));
+    fcgi_conn_close(conn);
+}
+
+/*
+ * While a kept connection's request is held, what the server sends is read
+ * ahead (the request's handler hears nothing of it) and served once the
+ * connection is back: here a next request sent early, answered without
+ * another byte from the server.
+ */
+static void test_read_ahead_while_held_is_served_next(void **state)
+{
+    const char *const second[] = {"PATH_INFO", "/next", NULL};
+    int server;
+    seen_events seen = {0};
+    fcgi_conn *conn = accept_kept_held(1, "/held", &server, &seen);
+    buf out = BUF_INIT;
+    put_request(&out, 2, second, NULL, 0, true, true);
+    write_all(server, out.data, out.len);
+    buf_free(&out);
+    loop_turns(2, 50);
+    assert_int_equal(seen.calls, 0);
+    assert_false(fcgi_conn_peer_closed(conn));
+    assert_true(fd_in_epoll(fcgi_conn_fd(conn)));
+
+    fcgi_conn_send(conn, "Status: 200 OK\r\n\r\nheld", 22);
+    fcgi_conn_end(conn);
+    response r = {0};
+    exchange(conn, server, 1, &r);
+    response_free(&r);
+    fcgi_conn_close(conn); /* back to the intake, with request 2 already read */
+    conn = intake_run(0, 1, 0);
+    assert_non_null(conn);
+    assert_string_equal(fcgi_conn_param(conn, "PATH_INFO"), "/next");
+    fcgi_conn_send(conn, "Status: 200 OK\r\n\r\nnext", 22);
+    fcgi_conn_end(conn);
+    r = (response){0};
+    exchange(conn, server, 2, &r);
+    assert_memory_equal(r.content.data + r.content.len - 4, "next", 4);
+    close_all(conn, server, &r);
+}
+
+/*
+ * More than --max-params bytes while a request is held is not a server: the
+ * connection is closed and counted, with at most the bound buffered.
+ */
+static void test_read_ahead_is_bounded(void **state)
+{
+    int server;
+    seen_events seen = {0};
+    fcgi_conn *conn = accept_kept_held(1, "/held", &server, &seen);
+    const fcgi_intake_stats *stats = fcgi_intake_get_stats(slot_for(0)->intake);
+    uint64_t errors = stats->protocol_errors;
+    size_t open = stats->open;
+    static char flood[65536 + 1]; /* the slot's max_params + 1 */
+    memset(flood, 'x', sizeof flood);
+    write_all(server, flood, sizeof flood);
+    for (int i = 0; i < 20 && !seen.calls; i++)
+        loop_turns(1, 50);
+    assert_true(seen.events & EPOLLRDHUP);
+    assert_true(fcgi_conn_peer_closed(conn));
+    assert_int_equal(stats->protocol_errors, errors + 1);
+    /* The answer written, the connection is closed all the same, not kept. */
+    fcgi_conn_send(conn, "Status: 200 OK\r\n\r\n", 18);
+    fcgi_conn_end(conn);
+    assert_int_equal(fcgi_conn_flush(conn), 1);
+    fcgi_conn_close(conn);
+    assert_int_equal(stats->open, open - 1);
+    buf raw = BUF_INIT;
+    for (int i = 0; i < 100 && server_read_available(server, &raw); i++)
+        usleep(10000);
+    assert_false(server_read_available(server, &raw)); /* EOF */
+    buf_free(&raw);
+    close(server);
+}
+
 static void test_listen_refuses_bad_addresses(void **state)
 {
     (void)state;
@@ -753,6 +939,9 @@ int main(void)
         cmocka_unit_test(test_flush_to_a_departed_server),
         cmocka_unit_test(test_several_waiting_connections),
         cmocka_unit_test(test_broken_connections_are_skipped),
+        cmocka_unit_test(test_request_read_in_its_accept_turn),
+        cmocka_unit_test(test_read_ahead_while_held_is_served_next),
+        cmocka_unit_test(test_read_ahead_is_bounded),
         cmocka_unit_test(test_listen_refuses_bad_addresses),
     };
     return cmocka_run_group_tests(tests, setup_listener, remove_listener);

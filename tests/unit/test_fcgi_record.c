@@ -327,6 +327,50 @@ static void test_params_caps_and_malformed_pairs(void **state)
     buf_free(&reply);
 }
 
+/*
+ * Params in one record with their empty record right behind (what servers
+ * send) are decoded where they lie: the same caps and the same result as when
+ * they come in pieces.
+ */
+static void test_params_in_one_record(void **state)
+{
+    char big[257]; /* one over max_params */
+    memset(big, 'A', sizeof big);
+    buf pairs = BUF_INIT;
+    put_pair(&pairs, "PATH_INFO", "/one");
+    /* The end right behind, unpadded and padded; then one with a record between them. */
+    for (int variant = 0; variant < 3; variant++) {
+        buf in = BUF_INIT, reply = BUF_INIT;
+        put_begin(&in, 1, FCGI_RESPONDER, false);
+        put(&in, FCGI_PARAMS, 1, pairs.data, pairs.len, 0);
+        if (variant == 2)
+            put(&in, FCGI_PARAMS, 2, NULL, 0, 0); /* another request's: skipped */
+        put(&in, FCGI_PARAMS, 1, NULL, 0, variant == 1 ? 7 : 0);
+        fcgi_parser *p = fcgi_parser_new(&limits);
+        size_t consumed;
+        assert_int_equal(fcgi_parser_feed(p, in.data, in.len, &consumed, &reply),
+                         FCGI_PARSE_REQUEST);
+        assert_int_equal(consumed, in.len);
+        assert_string_equal(fcgi_parser_param(p, "PATH_INFO"), "/one");
+        fcgi_parser_free(p);
+        buf_free(&in);
+        buf_free(&reply);
+    }
+    buf in = BUF_INIT, reply = BUF_INIT;
+    put_begin(&in, 1, FCGI_RESPONDER, false);
+    put(&in, FCGI_PARAMS, 1, big, sizeof big, 0);
+    put(&in, FCGI_PARAMS, 1, NULL, 0, 0);
+    fcgi_parser *p = fcgi_parser_new(&limits);
+    size_t consumed;
+    const char *detail;
+    assert_int_equal(fcgi_parser_feed(p, in.data, in.len, &consumed, &reply), FCGI_PARSE_ERROR);
+    assert_int_equal(fcgi_parser_error(p, &detail), FCGI_ERROR_PARAMS_TOO_LARGE);
+    fcgi_parser_free(p);
+    buf_free(&in);
+    buf_free(&reply);
+    buf_free(&pairs);
+}
+
 static void test_content_lengths(void **state)
 {
     static const struct {
@@ -368,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_params_caps_and_malformed_pairs),
+        cmocka_unit_test(test_params_in_one_record),
         cmocka_unit_test(test_content_lengths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
