@@ -224,7 +224,9 @@ export function foundationSuite(title, start, options = {}) {
         await new Promise((r) => setTimeout(r, 100));
       }
       assertProblem(gone, 410, 'since=1 after pruning to 4..4 and publishing 5');
-      assert.equal(gone.json.oldest, 4);
+      // 5 when another suite's pgfeed.prune() (these suites share the database and run
+      // side by side) pruned again after the publish.
+      assert.ok([4, 5].includes(gone.json.oldest), `oldest ${gone.json.oldest}`);
       assert.equal(gone.json.head, 5);
     });
 
