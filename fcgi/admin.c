@@ -4,7 +4,26 @@
 #include "request_private.h"
 #include "feed_format.h"
 
+#include <dirent.h>
 #include <string.h>
+
+/*
+ * Descriptors open now, for the margin /_metrics shows. Counted when asked: a
+ * readdir of /proc/self/fd walks every descriptor (8,000 held requests made a
+ * once-a-second count 5.6 % of the loop's time, with nobody answered meanwhile);
+ * /_metrics is for --admin-allow's scrapers only, so a scrape pays it.
+ */
+static size_t admin_count_open_fds(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir)
+        return 0;
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
+}
 
 static void admin_on_ping(void *ctx, bool ok)
 {
@@ -40,6 +59,7 @@ void admin_metrics_answer(request *r)
                              .head_loads_waiting = cache.loads_waiting,
                              .head_load_rejected = cache.load_rejected,
                              .held_now = request_registry_held(reg)};
+    reg->stats->fds_open = admin_count_open_fds();
     buf body = BUF_INIT;
     metrics_render(reg->stats, &snap, &body);
     request_respond(r, 200, "text/plain; version=0.0.4", NULL, body.data, body.len);

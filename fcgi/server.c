@@ -15,7 +15,6 @@
 #include "request.h"
 #include "sequencer.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -26,7 +25,6 @@
 
 #define TICK_MS 100   /* deadlines and heartbeats are checked this often */
 #define FD_RESERVE 64 /* descriptors kept for the database, logs, the listener and accept */
-#define FD_COUNT_MS 1000
 #define CACHE_SWEEP_MS 5000
 #define SHUTDOWN_GRACE_MS 5000
 /* As deep as the kernel allows (net.core.somaxconn caps it): lighttpd opens a
@@ -124,19 +122,6 @@ static size_t raise_fd_limit(void)
     return rl.rlim_cur == RLIM_INFINITY ? (size_t)1 << 20 : (size_t)rl.rlim_cur;
 }
 
-/* Descriptors open now, for the margin /_metrics shows. */
-static size_t count_open_fds(void)
-{
-    DIR *dir = opendir("/proc/self/fd");
-    if (!dir)
-        return 0;
-    size_t n = 0;
-    for (struct dirent *e; (e = readdir(dir));)
-        n += e->d_name[0] != '.';
-    closedir(dir);
-    return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
-}
-
 static void install_signals(void)
 {
     struct sigaction sa;
@@ -192,7 +177,7 @@ static int server_open_listener(server *s)
 }
 
 /* Copies what the intake and the process know into the metrics /_metrics renders. */
-static void server_update_metrics(server *s, int64_t now, int64_t *last_fd_count)
+static void server_update_metrics(server *s)
 {
     if (s->intake) {
         const fcgi_intake_stats *in = fcgi_intake_get_stats(s->intake);
@@ -204,10 +189,6 @@ static void server_update_metrics(server *s, int64_t now, int64_t *last_fd_count
         s->stats.fcgi_kept_requests = in->kept_requests;
         s->stats.fcgi_fd_exhausted = in->fd_exhausted;
         s->stats.fcgi_connections = in->open;
-    }
-    if (now - *last_fd_count >= FD_COUNT_MS) {
-        s->stats.fds_open = count_open_fds();
-        *last_fd_count = now;
     }
     double usage = db_notify_queue_usage(s->database);
     double warn = s->cfg->notify_queue_warn / 100.0;
@@ -314,7 +295,6 @@ int server_run(const pgfeed_config *cfg)
 
     int64_t last_cache_sweep = now, last_prune = now, last_sweep = now, stop_deadline = 0;
     int64_t busy_at = now;
-    int64_t last_fd_count = now - FD_COUNT_MS;
     while (true) {
         /* Streams with more to write must not wait a tick for the next turn. */
         int64_t wait = sequencer_timeout_ms(s.sequencer, now);
@@ -326,7 +306,7 @@ int server_run(const pgfeed_config *cfg)
         sequencer_tick(s.sequencer, now);
         if (s.intake)
             fcgi_intake_tick(s.intake, now);
-        server_update_metrics(&s, now, &last_fd_count);
+        server_update_metrics(&s);
         /* The sweep walks every request: once a tick, not once per wake-up. */
         if (now - last_sweep >= TICK_MS) {
             request_sweep(s.requests, now);
