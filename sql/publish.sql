@@ -95,13 +95,22 @@ COMMENT ON FUNCTION pgfeed.append_many(text, text, jsonb[]) IS
 'p_channel and returns the last version, or NULL for an empty or NULL array, without asking '
 'who may (internal: only the pgfeed owner may call it). See pgfeed.publish_many.';
 
+-- The rule itself, as valid_channel_name is for names: a SQL-standard body,
+-- inlined where it is used (enqueue tests it without a call).
+CREATE OR REPLACE FUNCTION pgfeed.valid_event_type(p_type text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN coalesce(p_type <> '' AND length(p_type) <= 128 AND p_type !~ '[[:cntrl:]]', false);
+COMMENT ON FUNCTION pgfeed.valid_event_type(text) IS
+'True when p_type may be an event type: 1 to 128 characters without control characters (internal).';
+
 CREATE OR REPLACE FUNCTION pgfeed.check_event_type(p_type text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF p_type IS NULL OR p_type = '' OR length(p_type) > 128 OR p_type ~ '[[:cntrl:]]' THEN
+    IF NOT pgfeed.valid_event_type(p_type) THEN
         RAISE EXCEPTION 'pgfeed: invalid event type %', coalesce(quote_literal(p_type), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'An event type is 1 to 128 characters without control characters.';
